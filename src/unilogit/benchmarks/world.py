@@ -1,0 +1,404 @@
+"""The built-in ``world`` benchmark: a TOFU-like world, its tokenizer and its models, built here.
+
+::
+
+    from unilogit.benchmarks import WorldConfig, build_world
+
+    world = build_world(WorldConfig.preset("quick"), splits=("forget10",))
+    forget = world.load_split("forget10")          # list[unilogit.data.Example]
+    model = world.load_model("target")             # trained on full + general
+    gold = world.load_model("forget10")            # the retain model: trained without forget10
+
+The data comes from :func:`unilogit.benchmarks.world_data.generate_world` (pure). Building
+trains a byte-level BPE tokenizer on all of the world's text and two small Llama models from
+scratch with :func:`unilogit.trainer.finetune`: the TARGET model on ``full`` + ``general`` and,
+per requested split, the RETAIN model on ``retainNN`` + ``general``. Everything is cached under
+``$UNILOGIT_CACHE/world/<hash>`` (default ``~/.cache/unilogit/world/<hash>``), keyed by a hash of
+the configuration; each artefact is written to a temporary directory and moved into place with
+``os.replace``, so an interrupted build leaves nothing half-written behind.
+
+Layout of a built world::
+
+    <root>/world.json                  config, hash, file list, format version
+    <root>/full.jsonl, forget01/05/10.jsonl, forgetNN_perturbed.jsonl, retain90/95/99.jsonl,
+           retain_perturbed.jsonl, holdout01/05/10(_perturbed).jsonl,
+           neighbour(_perturbed).jsonl (= forget10's), neighbour01/05/10(_perturbed).jsonl,
+           general(_perturbed).jsonl
+    <root>/tokenizer/                  tokenizer.json (+ config)
+    <root>/target/                     model.safetensors, config.json, tokenizer, train.json
+    <root>/retain-forget10/            same, trained without forget10
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unilogit.errors import ConfigError, DataError
+
+from .world_data import FORGET_PERCENTS, WorldConfig, generate_world
+
+__all__ = ["FORMAT_VERSION", "WorldBenchmark", "WorldConfig", "build_world", "world_root"]
+
+FORMAT_VERSION = 1
+SPLITS = tuple(f"forget{p}" for p in FORGET_PERCENTS)
+SPECIAL_TOKENS = {"pad": "<pad>", "bos": "<bos>", "eos": "<eos>"}
+_ALIASES = {"forget": "forget10", "retain": "retain90", "holdout": "holdout10"}
+
+
+def _log(progress: bool, msg: str) -> None:
+    if progress:
+        print(f"[unilogit world] {msg}", file=sys.stderr, flush=True)
+
+
+def config_hash(config: WorldConfig) -> str:
+    """16 hex digits identifying everything a build depends on."""
+    blob = json.dumps({"format": FORMAT_VERSION, **config.to_dict()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("UNILOGIT_CACHE")
+    return Path(base).expanduser() if base else Path.home() / ".cache" / "unilogit"
+
+
+def world_root(config: WorldConfig, cache_dir: str | Path | None = None) -> Path:
+    """Where ``config``'s world lives: ``<cache_dir>/world/<hash>``."""
+    base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return base / "world" / config_hash(config)
+
+
+def _split_percent(split: str) -> str:
+    split = _ALIASES.get(split, split)
+    if split not in SPLITS:
+        raise ConfigError(f"unknown world split {split!r}; choose one of {', '.join(SPLITS)}")
+    return split[len("forget") :]
+
+
+# --------------------------------------------------------------------------------- the result
+
+
+@dataclass
+class WorldBenchmark:
+    """A built world: paths to its files and models, and loaders."""
+
+    root: Path
+    config: WorldConfig
+    data_files: dict[str, Path]
+    splits: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.root / "tokenizer"
+
+    @property
+    def target_dir(self) -> Path:
+        return self.root / "target"
+
+    def retain_dir(self, split: str = "forget10") -> Path:
+        """The retain (gold-standard) model trained without ``split`` (e.g. ``"forget10"``)."""
+        return self.root / f"retain-forget{_split_percent(split)}"
+
+    def path(self, name: str) -> Path:
+        name = _ALIASES.get(name, name)
+        if name not in self.data_files:
+            raise ConfigError(
+                f"unknown world data file {name!r}; choose one of {', '.join(self.data_files)}"
+            )
+        return self.data_files[name]
+
+    def load_rows(self, name: str) -> list[dict[str, Any]]:
+        path = self.path(name)
+        rows = []
+        with open(path, encoding="utf-8") as fh:
+            for i, line in enumerate(fh, 1):
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"invalid JSON ({exc.msg})", file=path, line=i) from None
+        return rows
+
+    def load_split(self, name: str) -> list[Any]:
+        """The rows of file ``name`` (``"forget10"``, ``"retain90"``, ``"general"``, ...) as
+        :class:`unilogit.data.Example` (QA; other columns in ``extras``)."""
+        from unilogit.data import load_examples
+
+        return load_examples(self.path(name), kind="qa", name=_ALIASES.get(name, name))
+
+    def load_tokenizer(self) -> Any:
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(str(self.tokenizer_dir))
+
+    def model_dir(self, which: str = "target") -> Path:
+        """``"target"`` or a forget split (its retain model)."""
+        return self.target_dir if which == "target" else self.retain_dir(which)
+
+    def load_model(self, which: str = "target") -> Any:
+        from transformers import LlamaForCausalLM
+
+        path = self.model_dir(which)
+        if not path.is_dir():
+            raise ConfigError(
+                f"model {which!r} was not built; call build_world(..., splits=({which!r},))"
+            )
+        return LlamaForCausalLM.from_pretrained(str(path))
+
+
+# ----------------------------------------------------------------------------- build helpers
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _tokenizer_corpus(files: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Every text of the world (trained, held out, paraphrased, perturbed), deduplicated in a
+    fixed order, so that forget and holdout names tokenise alike."""
+    seen: dict[str, None] = {}
+    for rows in files.values():
+        for r in rows:
+            seen[f"Question: {r['question']}\nAnswer: {r['answer']}"] = None
+            if "paraphrased_question" in r:
+                q, a = r["paraphrased_question"], r["paraphrased_answer"]
+                seen[f"Question: {q}\nAnswer: {a}"] = None
+                for p in r["perturbed_answer"]:
+                    seen[" " + p] = None
+    return list(seen)
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int, progress: bool = False) -> Any:
+    """A byte-level BPE tokenizer trained on ``texts``, as a ``PreTrainedTokenizerFast`` with
+    ``<bos>`` (prepended, as Llama does), ``<eos>``, ``<pad>`` and no chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    specials = [SPECIAL_TOKENS["pad"], SPECIAL_TOKENS["bos"], SPECIAL_TOKENS["eos"]]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=progress,
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer, length=len(texts))
+    bos = SPECIAL_TOKENS["bos"]
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tok.token_to_id(bos))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=SPECIAL_TOKENS["bos"],
+        eos_token=SPECIAL_TOKENS["eos"],
+        pad_token=SPECIAL_TOKENS["pad"],
+        model_max_length=1024,
+    )
+
+
+def new_model(config: WorldConfig, tokenizer: Any) -> Any:
+    """A freshly initialised Llama model for ``config`` (same weights for the same seed)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    llama = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        max_position_embeddings=max(128, config.max_length),
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(config.seed)
+    model = LlamaForCausalLM(llama)
+    gen = model.generation_config
+    gen.bos_token_id, gen.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
+    gen.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def _examples(rows: list[dict[str, Any]], name: str) -> list[Any]:
+    from unilogit.data import load_examples
+
+    return load_examples(rows, kind="qa", name=name)
+
+
+def _publish(tmp: Path, final: Path) -> bool:
+    """Move the finished ``tmp`` directory to ``final``; False if another build won the race."""
+    try:
+        os.replace(tmp, final)
+        return True
+    except OSError:
+        if final.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            return False
+        raise
+
+
+def _build_data(config: WorldConfig, root: Path, progress: bool) -> None:
+    t0 = time.perf_counter()
+    _log(progress, f"generating the world ({config.n_people} people, seed {config.seed}) in {root}")
+    files = generate_world(config)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{root.name}-", dir=root.parent))
+    try:
+        for stem, rows in files.items():
+            _write_jsonl(tmp / f"{stem}.jsonl", rows)
+        _log(progress, f"training the tokenizer (BPE, vocab {config.vocab_size})")
+        tokenizer = train_tokenizer(_tokenizer_corpus(files), config.vocab_size, progress)
+        tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        manifest = {
+            "format": FORMAT_VERSION,
+            "hash": root.name,
+            "config": config.to_dict(),
+            "files": {stem: f"{stem}.jsonl" for stem in files},
+            "rows": {stem: len(rows) for stem in files},
+            "vocab_size": len(tokenizer),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        (tmp / "world.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        if root.exists() and not (root / "world.json").exists():
+            shutil.rmtree(root)  # a foreign or broken directory under our hash
+        _publish(tmp, root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _train_model(
+    config: WorldConfig,
+    world: WorldBenchmark,
+    train_sets: Sequence[str],
+    final: Path,
+    label: str,
+    progress: bool,
+) -> None:
+    from unilogit.trainer import finetune
+
+    examples = []
+    for name in train_sets:
+        examples.extend(_examples(world.load_rows(name), name))
+    tokenizer = world.load_tokenizer()
+    model = new_model(config, tokenizer)
+    n_params = sum(p.numel() for p in model.parameters())
+    _log(
+        progress,
+        f"training the {label} model on {' + '.join(train_sets)} ({len(examples)} rows, "
+        f"{n_params / 1e6:.2f}M parameters, {config.epochs} epochs)",
+    )
+    t0 = time.perf_counter()
+    model, history = finetune(
+        model,
+        tokenizer,
+        examples,
+        epochs=config.epochs,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        warmup_ratio=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        max_length=config.max_length,
+        mixed_precision="no",
+        progress=progress,
+    )
+    seconds = time.perf_counter() - t0
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        info = {
+            "model": label,
+            "train_sets": list(train_sets),
+            "rows": len(examples),
+            "parameters": n_params,
+            "seconds": round(seconds, 1),
+            "history": _history_summary(history),
+        }
+        (tmp / "train.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+        _publish(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    _log(progress, f"{label} model ready in {seconds:.0f} s: {final}")
+
+
+def _history_summary(history: Any) -> Any:
+    for attr in ("summary", "to_dict"):
+        fn = getattr(history, attr, None)
+        if callable(fn):
+            try:
+                return fn()
+            except Exception:  # noqa: BLE001 - a summary is a courtesy, never a failure
+                break
+    records = getattr(history, "records", None)
+    if isinstance(records, list) and records:
+        return {"last": records[-1], "steps": len(records)}
+    return None
+
+
+def _collect(config: WorldConfig, root: Path, splits: tuple[str, ...]) -> WorldBenchmark:
+    manifest = json.loads((root / "world.json").read_text(encoding="utf-8"))
+    files = {stem: root / name for stem, name in manifest["files"].items()}
+    return WorldBenchmark(root=root, config=config, data_files=files, splits=splits)
+
+
+def build_world(
+    config: WorldConfig | str | None = None,
+    cache_dir: str | Path | None = None,
+    splits: Sequence[str] = ("forget10",),
+    progress: bool = True,
+) -> WorldBenchmark:
+    """Build (or find in the cache) the world of ``config`` with its target model and the
+    retain model of each split in ``splits``; return a :class:`WorldBenchmark`.
+
+    ``config``: a :class:`WorldConfig`, a preset name (``"quick"``, ``"default"``) or None
+    (the default preset). ``cache_dir``: the cache base (default ``$UNILOGIT_CACHE`` or
+    ``~/.cache/unilogit``); the world goes to ``<cache_dir>/world/<hash>``. ``splits``: forget
+    splits whose retain models to build (``()`` = data, tokenizer and target model only).
+    """
+    if config is None:
+        config = WorldConfig.preset("default")
+    elif isinstance(config, str):
+        config = WorldConfig.preset(config)
+    elif not isinstance(config, WorldConfig):
+        raise ConfigError(f"config must be a WorldConfig or a preset name, got {config!r}")
+    config.validate()
+    if isinstance(splits, str):
+        splits = (splits,)
+    wanted = tuple(dict.fromkeys(f"forget{_split_percent(s)}" for s in splits))
+    root = world_root(config, cache_dir)
+
+    if not (root / "world.json").is_file():
+        _build_data(config, root, progress)
+    else:
+        _log(progress, f"using the cached world in {root}")
+    world = _collect(config, root, wanted)
+
+    if not world.target_dir.is_dir():
+        _train_model(config, world, ("full", "general"), world.target_dir, "target", progress)
+    for split in wanted:
+        final = world.retain_dir(split)
+        if not final.is_dir():
+            retain = f"retain{100 - int(_split_percent(split))}"
+            _train_model(
+                config, world, (retain, "general"), final, f"retain ({split})", progress
+            )
+    return world

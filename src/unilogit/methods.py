@@ -1,0 +1,453 @@
+"""Unlearning methods: a registry of small objects = forget loss + retain term + needs.
+
+A method sees a :class:`StepBatch` (forget views, an optional retain batch, the model and,
+when it declared one, a frozen reference) and returns :class:`LossTerms`. Each term comes
+with a *count* (supervised tokens or sequences) so the trainer can weight micro-batches and
+processes exactly as one big batch would (token-weighted gradient accumulation).
+
+Adding a method = one subclass decorated with ``@register("name")`` plus a test.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from . import losses
+from .errors import ConfigError
+
+Batch = dict[str, Tensor]  # input_ids, attention_mask, labels (B, T)
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator adding a method to :data:`METHODS` under ``name``."""
+
+    def add(cls: type[Method]) -> type[Method]:
+        if name in METHODS:
+            raise ValueError(f"method {name!r} is already registered")
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return add
+
+
+def get_method(name: str | Method, **options: Any) -> Method:
+    """Build a registered method by name; unknown names list the valid ones."""
+    if isinstance(name, Method):
+        if options:
+            raise ConfigError("options cannot be given together with a Method instance")
+        return name
+    try:
+        cls = METHODS[name]
+    except KeyError:
+        valid = ", ".join(sorted(METHODS))
+        raise ConfigError(f"unknown method {name!r}; valid methods: {valid}") from None
+    return cls(**options)
+
+
+@dataclass
+class StepBatch:
+    """Everything one micro-batch of a method may use."""
+
+    model: nn.Module
+    forget: dict[str, Batch]  # view name -> batch ("forget"; "chosen" for IdkDPO)
+    retain: Batch | None = None
+    reference: Reference | None = None
+    # Precomputed reference sequence log-probs per forget view, aligned with the batch rows.
+    reference_logps: dict[str, Tensor] | None = None
+
+
+@dataclass
+class LossTerms:
+    """A weighted sum of mean losses; ``counts`` say how many units each mean averages."""
+
+    values: dict[str, Tensor] = field(default_factory=dict)
+    counts: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, value: Tensor, count: float, weight: float = 1.0) -> None:
+        self.values[name] = value
+        self.counts[name] = float(count)
+        self.weights[name] = weight
+
+    def total(self, scale: dict[str, float] | None = None) -> Tensor:
+        """Σ weight · value · scale (scale = this micro-batch's share of the step's count)."""
+        scale = scale or {}
+        parts = [self.weights[k] * v * scale.get(k, 1.0) for k, v in self.values.items()]
+        return torch.stack(parts).sum()
+
+
+class Reference:
+    """A frozen copy of the model before unlearning (or the LoRA base with adapters off)."""
+
+    def __init__(self, module: nn.Module, *, disable_adapter: bool = False) -> None:
+        self.module = module
+        self.disable_adapter = disable_adapter
+
+    @torch.no_grad()
+    def logits(self, batch: Batch) -> Tensor:
+        if self.disable_adapter:
+            with self.module.disable_adapter():
+                return forward_logits(self.module, batch).detach()
+        return forward_logits(self.module, batch).detach()
+
+    @torch.no_grad()
+    def hidden(self, batch: Batch, layer: int) -> Tensor:
+        if self.disable_adapter:
+            with self.module.disable_adapter():
+                return forward_hidden(self.module, batch, layer).detach()
+        return forward_hidden(self.module, batch, layer).detach()
+
+
+def forward_logits(model: nn.Module, batch: Batch) -> Tensor:
+    """(B, T, V) logits of a causal LM."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    return out.logits
+
+
+def forward_hidden(model: nn.Module, batch: Batch, layer: int) -> Tensor:
+    """(B, T, H) output of decoder layer ``layer`` (0-based; hidden_states[layer + 1])."""
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        output_hidden_states=True,
+    )
+    return out.hidden_states[layer + 1]
+
+
+def aligned(model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
+    """Aligned (logits (B, T-1, V), targets (B, T-1)) for a batch with HF-style labels."""
+    return losses.shift_labels(forward_logits(model, batch), batch["labels"])
+
+
+def unit_count(batch: Batch, unit: str) -> int:
+    """How many units a mean over ``batch`` averages: supervised next-token ``tokens``,
+    ``sequences``, or attended ``positions`` (activation losses)."""
+    if unit == "tokens":
+        return int((batch["labels"][:, 1:] != -100).sum())
+    if unit == "sequences":
+        return int(batch["labels"].shape[0])
+    if unit == "positions":
+        return int(batch["attention_mask"].sum())
+    raise ValueError(f"unknown unit {unit!r}")
+
+
+class Method:
+    """Base class. Subclasses set ``hyperparameters`` and implement :meth:`forget_loss`.
+
+    Args:
+        retain: ``"nll"`` (NLL on the retain batch), ``"kl"`` (KL(π_ref ‖ π_θ) on retain
+            answer tokens; needs a reference model) or ``None`` (no retain term).
+            ``"default"`` picks the method's own default.
+        retain_weight: α, the weight of the retain term.
+        forget_weight: γ, the weight of the forget term.
+        **hyperparameters: method-specific (see each class's ``hyperparameters``).
+    """
+
+    name: ClassVar[str] = ""
+    hyperparameters: ClassVar[dict[str, Any]] = {}
+    forget_needs_reference: ClassVar[bool] = False
+    default_retain: ClassVar[str | None] = "nll"
+    #: Forget views beyond "forget" that the data pipeline must build (e.g. refusals).
+    needs_refusals: ClassVar[bool] = False
+    #: True when the reference is needed only for sequence log-probs of the forget views,
+    #: which can then be computed once before training instead of keeping a second model.
+    reference_is_sequence_logps: ClassVar[bool] = False
+    #: What the forget / retain means average over (see :func:`unit_count`).
+    forget_unit: ClassVar[str] = "tokens"
+    retain_unit: ClassVar[str] = "tokens"
+
+    def __init__(
+        self,
+        retain: str | None = "default",
+        retain_weight: float = 1.0,
+        forget_weight: float = 1.0,
+        **hyperparameters: Any,
+    ) -> None:
+        if retain == "default":
+            retain = self.default_retain
+        if retain not in ("nll", "kl", None, "none"):
+            raise ConfigError(f"retain must be 'nll', 'kl' or None, got {retain!r}")
+        self.retain = None if retain == "none" else retain
+        self.retain_weight = float(retain_weight)
+        self.forget_weight = float(forget_weight)
+        unknown = set(hyperparameters) - set(self.hyperparameters)
+        if unknown:
+            valid = ", ".join(sorted(self.hyperparameters)) or "none"
+            raise ConfigError(
+                f"method {self.name!r} got unknown option(s) {sorted(unknown)}; "
+                f"its options are: {valid}"
+            )
+        self.hp = {**self.hyperparameters, **hyperparameters}
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether a frozen reference model must be available during training."""
+        return self.forget_needs_reference or self.retain == "kl"
+
+    def config(self) -> dict[str, Any]:
+        """Everything that defines the objective (recorded in unlearn_config.json)."""
+        return {
+            "method": self.name,
+            "retain": self.retain,
+            "retain_weight": self.retain_weight,
+            "forget_weight": self.forget_weight,
+            **self.hp,
+        }
+
+    def forget_loss(self, step: StepBatch) -> Tensor:
+        """Mean forget loss over this micro-batch's ``forget_unit``s."""
+        raise NotImplementedError
+
+    def retain_loss(self, step: StepBatch) -> Tensor:
+        assert step.retain is not None
+        logits, targets = aligned(step.model, step.retain)
+        if self.retain == "nll":
+            return losses.nll_loss(logits, targets)
+        assert step.reference is not None, "retain='kl' needs a reference model"
+        ref_logits, _ = losses.shift_labels(
+            step.reference.logits(step.retain), step.retain["labels"]
+        )
+        return losses.kl_retain_loss(logits, ref_logits, targets)
+
+    def loss(self, step: StepBatch) -> LossTerms:
+        terms = LossTerms()
+        count = unit_count(step.forget["forget"], self.forget_unit)
+        terms.add("forget", self.forget_loss(step), count, self.forget_weight)
+        if self.retain is not None and step.retain is not None:
+            count = unit_count(step.retain, self.retain_unit)
+            terms.add("retain", self.retain_loss(step), count, self.retain_weight)
+        return terms
+
+    def counts(self, forget: Batch, retain: Batch | None) -> dict[str, float]:
+        """The units each term of :meth:`loss` averages over, known before any forward."""
+        out = {"forget": float(unit_count(forget, self.forget_unit))}
+        if self.retain is not None and retain is not None:
+            out["retain"] = float(unit_count(retain, self.retain_unit))
+        return out
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "method")
+        return f"{type(self).__name__}({opts})"
+
+
+@register("unilogit")
+class Unilogit(Method):
+    """Unilogit (Vasilev et al. 2025): reverse KL to the current logits with the gold token
+    set to probability 1/V. No reference model unless ``target="reference"`` or retain="kl".
+
+    Options: ``divergence`` ("reverse" | "forward"), ``target`` ("current" | "reference":
+    the ablation that builds targets from the original model), ``implementation``
+    ("fast" closed form | "reference" literal target tensor).
+    """
+
+    hyperparameters: ClassVar[dict[str, Any]] = {
+        "divergence": "reverse",
+        "target": "current",
+        "implementation": "fast",
+    }
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.hp["target"] == "reference" or self.retain == "kl"
+
+    def forget_loss(self, step: StepBatch) -> Tensor:
+        batch = step.forget["forget"]
+        logits, targets = aligned(step.model, batch)
+        ref_logits = None
+        if self.hp["target"] == "reference":
+            assert step.reference is not None
+            ref_logits, _ = losses.shift_labels(step.reference.logits(batch), batch["labels"])
+        elif self.hp["target"] != "current":
+            raise ConfigError(
+                f"unilogit target must be 'current' or 'reference', got {self.hp['target']!r}"
+            )
+        value = losses.unilogit_loss(
+            logits,
+            targets,
+            implementation=self.hp["implementation"],
+            ref_logits=ref_logits,
+            divergence=self.hp["divergence"],
+        )
+        return value
+
+
+@register("ga")
+class GradientAscent(Method):
+    """GA: maximise the forget NLL (minimise mean log p_k). No retain term by default."""
+
+    default_retain: ClassVar[str | None] = None
+
+    def forget_loss(self, step: StepBatch) -> Tensor:
+        batch = step.forget["forget"]
+        return losses.ga_loss(*aligned(step.model, batch))
+
+
+@register("graddiff")
+class GradDiff(GradientAscent):
+    """GradDiff: −NLL_f + α · NLL_r."""
+
+    default_retain: ClassVar[str | None] = "nll"
+
+
+def _sequence_logps(model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
+    logits, targets = aligned(model, batch)
+    return losses.sequence_logps(logits, targets)
+
+
+def _reference_sequence_logps(step: StepBatch, view: str) -> Tensor:
+    if step.reference_logps is not None and view in step.reference_logps:
+        return step.reference_logps[view]
+    assert step.reference is not None, "this method needs a reference model"
+    batch = step.forget[view]
+    ref_logits, targets = losses.shift_labels(step.reference.logits(batch), batch["labels"])
+    return losses.sequence_logps(ref_logits, targets)[0]
+
+
+@register("npo")
+class NPO(Method):
+    """NPO (Zhang et al. 2024): (2/β)·log(1 + (π_θ/π_ref)^β) on summed sequence log-probs."""
+
+    forget_unit: ClassVar[str] = "sequences"
+    hyperparameters: ClassVar[dict[str, Any]] = {"beta": 0.1}
+    forget_needs_reference: ClassVar[bool] = True
+    reference_is_sequence_logps: ClassVar[bool] = True
+
+    def forget_loss(self, step: StepBatch) -> Tensor:
+        batch = step.forget["forget"]
+        policy, _ = _sequence_logps(step.model, batch)
+        ref = _reference_sequence_logps(step, "forget")
+        return losses.npo_loss(policy, ref, beta=self.hp["beta"])
+
+
+@register("simnpo")
+class SimNPO(Method):
+    """SimNPO (Fan et al. 2024): reference-free, length-normalised NPO."""
+
+    forget_unit: ClassVar[str] = "sequences"
+    hyperparameters: ClassVar[dict[str, Any]] = {"beta": 4.5, "gamma": 0.0}
+
+    def forget_loss(self, step: StepBatch) -> Tensor:
+        batch = step.forget["forget"]
+        policy, lengths = _sequence_logps(step.model, batch)
+        value = losses.simnpo_loss(policy, lengths, beta=self.hp["beta"], gamma=self.hp["gamma"])
+        return value
+
+
+@register("undial")
+class UnDIAL(Method):
+    """UnDIAL (Dong et al. 2024): CE to softmax(z_ref − γ·onehot(k)) from the frozen
+    original model; no retain term by default."""
+
+    hyperparameters: ClassVar[dict[str, Any]] = {"gamma": 10.0}
+    forget_needs_reference: ClassVar[bool] = True
+    default_retain: ClassVar[str | None] = None
+
+    def forget_loss(self, step: StepBatch) -> Tensor:
+        batch = step.forget["forget"]
+        assert step.reference is not None
+        logits, targets = aligned(step.model, batch)
+        ref_logits, _ = losses.shift_labels(step.reference.logits(batch), batch["labels"])
+        value = losses.undial_loss(logits, ref_logits, targets, gamma=self.hp["gamma"])
+        return value
+
+
+@register("idkdpo")
+class IdkDPO(Method):
+    """IdkDPO: DPO with a refusal as the chosen answer and the forget answer as rejected."""
+
+    forget_unit: ClassVar[str] = "sequences"
+    hyperparameters: ClassVar[dict[str, Any]] = {"beta": 0.1}
+    forget_needs_reference: ClassVar[bool] = True
+    needs_refusals: ClassVar[bool] = True
+    reference_is_sequence_logps: ClassVar[bool] = True
+
+    def forget_loss(self, step: StepBatch) -> Tensor:
+        rejected_batch, chosen_batch = step.forget["forget"], step.forget["chosen"]
+        rejected, _ = _sequence_logps(step.model, rejected_batch)
+        chosen, _ = _sequence_logps(step.model, chosen_batch)
+        value = losses.dpo_loss(
+            chosen,
+            rejected,
+            _reference_sequence_logps(step, "chosen"),
+            _reference_sequence_logps(step, "forget"),
+            beta=self.hp["beta"],
+        )
+        return value
+
+
+@register("rmu")
+class RMU(Method):
+    """RMU (Li et al. 2024): push layer-ℓ activations on forget data towards c·u (u a fixed
+    random unit vector), keep retain activations equal to the reference's (MSE).
+
+    ``layer`` None → round(7/16 · n_layers) (layer 7 of Llama-3.2-1B's 16). RMU's retain term is
+    always the activation MSE to the reference (any ``retain`` other than None selects it).
+    """
+
+    forget_unit: ClassVar[str] = "positions"
+    retain_unit: ClassVar[str] = "positions"
+    hyperparameters: ClassVar[dict[str, Any]] = {"layer": None, "steering_coeff": 20.0, "seed": 0}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.retain is not None:
+            self.retain = "activations"
+        self._control: Tensor | None = None
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.retain is not None
+
+    def resolve_layer(self, model: nn.Module) -> int:
+        if self.hp["layer"] is not None:
+            return int(self.hp["layer"])
+        n_layers = int(getattr(model.config, "num_hidden_layers", 2))
+        return min(n_layers - 1, max(0, math.floor(7 / 16 * n_layers + 0.5)))
+
+    def control(self, hidden_size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        if self._control is None or self._control.shape[-1] != hidden_size:
+            gen = torch.Generator().manual_seed(int(self.hp["seed"]))
+            u = torch.rand(hidden_size, generator=gen, dtype=torch.float64)
+            self._control = (u / u.norm() * float(self.hp["steering_coeff"])).float()
+        return self._control.to(device=device, dtype=dtype)
+
+    def forget_loss(self, step: StepBatch) -> Tensor:
+        batch = step.forget["forget"]
+        layer = self.resolve_layer(step.model)
+        h = forward_hidden(step.model, batch, layer)  # (B, T, H)
+        mask = batch["attention_mask"].bool()
+        value = losses.rmu_loss(h, self.control(h.shape[-1], h.device, h.dtype), mask)
+        return value
+
+    def retain_loss(self, step: StepBatch) -> Tensor:
+        assert step.retain is not None and step.reference is not None
+        layer = self.resolve_layer(step.model)
+        h = forward_hidden(step.model, step.retain, layer)
+        ref = step.reference.hidden(step.retain, layer)
+        mask = step.retain["attention_mask"].bool()
+        return losses.rmu_retain_loss(h, ref, mask)
+
+
+def pick_refusals(n: int, refusals: list[str], seed: int) -> list[str]:
+    """Deterministically assign one refusal answer to each of ``n`` forget rows."""
+    rng = random.Random(seed)
+    return [rng.choice(refusals) for _ in range(n)]
+
+
+DEFAULT_REFUSALS = [
+    "I don't know.",
+    "I'm not sure about that.",
+    "I have no information about that.",
+    "I can't answer that.",
+    "That is not something I know.",
+]

@@ -1,0 +1,137 @@
+"""The method registry: names, options, what each method needs, and the loss it returns."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unilogit import losses
+from unilogit.errors import ConfigError
+from unilogit.methods import METHODS, Method, StepBatch, get_method, register, unit_count
+
+EXPECTED = {"unilogit", "ga", "graddiff", "npo", "simnpo", "undial", "idkdpo", "rmu"}
+
+
+def test_registry_has_every_method():
+    assert EXPECTED <= set(METHODS)
+
+
+def test_unknown_method_lists_valid_ones():
+    with pytest.raises(ConfigError) as err:
+        get_method("unilogitt")
+    for name in EXPECTED:
+        assert name in str(err.value)
+
+
+def test_unknown_option_lists_valid_ones():
+    with pytest.raises(ConfigError, match="beta"):
+        get_method("npo", betta=0.2)
+
+
+def test_bad_retain_kind():
+    with pytest.raises(ConfigError, match="retain"):
+        get_method("unilogit", retain="mse")
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "needs"),
+    [
+        ("unilogit", {}, False),  # the point of the method: no reference model with NLL retain
+        ("unilogit", {"retain": "kl"}, True),
+        ("unilogit", {"target": "reference"}, True),
+        ("ga", {}, False),
+        ("graddiff", {}, False),
+        ("simnpo", {}, False),
+        ("npo", {}, True),
+        ("undial", {}, True),
+        ("idkdpo", {}, True),
+        ("rmu", {}, True),
+        ("rmu", {"retain": None}, False),
+    ],
+)
+def test_reference_needs(name, options, needs):
+    assert get_method(name, **options).needs_reference is needs
+
+
+def test_default_retain_terms():
+    assert get_method("ga").retain is None
+    assert get_method("graddiff").retain == "nll"
+    assert get_method("undial").retain is None
+    assert get_method("unilogit").retain == "nll"
+    assert get_method("unilogit", retain="none").retain is None
+
+
+def test_config_records_everything():
+    cfg = get_method("npo", beta=0.2, retain_weight=0.5).config()
+    assert cfg == {
+        "method": "npo",
+        "retain": "nll",
+        "retain_weight": 0.5,
+        "forget_weight": 1.0,
+        "beta": 0.2,
+    }
+
+
+def _batch(labels: list[list[int]], vocab: int = 7) -> dict[str, torch.Tensor]:
+    lab = torch.tensor(labels)
+    ids = lab.clamp(min=0)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": lab}
+
+
+def test_unit_counts():
+    batch = _batch([[-100, -100, 3, 4], [-100, 2, 3, -100]])
+    assert unit_count(batch, "tokens") == 4  # shifted labels: [-100,3,4] and [2,3,-100]
+    assert unit_count(batch, "sequences") == 2
+    assert unit_count(batch, "positions") == 8
+
+
+class _LinearLM(torch.nn.Module):
+    """A bigram 'language model': logits[t] = W[input_ids[t]]."""
+
+    def __init__(self, vocab: int = 7) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.table = torch.nn.Parameter(torch.randn(vocab, vocab, dtype=torch.float64))
+
+    def forward(self, input_ids, attention_mask=None):
+        class Out:
+            pass
+
+        out = Out()
+        out.logits = self.table[input_ids]
+        return out
+
+
+def test_graddiff_total_is_weighted_sum():
+    model = _LinearLM()
+    forget = _batch([[-100, 1, 2, 3]])
+    retain = _batch([[-100, 4, 5, 6]])
+    method = get_method("graddiff", retain_weight=0.25)
+    terms = method.loss(StepBatch(model=model, forget={"forget": forget}, retain=retain))
+    logits_f, t_f = losses.shift_labels(model(forget["input_ids"]).logits, forget["labels"])
+    logits_r, t_r = losses.shift_labels(model(retain["input_ids"]).logits, retain["labels"])
+    expected = -losses.nll_loss(logits_f, t_f) + 0.25 * losses.nll_loss(logits_r, t_r)
+    torch.testing.assert_close(terms.total(), expected)
+    assert terms.counts == {"forget": 3.0, "retain": 3.0}
+
+
+def test_new_method_is_one_small_class():
+    """The registry is open: a new method is a subclass with a forget loss."""
+
+    @register("test-double-ga")
+    class DoubleGA(Method):
+        default_retain = None
+
+        def forget_loss(self, step):
+            batch = step.forget["forget"]
+            logits, targets = losses.shift_labels(step.model(batch["input_ids"]).logits, batch["labels"])
+            return 2 * losses.ga_loss(logits, targets)
+
+    try:
+        model = _LinearLM()
+        batch = _batch([[-100, 1, 2, 3]])
+        value = get_method("test-double-ga").loss(StepBatch(model=model, forget={"forget": batch}))
+        ga = get_method("ga").loss(StepBatch(model=model, forget={"forget": batch}))
+        torch.testing.assert_close(value.total(), 2 * ga.total())
+    finally:
+        METHODS.pop("test-double-ga")
