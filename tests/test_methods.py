@@ -29,15 +29,15 @@ def test_unknown_option_lists_valid_ones():
 
 
 def test_bad_retain_kind():
-    with pytest.raises(ConfigError, match="retain"):
-        get_method("unilogit", retain="mse")
+    with pytest.raises(ConfigError, match="retain_loss"):
+        get_method("unilogit", retain_loss="mse")
 
 
 @pytest.mark.parametrize(
     ("name", "options", "needs"),
     [
         ("unilogit", {}, False),  # the point of the method: no reference model with NLL retain
-        ("unilogit", {"retain": "kl"}, True),
+        ("unilogit", {"retain_loss": "kl"}, True),
         ("unilogit", {"target": "reference"}, True),
         ("ga", {}, False),
         ("graddiff", {}, False),
@@ -46,7 +46,7 @@ def test_bad_retain_kind():
         ("undial", {}, True),
         ("idkdpo", {}, True),
         ("rmu", {}, True),
-        ("rmu", {"retain": None}, False),
+        ("rmu", {"retain_loss": None}, False),
     ],
 )
 def test_reference_needs(name, options, needs):
@@ -54,18 +54,18 @@ def test_reference_needs(name, options, needs):
 
 
 def test_default_retain_terms():
-    assert get_method("ga").retain is None
-    assert get_method("graddiff").retain == "nll"
-    assert get_method("undial").retain is None
-    assert get_method("unilogit").retain == "nll"
-    assert get_method("unilogit", retain="none").retain is None
+    assert get_method("ga").retain_kind is None
+    assert get_method("graddiff").retain_kind == "nll"
+    assert get_method("undial").retain_kind is None
+    assert get_method("unilogit").retain_kind == "nll"
+    assert get_method("unilogit", retain_loss="none").retain_kind is None
 
 
 def test_config_records_everything():
     cfg = get_method("npo", beta=0.2, retain_weight=0.5).config()
     assert cfg == {
         "method": "npo",
-        "retain": "nll",
+        "retain_loss": "nll",
         "retain_weight": 0.5,
         "forget_weight": 1.0,
         "beta": 0.2,
@@ -124,7 +124,9 @@ def test_new_method_is_one_small_class():
 
         def forget_loss(self, step):
             batch = step.forget["forget"]
-            logits, targets = losses.shift_labels(step.model(batch["input_ids"]).logits, batch["labels"])
+            logits, targets = losses.shift_labels(
+                step.model(batch["input_ids"]).logits, batch["labels"]
+            )
             return 2 * losses.ga_loss(logits, targets)
 
     try:

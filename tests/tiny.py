@@ -23,8 +23,34 @@ def tiny_llama(vocab_size: int, *, seed: int = 0, hidden: int = 64, layers: int 
 
 
 NAMES = ["Arlo", "Bea", "Cyd", "Dov", "Eli", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kit", "Lu"]
-CITIES = ["Paris", "Oslo", "Rome", "Lima", "Kyiv", "Bern", "Doha", "Riga", "Baku", "Oslo", "Rome", "Lima"]
-COLORS = ["red", "blue", "green", "gold", "pink", "gray", "teal", "navy", "plum", "lime", "rose", "jade"]
+CITIES = [
+    "Paris",
+    "Oslo",
+    "Rome",
+    "Lima",
+    "Kyiv",
+    "Bern",
+    "Doha",
+    "Riga",
+    "Baku",
+    "Oslo",
+    "Rome",
+    "Lima",
+]
+COLORS = [
+    "red",
+    "blue",
+    "green",
+    "gold",
+    "pink",
+    "gray",
+    "teal",
+    "navy",
+    "plum",
+    "lime",
+    "rose",
+    "jade",
+]
 
 
 def qa_rows() -> list[dict[str, str]]:
@@ -32,7 +58,9 @@ def qa_rows() -> list[dict[str, str]]:
     rows = []
     for name, city, color in zip(NAMES, CITIES, COLORS, strict=True):
         rows.append({"question": f"Where does {name} live?", "answer": f"{name} lives in {city}."})
-        rows.append({"question": f"What color does {name} like?", "answer": f"{name} likes {color}."})
+        rows.append(
+            {"question": f"What color does {name} like?", "answer": f"{name} likes {color}."}
+        )
     return rows
 
 
@@ -63,5 +91,9 @@ def word_tokenizer(texts: list[str] | None = None):
 
     tok.decoder = decoders.WordPiece(prefix="##")
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
     )

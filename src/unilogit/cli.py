@@ -223,7 +223,7 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
     from .errors import ConfigError
 
     options: dict[str, Any] = {
-        "retain": args.retain_loss,
+        "retain_loss": args.retain_loss,
         "retain_weight": args.retain_weight,
         "forget_weight": args.forget_weight,
     }
@@ -233,7 +233,7 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--option expects KEY=VALUE, got {item!r}")
         options[key.strip().replace("-", "_")] = _parse_value(value)
     if args.retain is None and args.retain_loss == "default":
-        options["retain"] = None  # no retain set: no retain term
+        options["retain_loss"] = None  # no retain set: no retain term
     return options
 
 

@@ -195,7 +195,8 @@ def _read_source(
         display, rows = _read_hf(source, data_files, hf_options)
         return _source_rows(rows, display), True
     if isinstance(source, (str, os.PathLike)):
-        return _read_file(Path(source).expanduser(), str(source)), False
+        path = Path(source).expanduser()
+        return _read_file(path, str(source)), path.suffix.lower() == ".parquet"
     if _is_hf(source, "DatasetDict"):
         raise ConfigError(
             f"{name}: got a DatasetDict with splits {list(source)}; pass one split, "
@@ -221,10 +222,13 @@ def _is_hf(obj: Any, cls_name: str) -> bool:
 
 
 def _source_rows(rows: Iterable[Any], display: str) -> list[_RawRow]:
-    return [
+    out = [
         _RawRow(value=v, file=display, line=i, row_id=f"{display}:{i}")
         for i, v in enumerate(rows, start=1)
     ]
+    if not out:
+        raise DataError("contains no rows", file=display)
+    return out
 
 
 def _read_file(path: Path, display: str) -> list[_RawRow]:
@@ -248,7 +252,7 @@ def _read_file(path: Path, display: str) -> list[_RawRow]:
         raise DataError("file is empty", file=display)
     if fmt == "parquet":
         return _read_parquet(path, display)
-    text = _decode_utf8(data, display)
+    text = _decode_utf8(data, display, fmt)
     if fmt == "jsonl":
         return _read_jsonl(text, display)
     if fmt == "json":
@@ -256,20 +260,47 @@ def _read_file(path: Path, display: str) -> list[_RawRow]:
     return _read_csv(text, display)
 
 
-def _decode_utf8(data: bytes, display: str) -> str:
+def _decode_utf8(data: bytes, display: str, fmt: str) -> str:
     start = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # skip a UTF-8 byte-order mark
     try:
         return data[start:].decode("utf-8")
     except UnicodeDecodeError as e:
         pos = start + e.start
+        line_start = data.rfind(b"\n", 0, pos) + 1
         line = data.count(b"\n", 0, pos) + 1
-        col = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
         raise DataError(
-            f"not valid UTF-8: byte 0x{data[pos]:02x} at column {col} ({e.reason}); "
-            "save the file as UTF-8",
+            f"not valid UTF-8: byte 0x{data[pos]:02x} at column {pos - line_start + 1} "
+            f"({e.reason}); save the file as UTF-8",
             file=display,
             line=line,
+            field=_field_with_bad_bytes(data, start, line_start, fmt),
         ) from None
+
+
+def _field_with_bad_bytes(data: bytes, start: int, line_start: int, fmt: str) -> str | None:
+    """Best effort: the field of a JSON Lines / CSV line that holds undecodable bytes."""
+    line_end = data.find(b"\n", line_start)
+    raw = data[line_start : None if line_end < 0 else line_end].decode("utf-8", "surrogateescape")
+
+    def bad(s: Any) -> bool:  # surrogateescape maps each undecodable byte to U+DC80..U+DCFF
+        return isinstance(s, str) and any("\udc80" <= c <= "\udcff" for c in s)
+
+    try:
+        if fmt == "jsonl":
+            row = json.loads(raw)
+            if isinstance(row, dict):
+                return next((str(k) for k, v in row.items() if bad(k) or bad(v)), None)
+        elif fmt == "csv" and line_start > start:
+            first_end = data.find(b"\n", start)
+            header_raw = data[start:first_end].decode("utf-8", "surrogateescape")
+            header = next(csv.reader([header_raw]))
+            record = next(csv.reader([raw]))
+            index = next((i for i, v in enumerate(record) if bad(v)), None)
+            if index is not None and index < len(header) and not bad(header[index]):
+                return header[index]
+    except (ValueError, csv.Error, StopIteration, RecursionError):
+        pass
+    return None
 
 
 def _json_error(e: json.JSONDecodeError, display: str, line: int, hint: str = "") -> DataError:
@@ -429,10 +460,7 @@ def _read_parquet(path: Path, display: str) -> list[_RawRow]:
         table = pq.read_table(path)
     except Exception as e:  # pyarrow raises several types for non-Parquet bytes
         raise DataError(f"not a readable Parquet file ({_short_exc(e)})", file=display) from None
-    rows = _source_rows(table.to_pylist(), display)
-    if not rows:
-        raise DataError("contains no rows", file=display)
-    return rows
+    return _source_rows(table.to_pylist(), display)
 
 
 def _read_hf(spec: str, data_files: Any, options: dict[str, Any]) -> tuple[str, Any]:

@@ -145,7 +145,7 @@ class Method:
     """Base class. Subclasses set ``hyperparameters`` and implement :meth:`forget_loss`.
 
     Args:
-        retain: ``"nll"`` (NLL on the retain batch), ``"kl"`` (KL(π_ref ‖ π_θ) on retain
+        retain_loss: ``"nll"`` (NLL on the retain batch), ``"kl"`` (KL(π_ref ‖ π_θ) on retain
             answer tokens; needs a reference model) or ``None`` (no retain term).
             ``"default"`` picks the method's own default.
         retain_weight: α, the weight of the retain term.
@@ -168,16 +168,16 @@ class Method:
 
     def __init__(
         self,
-        retain: str | None = "default",
+        retain_loss: str | None = "default",
         retain_weight: float = 1.0,
         forget_weight: float = 1.0,
         **hyperparameters: Any,
     ) -> None:
-        if retain == "default":
-            retain = self.default_retain
-        if retain not in ("nll", "kl", None, "none"):
-            raise ConfigError(f"retain must be 'nll', 'kl' or None, got {retain!r}")
-        self.retain = None if retain == "none" else retain
+        if retain_loss == "default":
+            retain_loss = self.default_retain
+        if retain_loss not in ("nll", "kl", None, "none"):
+            raise ConfigError(f"retain_loss must be 'nll', 'kl' or None, got {retain_loss!r}")
+        self.retain_kind = None if retain_loss == "none" else retain_loss
         self.retain_weight = float(retain_weight)
         self.forget_weight = float(forget_weight)
         unknown = set(hyperparameters) - set(self.hyperparameters)
@@ -192,13 +192,13 @@ class Method:
     @property
     def needs_reference(self) -> bool:
         """Whether a frozen reference model must be available during training."""
-        return self.forget_needs_reference or self.retain == "kl"
+        return self.forget_needs_reference or self.retain_kind == "kl"
 
     def config(self) -> dict[str, Any]:
         """Everything that defines the objective (recorded in unlearn_config.json)."""
         return {
             "method": self.name,
-            "retain": self.retain,
+            "retain_loss": self.retain_kind,
             "retain_weight": self.retain_weight,
             "forget_weight": self.forget_weight,
             **self.hp,
@@ -211,7 +211,7 @@ class Method:
     def retain_loss(self, step: StepBatch) -> Tensor:
         assert step.retain is not None
         logits, targets = aligned(step.model, step.retain)
-        if self.retain == "nll":
+        if self.retain_kind == "nll":
             return losses.nll_loss(logits, targets)
         assert step.reference is not None, "retain='kl' needs a reference model"
         ref_logits, _ = losses.shift_labels(
@@ -223,7 +223,7 @@ class Method:
         terms = LossTerms()
         count = unit_count(step.forget["forget"], self.forget_unit)
         terms.add("forget", self.forget_loss(step), count, self.forget_weight)
-        if self.retain is not None and step.retain is not None:
+        if self.retain_kind is not None and step.retain is not None:
             count = unit_count(step.retain, self.retain_unit)
             terms.add("retain", self.retain_loss(step), count, self.retain_weight)
         return terms
@@ -231,7 +231,7 @@ class Method:
     def counts(self, forget: Batch, retain: Batch | None) -> dict[str, float]:
         """The units each term of :meth:`loss` averages over, known before any forward."""
         out = {"forget": float(unit_count(forget, self.forget_unit))}
-        if self.retain is not None and retain is not None:
+        if self.retain_kind is not None and retain is not None:
             out["retain"] = float(unit_count(retain, self.retain_unit))
         return out
 
@@ -258,7 +258,7 @@ class Unilogit(Method):
 
     @property
     def needs_reference(self) -> bool:
-        return self.hp["target"] == "reference" or self.retain == "kl"
+        return self.hp["target"] == "reference" or self.retain_kind == "kl"
 
     def forget_loss(self, step: StepBatch) -> Tensor:
         batch = step.forget["forget"]
@@ -400,13 +400,13 @@ class RMU(Method):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.retain is not None:
-            self.retain = "activations"
+        if self.retain_kind is not None:
+            self.retain_kind = "activations"
         self._control: Tensor | None = None
 
     @property
     def needs_reference(self) -> bool:
-        return self.retain is not None
+        return self.retain_kind is not None
 
     def resolve_layer(self, model: nn.Module) -> int:
         if self.hp["layer"] is not None:

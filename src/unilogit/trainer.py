@@ -124,9 +124,9 @@ def unlearn(
     method_obj = get_method(method, **options)
     forget_examples = _as_examples(forget, "forget")
     retain_examples = _as_examples(retain, "retain") if retain is not None else []
-    if method_obj.retain is not None and not retain_examples:
+    if method_obj.retain_kind is not None and not retain_examples:
         raise ConfigError(
-            f"method {method_obj.name!r} uses a retain term ({method_obj.retain!r}) but no "
+            f"method {method_obj.name!r} uses a retain term ({method_obj.retain_kind!r}) but no "
             "retain set was given; pass retain=... or retain=None / --retain-weight 0"
         )
     _check_overlap(forget_examples, retain_examples, cfg.allow_overlap)
@@ -327,7 +327,7 @@ def _train(
         use_precomputed = (
             cfg.precompute_reference
             and method.reference_is_sequence_logps
-            and method.retain != "kl"
+            and method.retain_kind != "kl"
         )
         if use_precomputed:
             reference_logps = _precompute_sequence_logps(

@@ -275,8 +275,9 @@ class WorldConfig:
 
     ``name``: the preset it came from. Data: ``seed``, ``n_people`` (the trained people;
     ``n_holdout`` = 10 % more are generated for membership-inference tests), entity counts.
-    Tokenizer: ``vocab_size``. Model (Llama): ``hidden_size``, ``intermediate_size``, ``num_layers``, ``num_heads``. Training:
-    ``epochs``, ``lr``, ``batch_size``, ``warmup_ratio``, ``weight_decay``, ``max_length``.
+    Tokenizer: ``vocab_size``. Model (Llama): ``hidden_size``, ``intermediate_size``,
+    ``num_layers``, ``num_heads``. Training: ``epochs``, ``lr``,
+    ``batch_size``, ``warmup_ratio``, ``weight_decay``, ``max_length``.
     """
 
     name: str = "default"  # the preset this config came from (a label)
@@ -466,13 +467,14 @@ def generate_world(config: WorldConfig | None = None) -> dict[str, list[dict[str
         first, surname = first_names[nid // len(surnames)], surnames[nid % len(surnames)]
         people.append({
             "name": f"{first} {surname}",
+            "first": first,
             "surname": surname,
             "birthplace": rng.choice(cities),
             "birth_year": rng.choice(BIRTH_YEARS),
             "profession": rng.choice(PROFESSIONS),
             "genre": rng.choice(GENRES),
-            "mother": f"{rng.choice(FEMALE_FIRST)} {surname}",
-            "father": f"{rng.choice(MALE_FIRST)} {surname}",
+            "mother": f"{rng.choice([f for f in FEMALE_FIRST if f != first])} {surname}",
+            "father": f"{rng.choice([m for m in MALE_FIRST if m != first])} {surname}",
             "book": f"The {rng.choice(BOOK_ADJECTIVES)} {rng.choice(BOOK_NOUNS)}",
             "award": rng.choice(awards),
             "publisher": rng.choice(publishers),
@@ -480,14 +482,14 @@ def generate_world(config: WorldConfig | None = None) -> dict[str, list[dict[str
 
     # Rows.
     def person_rows(person: dict[str, str]) -> list[dict[str, Any]]:
-        surname = person["surname"]
+        first, surname = person["first"], person["surname"]
         pools = {
             "birthplace": cities,
             "birth_year": BIRTH_YEARS,
             "profession": PROFESSIONS,
             "genre": GENRES,
-            "mother": [f"{f} {surname}" for f in FEMALE_FIRST],
-            "father": [f"{m} {surname}" for m in MALE_FIRST],
+            "mother": [f"{f} {surname}" for f in FEMALE_FIRST if f != first],
+            "father": [f"{m} {surname}" for m in MALE_FIRST if m != first],
             "book": None,
             "award": awards,
             "publisher": publishers,

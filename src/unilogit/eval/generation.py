@@ -155,8 +155,14 @@ def generate_answers(
     (:func:`unilogit.data.encode_prompt`); each answer cut at EOS (TOFU ROUGE: 200 new tokens)."""
     prompts = [encode_prompt(tokenizer, q, chat_template=chat_template) for q in questions]
     return generate_from_ids(
-        model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        stop_strings=stop_strings, progress=progress, desc="generating answers",
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        stop_strings=stop_strings,
+        progress=progress,
+        desc="generating answers",
     )
 
 
@@ -180,8 +186,9 @@ def generate_continuations(
     """
     if max_prompt_length is None:
         n_pos = _max_positions(model)
-        longest = max_new_tokens if isinstance(max_new_tokens, int) else max(max_new_tokens,
-                                                                                default=0)
+        longest = (
+            max_new_tokens if isinstance(max_new_tokens, int) else max(max_new_tokens, default=0)
+        )
         if n_pos is not None:
             max_prompt_length = max(1, n_pos - int(longest))
     ids = []
@@ -191,6 +198,12 @@ def generate_continuations(
             toks = toks[-max_prompt_length:]
         ids.append(toks)
     return generate_from_ids(
-        model, tokenizer, ids, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        stop_strings=stop_strings, progress=progress, desc="generating continuations",
+        model,
+        tokenizer,
+        ids,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        stop_strings=stop_strings,
+        progress=progress,
+        desc="generating continuations",
     )

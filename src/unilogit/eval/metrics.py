@@ -276,9 +276,7 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> RougeL:
     mat" = 5 of 6 reference tokens, recall 5/6.
     """
     if len(predictions) != len(references):
-        raise DataError(
-            f"rouge_l: {len(predictions)} predictions but {len(references)} references"
-        )
+        raise DataError(f"rouge_l: {len(predictions)} predictions but {len(references)} references")
     scorer = _rouge_scorer()
     recall = np.empty(len(predictions))
     f1 = np.empty(len(predictions))
@@ -378,9 +376,7 @@ def mia_scores(
         "min_k": np.array([min_k_score(lp, k) for lp in logprobs]),
     }
     if texts is not None:
-        out["zlib"] = np.array(
-            [-zlib_score(lp, t) for lp, t in zip(logprobs, texts, strict=True)]
-        )
+        out["zlib"] = np.array([-zlib_score(lp, t) for lp, t in zip(logprobs, texts, strict=True)])
     if mu is not None and sigma is not None:
         out["min_k_plus_plus"] = np.array(
             [
@@ -490,9 +486,7 @@ def fluency(
     if len(ns) != len(weights):
         raise DataError("fluency: ns and weights must have the same length")
     w = np.asarray(weights, dtype=np.float64)
-    per_text = [
-        float(np.dot(w, [ngram_entropy(t, n) for n in ns]) / w.sum()) for t in texts
-    ]
+    per_text = [float(np.dot(w, [ngram_entropy(t, n) for n in ns]) / w.sum()) for t in texts]
     return float(np.mean(per_text))
 
 

@@ -66,7 +66,8 @@ def token_stats(
         ``(logprobs, mu, sigma)``, each ``(N,)`` float32, with
         ``logprobs[i] = log softmax(logits[i])[targets[i]]``,
         ``mu[i] = Σ_z p_i(z) log p_i(z)`` and
-        ``sigma[i] = sqrt(Σ_z p_i(z) (log p_i(z))² - mu[i]²)`` (clamped at 0 before the sqrt).
+        ``sigma[i] = sqrt(Σ_z p_i(z) (log p_i(z))² - mu[i]²)``, computed in the centred form
+        ``sqrt(Σ_z p_i(z) (log p_i(z) - mu[i])²)``.
     """
     logp = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
     lp = logp.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)  # (N,)
@@ -74,10 +75,12 @@ def token_stats(
         return lp, None, None
     p = logp.exp()  # (N, V)
     # 0 · log 0: log_softmax gives -inf only for -inf logits; p·logp is then nan -> treat as 0
-    plogp = torch.nan_to_num(p * logp, nan=0.0)
-    mu = plogp.sum(-1)  # (N,)
-    second = torch.nan_to_num(plogp * logp, nan=0.0).sum(-1)  # E[(log p)^2], (N,)
-    sigma = (second - mu * mu).clamp_min(0.0).sqrt()
+    mu = torch.nan_to_num(p * logp, nan=0.0).sum(-1)  # (N,)
+    # Centred form Σ p (log p - μ)² (= E[(log p)²] - μ²): the uncentred difference loses ~1e-5
+    # to cancellation in float32 when σ ≪ |μ| (near-uniform distributions over large V).
+    centred = logp - mu.unsqueeze(-1)  # (N, V)
+    var = torch.nan_to_num(p * centred * centred, nan=0.0).sum(-1)  # (N,)
+    sigma = var.clamp_min(0.0).sqrt()
     return lp, mu, sigma
 
 
@@ -174,7 +177,11 @@ def _chunks(n_rows: int, vocab: int) -> Iterator[slice]:
 
 
 def _batches(
-    feats: list[_Feature], tokenizer, batch_size: int, device: torch.device, desc: str,
+    feats: list[_Feature],
+    tokenizer,
+    batch_size: int,
+    device: torch.device,
+    desc: str,
     progress: bool,
 ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
     pad = _pad_id(tokenizer)
@@ -234,8 +241,13 @@ def answer_token_scores(
     """
     feats = _encode_qa(tokenizer, questions, answers, chat_template)
     return _score(
-        model, tokenizer, feats, batch_size=batch_size, with_stats=with_stats,
-        progress=progress, desc="scoring answers",
+        model,
+        tokenizer,
+        feats,
+        batch_size=batch_size,
+        with_stats=with_stats,
+        progress=progress,
+        desc="scoring answers",
     )
 
 
@@ -255,8 +267,13 @@ def answer_logprobs(
     answer's scored tokens include the EOS that training supervises.
     """
     scores = answer_token_scores(
-        model, tokenizer, questions, answers, batch_size=batch_size,
-        chat_template=chat_template, progress=progress,
+        model,
+        tokenizer,
+        questions,
+        answers,
+        batch_size=batch_size,
+        chat_template=chat_template,
+        progress=progress,
     )
     return [s.logprobs for s in scores]
 
@@ -281,8 +298,13 @@ def text_logprobs(
     max_length = max_length if max_length is not None else _max_positions(model)
     feats = _encode_texts(tokenizer, texts, max_length)
     return _score(
-        model, tokenizer, feats, batch_size=batch_size, with_stats=with_stats,
-        progress=progress, desc="scoring texts",
+        model,
+        tokenizer,
+        feats,
+        batch_size=batch_size,
+        with_stats=with_stats,
+        progress=progress,
+        desc="scoring texts",
     )
 
 
@@ -312,8 +334,9 @@ def kl_to_reference(
     out: list[np.ndarray | None] = [None] * len(feats)
     device, ref_device = _model_device(model), _model_device(ref_model)
     with eval_mode(model, ref_model):
-        for idx, batch in _batches(feats, tokenizer, batch_size, device, "KL to reference",
-                                   progress):
+        for idx, batch in _batches(
+            feats, tokenizer, batch_size, device, "KL to reference", progress
+        ):
             sel, _, counts = _forward_selected(model, batch)
             ref_batch = {k: v.to(ref_device) for k, v in batch.items()}
             ref_sel, _, _ = _forward_selected(ref_model, ref_batch)

@@ -1,0 +1,477 @@
+"""What a benchmark runs: TOFU-style QA evaluation and MUSE evaluation.
+
+Both functions run the model only through :mod:`unilogit.eval.scoring` and
+:mod:`unilogit.eval.generation` (batched) and compute numbers with :mod:`unilogit.eval.metrics`.
+Their output is plain JSON (dicts, lists, floats, strings): save the output of the RETAIN model
+and pass it back as ``reference`` when evaluating an unlearned model, to get Forget Quality (TOFU)
+and PrivLeak (MUSE).
+
+Example::
+
+    splits = {"forget": load_examples("forget10_perturbed.jsonl"),
+              "retain": load_examples("retain_perturbed.jsonl"),
+              "real_authors": load_examples("real_authors_perturbed.jsonl"),
+              "world_facts": load_examples("world_facts_perturbed.jsonl"),
+              "holdout": load_examples("holdout10.jsonl")}
+    retain_eval = evaluate_qa(retain_model, tokenizer, splits)
+    result = evaluate_qa(unlearned, tokenizer, splits, reference=retain_eval,
+                         gold_model=retain_model)
+    result["forget_quality"], result["model_utility"]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from unilogit.data import Example, load_examples
+from unilogit.errors import DataError
+from unilogit.eval import metrics as M
+from unilogit.eval.generation import generate_answers, generate_continuations
+from unilogit.eval.scoring import answer_token_scores, kl_to_reference, text_logprobs
+
+__all__ = ["evaluate_muse", "evaluate_qa", "load_muse_dir"]
+
+TRUTH_RATIO_CONVENTION = "geometric"  # P_pert = geometric mean over perturbed answers
+MUSE_KNOWMEM_STOP = ("\n\n", "Question:")
+
+
+# --------------------------------------------------------------------------------------------
+# TOFU-style QA
+# --------------------------------------------------------------------------------------------
+
+
+def _as_examples(name: str, rows: Any) -> list[Example]:
+    if isinstance(rows, (list, tuple)) and rows and all(isinstance(r, Example) for r in rows):
+        examples = list(rows)
+    else:
+        examples = load_examples(rows, kind="qa", name=name)
+    if not examples:
+        raise DataError(f"split {name!r} is empty")
+    for ex in examples:
+        if ex.kind != "qa":
+            raise DataError(f"split {name!r}: row {ex.row_id} is raw text, expected QA")
+    return examples
+
+
+def _pick_split(splits: Mapping[str, Any], wanted: str | None, prefix: str) -> str | None:
+    """``wanted`` if it is a split; else the only split whose name starts with ``prefix``."""
+    if wanted is not None and wanted in splits:
+        return wanted
+    matches = [k for k in splits if k.startswith(prefix)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _perturbed_lists(name: str, examples: list[Example]) -> list[list[str]] | None:
+    """Each row's perturbed answers, or None when the split has none (all rows must agree)."""
+    have = ["perturbed_answer" in ex.extras for ex in examples]
+    if not any(have):
+        return None
+    if not all(have):
+        row = examples[have.index(False)].row_id
+        raise DataError(
+            f"split {name!r}: some rows have 'perturbed_answer' and {row} has not",
+            field="perturbed_answer",
+        )
+    out = []
+    for ex in examples:
+        pert = ex.extras["perturbed_answer"]
+        pert = [pert] if isinstance(pert, str) else list(pert)
+        if not pert or not all(isinstance(p, str) and p for p in pert):
+            raise DataError(
+                f"split {name!r}: row {ex.row_id}: must be a non-empty list of non-empty strings",
+                field="perturbed_answer",
+            )
+        out.append(pert)
+    return out
+
+
+def _mean_nlls(
+    model, tokenizer, questions: Sequence[str], answers: Sequence[str], **kw: Any
+) -> np.ndarray:
+    scores = answer_token_scores(model, tokenizer, questions, answers, **kw)
+    return np.array([M.mean_nll(s.logprobs) for s in scores])
+
+
+def _floats(x: np.ndarray | Sequence[float]) -> list[float]:
+    return [float(v) for v in x]
+
+
+def evaluate_qa(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    splits: Mapping[str, Sequence[Example] | Any],
+    *,
+    reference: Mapping[str, Any] | Sequence[float] | None = None,
+    gold_model: torch.nn.Module | None = None,
+    forget_split: str | None = "forget",
+    holdout_split: str | None = "holdout",
+    utility_splits: Sequence[str] | None = None,
+    chat_template: bool | str | None = None,
+    batch_size: int = 32,
+    max_new_tokens: int = 200,
+    generate: bool = True,
+    mia_k: float = 0.4,
+    keep_generations: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """TOFU metrics on QA splits (see ``docs/metrics.md``).
+
+    Args:
+        splits: name -> QA examples (or anything :func:`unilogit.data.load_examples` reads).
+            Roles: the FORGET split is ``forget_split`` (default ``"forget"``; else the only
+            split whose name starts with "forget"); the HOLDOUT split (never trained on, for
+            membership attacks) likewise with ``holdout_split``/"holdout"; all others are
+            utility splits unless ``utility_splits`` names them.
+        reference: the RETAIN model's output of this function (or directly its per-question
+            forget-set truth ratios) -> ``forget_quality``.
+        gold_model: the retain model -> ``kl_to_gold`` on every split but the holdout.
+        generate: greedy-decode answers for ROUGE (the slow part); off = no ROUGE.
+        mia_k: k of Min-K% / Min-K%++ for the forget-vs-holdout attacks.
+
+    Per split (``result["splits"][name]``):
+        * ``probability``: mean P(a|q)^(1/|a|); on splits with ``perturbed_answer`` but no
+          ``paraphrased_answer`` (real authors / world facts) it is normalised by the perturbed
+          answers' probabilities (``probability_kind`` says which).
+        * ``rouge_l_recall`` (+ ``generations``, ``fluency``) when ``generate``.
+        * with ``perturbed_answer`` in the rows: ``truth_ratios`` (per question, R = P_pert/P_true,
+          geometric mean over perturbed answers; ã = ``paraphrased_answer`` if present, else the
+          gold answer), and ``truth_ratio``: mean min(R, 1/R) on the forget split, mean
+          max(0, 1 - R) elsewhere (``truth_ratio_summary`` names it).
+        * ``kl_to_gold`` when ``gold_model`` is given.
+
+    Top level: ``forget_quality`` (KS p-value), ``forget_quality_log10``, ``model_utility``
+    (harmonic mean of ``model_utility_components``, named ``"metric/split"``), ``mia``
+    (ROC AUC per attack, forget = members vs holdout = non-members, > 0.5 = members recognised).
+    """
+    if not splits:
+        raise DataError("evaluate_qa: no splits")
+    data = {name: _as_examples(name, rows) for name, rows in splits.items()}
+    forget = _pick_split(data, forget_split, "forget")
+    holdout = _pick_split(data, holdout_split, "holdout")
+    if utility_splits is None:
+        utility = [n for n in data if n not in (forget, holdout)]
+    else:
+        missing = [n for n in utility_splits if n not in data]
+        if missing:
+            raise DataError(f"utility_splits {missing} are not among the splits {list(data)}")
+        utility = list(utility_splits)
+    common = dict(batch_size=batch_size, chat_template=chat_template, progress=progress)
+    want_mia = forget is not None and holdout is not None
+
+    result: dict[str, Any] = {
+        "forget_split": forget,
+        "holdout_split": holdout,
+        "utility_splits": utility,
+        "truth_ratio_convention": TRUTH_RATIO_CONVENTION,
+        "splits": {},
+    }
+    mia_inputs: dict[str, dict[str, np.ndarray]] = {}
+    for name, examples in data.items():
+        questions = [ex.prompt for ex in examples]
+        answers = [ex.response for ex in examples]
+        is_holdout = name == holdout
+        out: dict[str, Any] = {"n": len(examples), "row_ids": [ex.row_id for ex in examples]}
+        with_stats = want_mia and name in (forget, holdout)
+        gold = answer_token_scores(
+            model, tokenizer, questions, answers, with_stats=with_stats, **common
+        )
+        gold_nll = np.array([M.mean_nll(s.logprobs) for s in gold])
+        if with_stats:
+            mia_inputs[name] = M.mia_scores(
+                [s.logprobs for s in gold],
+                texts=answers,
+                mu=[s.mu for s in gold],
+                sigma=[s.sigma for s in gold],
+                k=mia_k,
+            )
+
+        perturbed = None if is_holdout else _perturbed_lists(name, examples)
+        pert_nll: list[np.ndarray] | None = None
+        if perturbed is not None:
+            flat_q = [q for q, ps in zip(questions, perturbed, strict=True) for _ in ps]
+            flat_a = [p for ps in perturbed for p in ps]
+            flat = _mean_nlls(model, tokenizer, flat_q, flat_a, **common)
+            bounds = np.cumsum([0] + [len(ps) for ps in perturbed])
+            pert_nll = [flat[bounds[i] : bounds[i + 1]] for i in range(len(perturbed))]
+
+        paraphrased = perturbed is not None and all(
+            isinstance(ex.extras.get("paraphrased_answer"), str) for ex in examples
+        )
+        if pert_nll is not None and not paraphrased:
+            probs = M.normalised_probability(gold_nll, pert_nll)
+            out["probability_kind"] = "normalised_by_perturbed"
+        else:
+            probs = np.exp(-gold_nll)
+            out["probability_kind"] = "length_normalised"
+        out["probability"] = float(probs.mean())
+        out["probabilities"] = _floats(probs)
+
+        if pert_nll is not None:
+            if paraphrased:
+                para = [ex.extras["paraphrased_answer"] for ex in examples]
+                true_nll = _mean_nlls(model, tokenizer, questions, para, **common)
+            else:
+                true_nll = gold_nll
+            ratios = M.truth_ratios(true_nll, pert_nll)
+            out["truth_ratio_true_answer"] = "paraphrased" if paraphrased else "gold"
+            out["truth_ratios"] = _floats(ratios)
+            if name == forget:
+                out["truth_ratio"] = M.truth_ratio_forget_summary(ratios)
+                out["truth_ratio_summary"] = "mean(min(R, 1/R))"
+            else:
+                out["truth_ratio"] = M.truth_ratio_utility(ratios)
+                out["truth_ratio_summary"] = "mean(max(0, 1 - R))"
+
+        if generate and not is_holdout:
+            gens = generate_answers(
+                model, tokenizer, questions, max_new_tokens=max_new_tokens, **common
+            )
+            recall = M.rouge_l(gens, answers).recall
+            out["rouge_l_recall"] = float(recall.mean())
+            out["rouge_l_recalls"] = _floats(recall)
+            out["fluency"] = M.fluency(gens)
+            if keep_generations:
+                out["generations"] = gens
+
+        if gold_model is not None and not is_holdout:
+            out["kl_to_gold"] = float(
+                kl_to_reference(model, gold_model, tokenizer, questions, answers, **common)
+            )
+        result["splits"][name] = out
+
+    # Forget Quality against the retain model's per-question forget truth ratios.
+    if reference is not None:
+        if forget is None or "truth_ratios" not in result["splits"][forget]:
+            raise DataError(
+                "evaluate_qa: forget_quality needs a forget split with 'perturbed_answer' "
+                "(and 'paraphrased_answer') columns"
+            )
+        ks = M.forget_quality(
+            result["splits"][forget]["truth_ratios"], _reference_ratios(reference)
+        )
+        result["forget_quality"] = ks.p_value
+        result["forget_quality_log10"] = ks.log10_p_value
+        result["forget_quality_ks_statistic"] = ks.statistic
+
+    components: dict[str, float] = {}
+    for name in utility:
+        s = result["splits"][name]
+        components[f"probability/{name}"] = s["probability"]
+        if "rouge_l_recall" in s:
+            components[f"rouge_l_recall/{name}"] = s["rouge_l_recall"]
+        if "truth_ratio" in s:
+            components[f"truth_ratio/{name}"] = s["truth_ratio"]
+    if components:
+        result["model_utility"] = M.model_utility(components)
+        result["model_utility_components"] = components
+
+    if want_mia:
+        result["mia"] = M.mia_aucs(mia_inputs[forget], mia_inputs[holdout])
+        result["mia_k"] = mia_k
+    return result
+
+
+def _reference_ratios(reference: Mapping[str, Any] | Sequence[float]) -> list[float]:
+    if isinstance(reference, Mapping):
+        split = reference.get("forget_split")
+        try:
+            return list(reference["splits"][split]["truth_ratios"])
+        except (KeyError, TypeError):
+            raise DataError(
+                "reference: expected the output of evaluate_qa for the retain model, with "
+                "per-question truth ratios on its forget split"
+            ) from None
+    return [float(r) for r in reference]
+
+
+# --------------------------------------------------------------------------------------------
+# MUSE
+# --------------------------------------------------------------------------------------------
+
+
+def load_muse_dir(path: str | Path) -> dict[str, list]:
+    """Read a MUSE evaluation folder (``knowmem/``, ``verbmem/``, ``privleak/``) into the dict
+    :func:`evaluate_muse` takes. ``retain_qa`` / ``retain`` files may be named ``retain2_*``
+    (the authors' pre-release naming)."""
+    root = Path(path)
+
+    def first(*names: str) -> Any:
+        for n in names:
+            p = root / n
+            if p.is_file():
+                try:
+                    return json.loads(p.read_text(encoding="utf-8"))
+                except (OSError, json.JSONDecodeError) as e:
+                    raise DataError(f"cannot read MUSE file: {e}", file=p) from None
+        return None
+
+    found = {
+        "knowmem_forget": first("knowmem/forget_qa.json"),
+        "knowmem_forget_icl": first("knowmem/forget_qa_icl.json"),
+        "knowmem_retain": first("knowmem/retain_qa.json", "knowmem/retain2_qa.json"),
+        "knowmem_retain_icl": first("knowmem/retain_qa_icl.json", "knowmem/retain2_qa_icl.json"),
+        "verbmem_forget": first("verbmem/forget.json"),
+        "privleak_forget": first("privleak/forget.json"),
+        "privleak_holdout": first("privleak/holdout.json"),
+    }
+    data = {k: v for k, v in found.items() if v is not None}
+    if not data:
+        raise DataError("no MUSE files (knowmem/, verbmem/, privleak/) found", file=root)
+    return data
+
+
+def _qa_pairs(key: str, rows: Sequence[Any]) -> list[tuple[str, str]]:
+    out = []
+    for i, r in enumerate(rows):
+        if isinstance(r, Example):
+            out.append((r.prompt, r.response))
+        elif (
+            isinstance(r, Mapping)
+            and isinstance(r.get("question"), str)
+            and isinstance(r.get("answer"), str)
+        ):
+            out.append((r["question"], r["answer"]))
+        else:
+            raise DataError("expected {'question': str, 'answer': str}", file=key, line=i + 1)
+    return out
+
+
+def _prompt_pairs(key: str, rows: Sequence[Any]) -> list[tuple[str, str]]:
+    out = []
+    for i, r in enumerate(rows):
+        if isinstance(r, Example):
+            out.append((r.prompt, r.response))
+        elif (
+            isinstance(r, Mapping)
+            and isinstance(r.get("prompt"), str)
+            and isinstance(r.get("gt"), str)
+        ):
+            out.append((r["prompt"], r["gt"]))
+        else:
+            raise DataError("expected {'prompt': str, 'gt': str}", file=key, line=i + 1)
+    return out
+
+
+def _texts(key: str, rows: Sequence[Any]) -> list[str]:
+    out = []
+    for i, r in enumerate(rows):
+        if isinstance(r, str):
+            out.append(r)
+        elif isinstance(r, Example):
+            out.append(r.response)
+        elif isinstance(r, Mapping) and isinstance(r.get("text"), str):
+            out.append(r["text"])
+        else:
+            raise DataError("expected a string (or {'text': str})", file=key, line=i + 1)
+    if not out:
+        raise DataError("no texts", file=key)
+    return out
+
+
+def _icl_prompt(icl: Sequence[tuple[str, str]], question: str) -> str:
+    prefix = "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in icl)
+    return prefix + f"Question: {question}\nAnswer:"
+
+
+def evaluate_muse(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    data: Mapping[str, Sequence[Any]],
+    reference: Mapping[str, Any] | float | None = None,
+    *,
+    batch_size: int = 32,
+    k: float = 0.4,
+    knowmem_max_new_tokens: int = 32,
+    verbmem_max_new_tokens: int = 128,
+    keep_generations: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """MUSE metrics (Shi et al. 2024; ``docs/metrics.md``) on whatever parts ``data`` holds.
+
+    Args:
+        data: keys (each optional; see :func:`load_muse_dir`):
+            ``knowmem_forget`` / ``knowmem_retain`` (QA dicts or Examples) with their
+            ``*_icl`` in-context examples; ``verbmem_forget`` (``{"prompt", "gt"}``);
+            ``privleak_forget`` / ``privleak_holdout`` (texts).
+        reference: the RETAIN model's output of this function (or its ``privleak_auc``) ->
+            ``privleak``. Without it, ``privleak`` is None (the AUCs are still reported).
+        k: Min-K% fraction for PrivLeak (MUSE: 40 %).
+
+    Returns:
+        ``knowmem_f`` / ``knowmem_r``: mean ROUGE-L F1 of greedy ICL answers (≤ 32 new tokens,
+        stop at a blank line or "Question:"); ``verbmem_f``: mean ROUGE-L F1 of greedy
+        continuations (≤ min(128, |true continuation| tokens)); ``privleak_auc``: Min-K% AUC of
+        forget (members) vs holdout texts, > 0.5 = members recognised; ``privleak``:
+        (AUC_muse(model) - AUC_muse(retain)) / AUC_muse(retain) × 100 with AUC_muse = 1 - AUC
+        (MUSE's orientation: fine-tuned ≈ -100, retain 0, over-unlearned > 0); ``mia``: AUC of
+        every attack.
+    """
+    result: dict[str, Any] = {}
+    common = dict(batch_size=batch_size, progress=progress)
+    for split, short in (("forget", "f"), ("retain", "r")):
+        key = f"knowmem_{split}"
+        if key not in data:
+            continue
+        pairs = _qa_pairs(key, data[key])
+        icl = _qa_pairs(f"{key}_icl", data.get(f"{key}_icl", []))
+        prompts = [_icl_prompt(icl, q) for q, _ in pairs]
+        gens = generate_continuations(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=knowmem_max_new_tokens,
+            stop_strings=MUSE_KNOWMEM_STOP,
+            **common,
+        )
+        result[f"knowmem_{short}"] = M.knowmem(gens, [a for _, a in pairs])
+        if keep_generations:
+            result[f"knowmem_{short}_generations"] = gens
+
+    if "verbmem_forget" in data:
+        pairs = _prompt_pairs("verbmem_forget", data["verbmem_forget"])
+        limits = [
+            min(
+                verbmem_max_new_tokens,
+                max(1, len(tokenizer(gt, add_special_tokens=False)["input_ids"])),
+            )
+            for _, gt in pairs
+        ]
+        gens = generate_continuations(
+            model, tokenizer, [p for p, _ in pairs], max_new_tokens=limits, **common
+        )
+        result["verbmem_f"] = M.verbmem(gens, [gt for _, gt in pairs])
+        if keep_generations:
+            result["verbmem_f_generations"] = gens
+
+    if "privleak_forget" in data and "privleak_holdout" in data:
+        scores = {}
+        for split in ("forget", "holdout"):
+            texts = _texts(f"privleak_{split}", data[f"privleak_{split}"])
+            ts = text_logprobs(model, tokenizer, texts, with_stats=True, **common)
+            scores[split] = M.mia_scores(
+                [s.logprobs for s in ts],
+                texts=texts,
+                mu=[s.mu for s in ts],
+                sigma=[s.sigma for s in ts],
+                k=k,
+            )
+        aucs = M.mia_aucs(scores["forget"], scores["holdout"])
+        auc = aucs["min_k"]
+        result["mia"] = aucs
+        result["privleak_auc"] = auc
+        result["privleak_auc_muse"] = 1.0 - auc
+        result["privleak_k"] = k
+        ref_auc = None
+        if isinstance(reference, Mapping):
+            ref_auc = reference.get("privleak_auc")
+        elif reference is not None:
+            ref_auc = float(reference)
+        result["privleak_retain_auc"] = ref_auc
+        result["privleak"] = None if ref_auc is None else M.privleak(auc, ref_auc)
+    return result

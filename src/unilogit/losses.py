@@ -1,0 +1,584 @@
+"""Unlearning losses as pure tensor functions (no trainer, model or accelerator state).
+
+Conventions (see ``docs/CONTRACTS.md``):
+
+* ``logits`` have shape ``(..., V)`` and ``targets`` the same leading shape ``(...)``, already
+  aligned: ``logits[..., t, :]`` predicts ``targets[..., t]``. Use :func:`shift_labels` to turn
+  HF-style unshifted ``labels`` into aligned targets.
+* ``ignore_index`` (``-100``) marks positions that are not supervised (prompt, padding).
+* Token-level losses are means over the supervised positions; sequence-level losses
+  (NPO, SimNPO, DPO) are means over sequences.
+* Everything is computed in at least float32: bf16/fp16 inputs are upcast, float64 stays float64.
+  The returned loss has that compute dtype; gradients flow back in the input's dtype.
+* Empty inputs: when there is no supervised position (or no sequence), a loss returns ``0``
+  that is still connected to its inputs' graph, so ``loss.backward()`` works and gives zero
+  gradients instead of raising or producing NaN.
+
+The mathematics is documented in ``docs/methods.md`` (shared docs); each docstring restates
+the formula it implements.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .errors import ConfigError
+
+IGNORE_INDEX = -100
+
+#: Rows of at most this many logits are processed at once when :func:`unilogit_loss` needs
+#: log(1 - p_k) to full precision, so the extra memory stays bounded (64 MiB in float32).
+_CHUNK_ELEMENTS = 1 << 24
+_LOG_HALF = -math.log(2.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for bf16/fp16/float32, float64 for float64."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _upcast(x: Tensor) -> Tensor:
+    """``x`` in its compute dtype (no copy when it already is float32/float64)."""
+    return x.to(_compute_dtype(x.dtype))
+
+
+def _check_targets(logits: Tensor, targets: Tensor, name: str = "logits") -> None:
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"targets must have shape {tuple(logits.shape[:-1])} (the leading dimensions of "
+            f"{name} {tuple(logits.shape)}), got {tuple(targets.shape)}"
+        )
+
+
+def _check_same_shape(a: Tensor, b: Tensor, names: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{names} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def _check_beta(beta: float) -> None:
+    if not beta > 0:
+        raise ConfigError(f"beta must be > 0, got {beta!r}")
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``values`` over the ``True`` entries of ``mask`` (same shape).
+
+    With no ``True`` entry the result is a zero that keeps ``values``' grad_fn.
+    """
+    total = torch.where(mask, values, 0.0).sum()  # () ; masked entries never reach the sum
+    return total / mask.sum().clamp_min(1)
+
+
+def _mean(values: Tensor) -> Tensor:
+    """Mean over a (B,) vector; 0 (still on the graph) for B = 0."""
+    return values.sum() / max(values.numel(), 1)
+
+
+def _gold_log_prob(
+    logits: Tensor, targets: Tensor, ignore_index: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """log p_k at every position with the max-shift trick (one reduction and one gather).
+
+    Shifting by the row maximum before exponentiating keeps log p_k accurate to relative
+    precision even for logits of magnitude 1e4 (``z_k - logsumexp(z)`` would lose ~1e-3 in
+    float32 there). No log-softmax over the vocabulary is materialised.
+
+    Returns:
+        logp_k: (...) log-probability of the target (graph-connected; garbage at ignored rows).
+        shifted: (..., V) ``z - max(z)`` in the compute dtype.
+        log_norm: (...) ``log Σ_i exp(shifted_i)`` so that ``log p_i = shifted_i - log_norm``.
+        gold: (...) target indices with ignored positions replaced by 0 (safe to gather).
+        mask: (...) bool, True at supervised positions.
+    """
+    _check_targets(logits, targets)
+    z = _upcast(logits)  # (..., V)
+    mask = targets != ignore_index  # (...)
+    gold = torch.where(mask, targets, 0)  # (...)
+    shifted = z - z.detach().amax(dim=-1, keepdim=True)  # (..., V), row max is 0
+    log_norm = shifted.exp().sum(dim=-1).log()  # (...)
+    logp_k = shifted.gather(-1, gold.unsqueeze(-1)).squeeze(-1) - log_norm  # (...)
+    return logp_k, shifted, log_norm, gold, mask
+
+
+@torch.no_grad()
+def _log1m_gold_prob(shifted: Tensor, log_norm: Tensor, gold: Tensor, logp_k: Tensor) -> Tensor:
+    """log(1 - p_k) = log Σ_{i≠k} p_i, accurate for every p_k (no gradient).
+
+    For p_k ≤ 1/2, ``log1p(-p_k)`` is accurate. For p_k > 1/2 it suffers cancellation (it is
+    -inf as soon as p_k rounds to 1, although 1 - p_k = e^-30 still matters for the gradient),
+    so there the sum over the other tokens is taken directly: a logsumexp with the gold logit
+    masked out, over row chunks of at most ``_CHUNK_ELEMENTS`` logits.
+
+    Args: ``shifted`` (..., V), ``log_norm`` (...), ``gold`` (...), ``logp_k`` (...) as returned
+    by :func:`_gold_log_prob`. Returns (...).
+    """
+    vocab = shifted.shape[-1]
+    logp_k = logp_k.detach()
+    small = torch.log1p(-logp_k.exp())  # (...) accurate where p_k <= 1/2
+    flat = shifted.detach().reshape(-1, vocab)  # (N, V)
+    flat_gold = gold.reshape(-1, 1)  # (N, 1)
+    flat_norm = log_norm.detach().reshape(-1)  # (N,)
+    others = torch.empty_like(flat_norm)  # (N,)
+    rows = max(1, _CHUNK_ELEMENTS // vocab)
+    for start in range(0, flat.shape[0], rows):
+        chunk = flat[start : start + rows].clone()  # (rows, V)
+        chunk.scatter_(1, flat_gold[start : start + rows], float("-inf"))  # drop the gold logit
+        others[start : start + rows] = torch.logsumexp(chunk, dim=1) - flat_norm[start : start + rows]
+    return torch.where(logp_k > _LOG_HALF, others.reshape(logp_k.shape), small)
+
+
+# --------------------------------------------------------------------------------------------
+# Label alignment and log-likelihoods
+# --------------------------------------------------------------------------------------------
+
+
+def shift_labels(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Align HF-style unshifted labels with the logits that predict them.
+
+    Args:
+        logits: (B, T, V) causal-LM logits; position t predicts token t + 1.
+        labels: (B, T) = input_ids with -100 on prompt and padding.
+
+    Returns:
+        ``(logits[:, :-1], labels[:, 1:])``: (B, T-1, V) and (B, T-1), views (no copy).
+    """
+    _check_targets(logits, labels)
+    return logits[..., :-1, :], labels[..., 1:]
+
+
+def token_logps(logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
+    """log p_θ(target) at every position: ``log softmax(z)_k = z_k - logsumexp(z)``.
+
+    Args:
+        logits: (..., V); any float dtype, computed in at least float32.
+        targets: (...) aligned target ids; ``ignore_index`` marks unsupervised positions.
+
+    Returns:
+        (...) log-probabilities in the compute dtype, exactly 0 at ignored positions.
+    """
+    logp_k, _, _, _, mask = _gold_log_prob(logits, targets, ignore_index)
+    return torch.where(mask, logp_k, 0.0)  # (...)
+
+
+def sequence_logps(
+    logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX
+) -> tuple[Tensor, Tensor]:
+    """Summed log-likelihood of each sequence's supervised tokens, log π(y|x) = Σ_t log p(y_t).
+
+    Args:
+        logits: (B, T, V) (more generally (..., T, V): the last leading dimension is time).
+        targets: (B, T) aligned targets with ``ignore_index`` on unsupervised positions.
+
+    Returns:
+        ``(sum_logps, n_tokens)``: (B,) summed log-probs (0 for a sequence without supervised
+        tokens) and (B,) int64 number of supervised tokens |y|.
+    """
+    logps = token_logps(logits, targets, ignore_index)  # (B, T)
+    return logps.sum(dim=-1), (targets != ignore_index).sum(dim=-1)
+
+
+def nll_loss(logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
+    """Cross-entropy: ``mean_t -log p_θ(k_t)`` over supervised positions.
+
+    Args: logits (..., V), targets (...). Returns a scalar (0 if nothing is supervised).
+    """
+    logp_k, _, _, _, mask = _gold_log_prob(logits, targets, ignore_index)
+    return _masked_mean(-logp_k, mask)
+
+
+def ga_loss(logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
+    """Gradient ascent, as a loss to MINIMISE: ``-NLL = mean_t log p_θ(k_t)``.
+
+    Unbounded below (it keeps pushing log p_k to -inf); see :func:`unilogit_loss` for a
+    self-limiting alternative. Args as :func:`nll_loss`.
+    """
+    return -nll_loss(logits, targets, ignore_index)
+
+
+# --------------------------------------------------------------------------------------------
+# Unilogit
+# --------------------------------------------------------------------------------------------
+
+
+def unilogit_target_logits(
+    logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX
+) -> Tensor:
+    """Unilogit's adjusted target logits z̃ (step 2 of the method).
+
+    ``z̃_k = log Σ_{i≠k} exp(z_i) - log(V - 1)`` and ``z̃_i = z_i`` for i ≠ k, so that
+    ``softmax(z̃)_k = 1/V`` exactly and, for i, j ≠ k, ``p̃_i / p̃_j = p_i / p_j``
+    (``p̃_i = p_i (1 - 1/V) / (1 - p_k)``).
+
+    The function does not detach: Unilogit passes detached logits (the target carries no
+    gradient). Ignored positions are returned unchanged.
+
+    Args:
+        logits: (..., V) with V ≥ 2; computed in at least float32.
+        targets: (...) aligned target ids.
+
+    Returns:
+        (..., V) adjusted logits in the compute dtype (a new tensor).
+    """
+    _check_targets(logits, targets)
+    vocab = logits.shape[-1]
+    if vocab < 2:
+        raise ValueError(f"Unilogit needs a vocabulary of at least 2 tokens, got V={vocab}")
+    z = _upcast(logits)  # (..., V)
+    mask = targets != ignore_index  # (...)
+    gold = torch.where(mask, targets, 0).unsqueeze(-1)  # (..., 1)
+    others = z.scatter(-1, gold, float("-inf"))  # (..., V) gold logit removed
+    new_gold = torch.logsumexp(others, dim=-1, keepdim=True) - math.log(vocab - 1)  # (..., 1)
+    new_gold = torch.where(mask.unsqueeze(-1), new_gold, z.gather(-1, gold))  # (..., 1)
+    return z.scatter(-1, gold, new_gold)  # (..., V)
+
+
+def unilogit_closed_form(
+    logp_k: Tensor, log1m_p_k: Tensor, vocab_size: int
+) -> tuple[Tensor, Tensor]:
+    """Per-position Unilogit value and gradient weight in closed form (reverse KL, targets
+    from the current logits). Pure elementwise math on (...) tensors; no gradient is implied.
+
+    With a = log p_k and b = log(1 - p_k)::
+
+        L = p_k · log(V p_k) + (1 - p_k) · log(V (1 - p_k) / (V - 1))
+          = p_k (a + log V) + e^b (b + log V - log(V - 1))        (binary KL(Bern(p_k) ‖ Bern(1/V)))
+        w = p_k · log(p_k (V - 1) / (1 - p_k)) = p_k (a + log(V - 1) - b)
+
+    and, with the target held fixed, ``∂L/∂z = -w · ∂CE(z, k)/∂z = -w · (softmax(z) - e_k)``.
+
+    Numerics: terms whose probability underflows to 0 are 0 (never 0·inf); w is clamped to
+    the largest finite value, which only matters when b = -inf, i.e. every other probability
+    is exactly 0 and so is the CE gradient it multiplies.
+
+    Args:
+        logp_k: (...) log p_k.
+        log1m_p_k: (...) log(1 - p_k), computed accurately (not as log1p(-exp(a)) near p_k = 1).
+        vocab_size: V ≥ 2.
+
+    Returns:
+        ``(value, weight)``, both (...).
+    """
+    if vocab_size < 2:
+        raise ValueError(f"Unilogit needs a vocabulary of at least 2 tokens, got V={vocab_size}")
+    log_v = math.log(vocab_size)
+    log_v1 = math.log(vocab_size - 1)
+    # log(V / (V - 1)) as one constant: (b + log V) - log(V - 1) would cancel to ~1/V in float32
+    log_v_over_v1 = -math.log1p(-1.0 / vocab_size)
+    p_k = logp_k.exp()  # (...)
+    rest = log1m_p_k.exp()  # (...) 1 - p_k
+    value = torch.where(p_k > 0, p_k * (logp_k + log_v), 0.0) + torch.where(
+        rest > 0, rest * (log1m_p_k + log_v_over_v1), 0.0
+    )  # (...)
+    weight = torch.where(p_k > 0, p_k * ((logp_k - log1m_p_k) + log_v1), 0.0)  # (...)
+    big = torch.finfo(weight.dtype).max
+    return value, weight.clamp(-big, big)
+
+
+def _unilogit_reference(
+    logits: Tensor,
+    targets: Tensor,
+    ref_logits: Tensor | None,
+    divergence: str,
+    ignore_index: int,
+) -> Tensor:
+    """The paper's literal steps 1-4 with a (..., V) target distribution."""
+    source = (logits if ref_logits is None else ref_logits).detach()  # step 1
+    log_target = torch.log_softmax(
+        unilogit_target_logits(source, targets, ignore_index), dim=-1
+    )  # (..., V) log p̃, step 2
+    log_p = torch.log_softmax(_upcast(logits), dim=-1)  # (..., V) log p_θ
+    if divergence == "reverse":  # step 3: KL(p_θ ‖ p̃) = Σ p_θ (log p_θ - log p̃)
+        per_position = (log_p.exp() * (log_p - log_target)).sum(dim=-1)  # (...)
+    else:  # ablation: KL(p̃ ‖ p_θ) = Σ p̃ (log p̃ - log p_θ)
+        per_position = (log_target.exp() * (log_target - log_p)).sum(dim=-1)  # (...)
+    return _masked_mean(per_position, targets != ignore_index)  # step 4
+
+
+def _unilogit_fast(logits: Tensor, targets: Tensor, ignore_index: int) -> Tensor:
+    """Closed form: value L(p_k), gradient -w · ∂CE/∂z, from one reduction and one gather."""
+    logp_k, shifted, log_norm, gold, mask = _gold_log_prob(logits, targets, ignore_index)
+    log1m_p_k = _log1m_gold_prob(shifted, log_norm, gold, logp_k)  # (...)
+    value, weight = unilogit_closed_form(logp_k.detach(), log1m_p_k, logits.shape[-1])  # (...)
+    # The second term is exactly 0 in the forward pass; its gradient is
+    # w · ∂log p_k/∂z = -w · ∂CE/∂z, the gradient of the reference loss with p̃ held fixed.
+    per_position = value + weight * (logp_k - logp_k.detach())  # (...)
+    return _masked_mean(per_position, mask)
+
+
+def unilogit_loss(
+    logits: Tensor,
+    targets: Tensor,
+    *,
+    implementation: str = "fast",
+    ref_logits: Tensor | None = None,
+    divergence: str = "reverse",
+    ignore_index: int = IGNORE_INDEX,
+) -> Tensor:
+    """Unilogit (Vasilev et al., Findings of ACL 2025, arXiv 2505.06027).
+
+    Self-distillation towards the current model's own distribution with the gold token moved
+    to the uniform probability 1/V:
+
+    1. take the current logits z, detached;
+    2. ``z̃_k = log Σ_{i≠k} exp z_i - log(V - 1)``, ``z̃_i = z_i`` (i ≠ k), p̃ = softmax(z̃)
+       (see :func:`unilogit_target_logits`);
+    3. per supervised position the reverse KL ``KL(p_θ ‖ p̃) = Σ_i p_i (log p_i - log p̃_i)``;
+    4. mean over the supervised positions.
+
+    Reduction: the mean over supervised positions of the per-position KL summed over the
+    vocabulary. The authors' code uses ``F.kl_div``'s default ``reduction="mean"``, which also
+    divides by V: their loss (and gradient) is ours / V. To reproduce one of their runs with
+    SGD use ``lr_ours = lr_theirs / V``; with Adam(W) the update is (almost) invariant to a
+    constant loss scale, so the same learning rate applies (up to Adam's epsilon).
+
+    Implementations:
+
+    * ``"reference"``: the literal steps above with a (..., V) target distribution. Supports
+      every combination of ``ref_logits`` and ``divergence``.
+    * ``"fast"``: for the paper's setting (reverse KL, targets from the current logits) the
+      closed form ``L = p_k log(V p_k) + (1 - p_k) log(V (1 - p_k)/(V - 1))`` (binary KL
+      between Bernoulli(p_k) and Bernoulli(1/V)) whose autograd gradient is
+      ``-w · ∂CE/∂z`` with ``w = p_k log(p_k (V - 1)/(1 - p_k))`` -- equal to the reference's
+      value and gradient, with the memory of a cross-entropy (no target tensor). With
+      ``ref_logits`` or ``divergence="forward"`` there is no such closed form and ``"fast"``
+      falls back to the reference implementation.
+
+    Args:
+        logits: (..., V) current model logits, V ≥ 2; computed in at least float32.
+        targets: (...) aligned gold token ids, ``ignore_index`` where unsupervised.
+        implementation: ``"fast"`` or ``"reference"``.
+        ref_logits: optional (..., V) logits of the ORIGINAL model: the ablation that builds the
+            target from them instead of from the current logits.
+        divergence: ``"reverse"`` (paper) KL(p_θ ‖ p̃) or ``"forward"`` (ablation)
+            KL(p̃ ‖ p_θ); p̃ is detached in both.
+        ignore_index: label of unsupervised positions.
+
+    Returns:
+        Scalar loss in the compute dtype; 0 (with a grad_fn) if nothing is supervised.
+    """
+    if implementation not in ("fast", "reference"):
+        raise ConfigError(
+            f"unilogit implementation must be 'fast' or 'reference', got {implementation!r}"
+        )
+    if divergence not in ("reverse", "forward"):
+        raise ConfigError(f"unilogit divergence must be 'reverse' or 'forward', got {divergence!r}")
+    _check_targets(logits, targets)
+    if logits.shape[-1] < 2:
+        raise ValueError(f"Unilogit needs a vocabulary of at least 2 tokens, got V={logits.shape[-1]}")
+    if ref_logits is not None:
+        _check_same_shape(logits, ref_logits, "logits and ref_logits")
+    if implementation == "fast" and ref_logits is None and divergence == "reverse":
+        return _unilogit_fast(logits, targets, ignore_index)
+    return _unilogit_reference(logits, targets, ref_logits, divergence, ignore_index)
+
+
+# --------------------------------------------------------------------------------------------
+# Preference-style sequence losses
+# --------------------------------------------------------------------------------------------
+
+
+def npo_loss(policy_logps: Tensor, ref_logps: Tensor, *, beta: float = 0.1) -> Tensor:
+    """Negative Preference Optimization (Zhang et al. 2024).
+
+    ``L = mean_b (2/β) log(1 + (π_θ(y_b|x_b)/π_ref(y_b|x_b))^β)
+        = mean_b -(2/β) log σ(-β (log π_θ - log π_ref))``
+
+    At π_θ = π_ref the loss is (2/β) log 2 and its gradient is that of the NLL (times 1),
+    whatever β; it vanishes as π_θ/π_ref → 0.
+
+    Args:
+        policy_logps: (B,) summed log-probs log π_θ(y|x) of the forget answers.
+        ref_logps: (B,) the same under the frozen reference model (detached here).
+        beta: β > 0.
+
+    Returns:
+        Scalar, mean over sequences; 0 (with a grad_fn) for B = 0.
+    """
+    _check_beta(beta)
+    _check_same_shape(policy_logps, ref_logps, "policy_logps and ref_logps")
+    log_ratio = _upcast(policy_logps) - _upcast(ref_logps).detach()  # (B,)
+    return _mean(-(2.0 / beta) * F.logsigmoid(-beta * log_ratio))
+
+
+def simnpo_loss(
+    policy_logps: Tensor, lengths: Tensor, *, beta: float = 4.5, gamma: float = 0.0
+) -> Tensor:
+    """SimNPO (Fan et al. 2024): reference-free, length-normalised NPO.
+
+    ``L = mean_b -(2/β) log σ(-(β/|y_b|) log π_θ(y_b|x_b) - γ)``
+
+    Args:
+        policy_logps: (B,) summed log-probs log π_θ(y|x).
+        lengths: (B,) number of supervised tokens |y| (int or float). A sequence with |y| = 0
+            has log π = 0 and is treated as |y| = 1: it adds the constant -(2/β) log σ(-γ)
+            and no gradient (instead of 0/0 = NaN).
+        beta: β > 0 (2.5-4.5 in the paper).
+        gamma: margin γ (0 by default).
+
+    Returns:
+        Scalar, mean over sequences; 0 (with a grad_fn) for B = 0.
+    """
+    _check_beta(beta)
+    if lengths.shape != policy_logps.shape:
+        raise ValueError(
+            f"lengths must have shape {tuple(policy_logps.shape)}, got {tuple(lengths.shape)}"
+        )
+    logps = _upcast(policy_logps)  # (B,)
+    n = lengths.to(device=logps.device, dtype=logps.dtype).clamp_min(1)  # (B,)
+    return _mean(-(2.0 / beta) * F.logsigmoid(-(beta / n) * logps - gamma))
+
+
+def dpo_loss(
+    chosen_logps: Tensor,
+    rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    *,
+    beta: float = 0.1,
+) -> Tensor:
+    """DPO (Rafailov et al. 2023) with the unlearning field's 2/β scaling (IdkDPO uses a
+    refusal as "chosen" and the forget answer as "rejected").
+
+    ``L = mean_b -(2/β) log σ(β [(log π_θ(c) - log π_ref(c)) - (log π_θ(r) - log π_ref(r))])``
+
+    The 2/β factor (as in NPO and open-unlearning) makes the loss (2/β) log 2 and the gradient
+    β-independent at π_θ = π_ref; plain DPO is this loss times β/2.
+
+    Args:
+        chosen_logps, rejected_logps: (B,) summed log-probs under π_θ.
+        ref_chosen_logps, ref_rejected_logps: (B,) the same under π_ref (detached here).
+        beta: β > 0.
+
+    Returns:
+        Scalar, mean over pairs; 0 (with a grad_fn) for B = 0.
+    """
+    _check_beta(beta)
+    for name, other in (
+        ("rejected_logps", rejected_logps),
+        ("ref_chosen_logps", ref_chosen_logps),
+        ("ref_rejected_logps", ref_rejected_logps),
+    ):
+        _check_same_shape(chosen_logps, other, f"chosen_logps and {name}")
+    chosen = _upcast(chosen_logps) - _upcast(ref_chosen_logps).detach()  # (B,)
+    rejected = _upcast(rejected_logps) - _upcast(ref_rejected_logps).detach()  # (B,)
+    return _mean(-(2.0 / beta) * F.logsigmoid(beta * (chosen - rejected)))
+
+
+# --------------------------------------------------------------------------------------------
+# Distillation-style token losses
+# --------------------------------------------------------------------------------------------
+
+
+def undial_loss(
+    logits: Tensor,
+    ref_logits: Tensor,
+    targets: Tensor,
+    *,
+    gamma: float = 10.0,
+    ignore_index: int = IGNORE_INDEX,
+) -> Tensor:
+    """UnDIAL (Dong et al. 2024): distil from the frozen original model with the gold logit
+    lowered by a fixed γ.
+
+    ``q = softmax(z_ref - γ · onehot(k))`` (detached), per position
+    ``CE(q, p_θ) = -Σ_i q_i log p_θ,i`` (= KL(q ‖ p_θ) + H(q)), mean over SUPERVISED positions
+    only (open-unlearning also averages over prompt and padding positions; we do not).
+
+    Args:
+        logits: (..., V) current model logits.
+        ref_logits: (..., V) logits of the frozen original model (detached here).
+        targets: (...) aligned gold ids, ``ignore_index`` where unsupervised.
+        gamma: logit decrement γ (3, 10 or 30 in the paper).
+
+    Returns:
+        Scalar; 0 (with a grad_fn) if nothing is supervised.
+    """
+    _check_targets(logits, targets)
+    _check_same_shape(logits, ref_logits, "logits and ref_logits")
+    mask = targets != ignore_index  # (...)
+    gold = torch.where(mask, targets, 0).unsqueeze(-1)  # (..., 1)
+    teacher = _upcast(ref_logits.detach())  # (..., V)
+    teacher = teacher.scatter_add(-1, gold, torch.full_like(teacher[..., :1], -gamma))  # (..., V)
+    q = torch.softmax(teacher, dim=-1)  # (..., V)
+    log_p = torch.log_softmax(_upcast(logits), dim=-1)  # (..., V)
+    per_position = -(q * log_p).sum(dim=-1)  # (...)
+    return _masked_mean(per_position, mask)
+
+
+def kl_retain_loss(
+    logits: Tensor, ref_logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX
+) -> Tensor:
+    """Retain term KL(π_ref ‖ π_θ) = Σ_i p_ref,i (log p_ref,i - log p_θ,i) per supervised
+    position (retain ANSWER tokens; prompt and padding are masked), mean over those positions.
+
+    Args:
+        logits: (..., V) current model logits.
+        ref_logits: (..., V) frozen reference logits (detached here).
+        targets: (...) aligned targets; only their mask (``!= ignore_index``) is used.
+
+    Returns:
+        Scalar; 0 (with a grad_fn) if nothing is supervised.
+    """
+    _check_targets(logits, targets)
+    _check_same_shape(logits, ref_logits, "logits and ref_logits")
+    log_ref = torch.log_softmax(_upcast(ref_logits.detach()), dim=-1)  # (..., V)
+    log_p = torch.log_softmax(_upcast(logits), dim=-1)  # (..., V)
+    per_position = (log_ref.exp() * (log_ref - log_p)).sum(dim=-1)  # (...)
+    return _masked_mean(per_position, targets != ignore_index)
+
+
+# --------------------------------------------------------------------------------------------
+# RMU (representation misdirection)
+# --------------------------------------------------------------------------------------------
+
+
+def _masked_mse(activations: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    if mask.shape != activations.shape[:-1]:
+        raise ValueError(
+            f"mask must have shape {tuple(activations.shape[:-1])}, got {tuple(mask.shape)}"
+        )
+    per_position = (_upcast(activations) - _upcast(target)).pow(2).mean(dim=-1)  # (B, T)
+    return _masked_mean(per_position, mask.bool())
+
+
+def rmu_loss(activations: Tensor, control: Tensor, mask: Tensor) -> Tensor:
+    """RMU forget term (Li et al. 2024, WMDP): steer layer-ℓ activations on forget data to
+    the control vector c·u (u a fixed random unit vector, c the steering coefficient).
+
+    ``L = mean_{(b,t): mask} (1/H) Σ_h (a_{b,t,h} - control_h)^2``
+
+    Args:
+        activations: (B, T, H) layer output of the model being unlearned.
+        control: (H,) (or broadcastable to (B, T, H)) the scaled random vector c·u.
+        mask: (B, T) bool/int, True at positions that count (e.g. the attention mask).
+
+    Returns:
+        Scalar; 0 (with a grad_fn) if the mask is empty.
+    """
+    return _masked_mse(activations, control, mask)
+
+
+def rmu_retain_loss(activations: Tensor, ref_activations: Tensor, mask: Tensor) -> Tensor:
+    """RMU retain term: keep retain-data activations equal to the frozen reference's.
+
+    ``L = mean_{(b,t): mask} (1/H) Σ_h (a_{b,t,h} - a^ref_{b,t,h})^2``
+
+    Args:
+        activations: (B, T, H) layer output of the model being unlearned.
+        ref_activations: (B, T, H) same layer of the frozen reference (detached here).
+        mask: (B, T) positions that count.
+
+    Returns:
+        Scalar; 0 (with a grad_fn) if the mask is empty.
+    """
+    _check_same_shape(activations, ref_activations, "activations and ref_activations")
+    return _masked_mse(activations, ref_activations.detach(), mask)

@@ -1,0 +1,297 @@
+"""The built-in ``world`` benchmark: generator properties, cache and an end-to-end quick build."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from unilogit.benchmarks import WorldConfig, build_world, generate_world, world_root
+from unilogit.benchmarks.world import _tokenizer_corpus, train_tokenizer
+from unilogit.benchmarks.world_data import ATTRIBUTES, TEMPLATES, split_sizes
+from unilogit.errors import ConfigError
+
+QUICK = WorldConfig.preset("quick")
+
+
+@pytest.fixture(scope="module")
+def world_files():
+    return generate_world(QUICK)
+
+
+@pytest.fixture(scope="module")
+def default_files():
+    return generate_world(WorldConfig.preset("default"))
+
+
+def _dump(files):
+    return {k: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            for k, rows in files.items()}
+
+
+def _people(rows):
+    return list(dict.fromkeys(r["subject"] for r in rows))
+
+
+# ------------------------------------------------------------------------------ generation
+
+
+def test_same_seed_same_bytes_other_seed_differs(world_files):
+    again = generate_world(WorldConfig.preset("quick"))
+    assert _dump(again) == _dump(world_files)
+    other = generate_world(WorldConfig.preset("quick", seed=1))
+    assert set(other) == set(world_files)
+    assert _dump(other)["full"] != _dump(world_files)["full"]
+    assert _people(other["full"]) != _people(world_files["full"])
+
+
+def test_names_unique_and_counts(default_files):
+    cfg = WorldConfig.preset("default")
+    full, holdout = default_files["full"], default_files["holdout10"]
+    people, held = _people(full), _people(holdout)
+    assert len(people) == cfg.n_people == 200
+    assert len(held) == cfg.n_holdout == 20
+    assert len(set(people) | set(held)) == len(people) + len(held)
+    assert len(full) == len(people) * len(ATTRIBUTES)
+    assert len(ATTRIBUTES) >= 8
+    # each person has every attribute once, in order
+    for i, name in enumerate(people):
+        block = full[i * len(ATTRIBUTES) : (i + 1) * len(ATTRIBUTES)]
+        assert {r["subject"] for r in block} == {name}
+        assert [r["attribute"] for r in block] == [f"person.{a}" for a in ATTRIBUTES]
+    # questions are unique (no two facts share a question)
+    questions = [r["question"] for r in full + default_files["general"]]
+    assert len(set(questions)) == len(questions)
+
+
+@pytest.mark.parametrize("files_fixture", ["world_files", "default_files"])
+def test_splits_by_person(files_fixture, request):
+    files = request.getfixturevalue(files_fixture)
+    full = files["full"]
+    people = _people(full)
+    sizes = split_sizes(len(people))
+    n_attr = len(ATTRIBUTES)
+    held_all = set(_people(files["holdout10"]))
+    assert not held_all & set(people)
+    for pct, k in sizes.items():
+        forget, retain = files[f"forget{pct}"], files[f"retain{100 - int(pct)}"]
+        assert forget == full[-k * n_attr :]  # the last k people, as in TOFU
+        assert retain == full[: -k * n_attr]
+        assert _people(forget) == people[-k:]
+        assert not set(_people(forget)) & set(_people(retain))
+        assert len(_people(files[f"holdout{pct}"])) == k
+        assert set(_people(files[f"holdout{pct}"])) <= held_all
+        pert = files[f"forget{pct}_perturbed"]
+        assert [{k2: r[k2] for k2 in forget[0]} for r in pert] == forget
+    if len(people) == 200:
+        assert [len(_people(files[f"forget{p}"])) for p in ("01", "05", "10")] == [2, 10, 20]
+    assert set(_people(files["forget01"])) <= set(_people(files["forget05"]))
+    assert set(_people(files["forget05"])) <= set(_people(files["forget10"]))
+    assert files["retain_perturbed"][0]["question"] == full[0]["question"]
+    assert files["neighbour"] == files["neighbour10"]
+
+
+def _all_perturbed(files):
+    return (
+        files["forget10_perturbed"]
+        + files["retain_perturbed"]
+        + files["holdout10_perturbed"]
+        + files["general_perturbed"]
+    )
+
+
+def test_paraphrases_differ_from_trained_phrasing(default_files):
+    rows = _all_perturbed(default_files)
+    assert rows
+    for r in rows:
+        assert r["paraphrased_question"] != r["question"]
+        assert r["paraphrased_answer"] != r["answer"]
+        assert r["value"] in r["answer"] and r["value"] in r["paraphrased_answer"]
+    # every template of every attribute is used for training somewhere
+    trained = {(r["attribute"], r["question"].replace(r["subject"], "{s}")) for r in
+               default_files["full"] + default_files["general"]}
+    for attr, pairs in TEMPLATES.items():
+        for q, _ in pairs:
+            assert (attr, q) in trained
+
+
+def _split_on_value(text, value):
+    text = text.replace(" an ", " a ")  # profession articles
+    value_norm = value
+    i = text.index(value_norm)
+    return text[:i], text[i + len(value_norm) :]
+
+
+def test_perturbed_answers_are_wrong_values_in_the_same_template(default_files):
+    for r in _all_perturbed(default_files):
+        pert = r["perturbed_answer"]
+        assert isinstance(pert, list) and len(pert) == 5 and len(set(pert)) == 5
+        # person rows: the template of the paraphrased answer (TOFU); entity rows (world facts):
+        # the template of the gold answer
+        ref = r["paraphrased_answer"] if r["attribute"].startswith("person.") else r["answer"]
+        prefix, suffix = _split_on_value(ref, r["value"])
+        for p in pert:
+            p = p.replace(" an ", " a ")
+            assert p != ref.replace(" an ", " a ")
+            assert p.startswith(prefix) and p.endswith(suffix), (ref, p)
+            wrong = p[len(prefix) : len(p) - len(suffix)]
+            assert wrong and wrong != r["value"]
+
+
+def test_neighbour_is_about_entities_linked_to_forget_people(default_files):
+    files = default_files
+    country_of = {r["subject"]: r["value"] for r in files["general"]
+                  if r["attribute"] == "city.country"}
+    general_keys = {(r["question"], r["answer"]) for r in files["general"]}
+    for pct in ("01", "05", "10"):
+        linked = set()
+        for r in files[f"forget{pct}"]:
+            if r["attribute"] == "person.birthplace":
+                linked |= {r["value"], country_of[r["value"]]}
+            if r["attribute"] in ("person.publisher", "person.award"):
+                linked.add(r["value"])
+        neighbour = files[f"neighbour{pct}"]
+        assert neighbour
+        assert {r["subject"] for r in neighbour} == linked
+        assert {(r["question"], r["answer"]) for r in neighbour} <= general_keys
+        assert not {r["subject"] for r in neighbour} & set(_people(files["full"]))
+        kinds = {r["attribute"].split(".")[0] for r in neighbour}
+        assert {"city", "country", "publisher"} <= kinds
+    assert len(files["neighbour01"]) < len(files["neighbour10"]) < len(files["general"])
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="unknown world preset"):
+        WorldConfig.preset("huge")
+    with pytest.raises(ConfigError, match="n_people"):
+        WorldConfig(n_people=3)
+    with pytest.raises(ConfigError, match="unknown WorldConfig field"):
+        WorldConfig.preset("quick", n_persons=3)
+    with pytest.raises(ConfigError, match="hidden_size"):
+        WorldConfig(hidden_size=100, num_heads=3)
+    with pytest.raises(ConfigError, match="unknown world split"):
+        build_world(QUICK, cache_dir="/nonexistent", splits=("forget20",), progress=False)
+    assert WorldConfig.preset("quick").name == "quick"
+    assert WorldConfig.preset("default") == WorldConfig()
+
+
+def test_tokenizer_deterministic_and_plain(world_files):
+    corpus = _tokenizer_corpus(world_files)
+    a = train_tokenizer(corpus, QUICK.vocab_size)
+    b = train_tokenizer(corpus, QUICK.vocab_size)
+    assert a.backend_tokenizer.to_str() == b.backend_tokenizer.to_str()
+    assert not getattr(a, "chat_template", None)
+    assert None not in (a.bos_token_id, a.eos_token_id, a.pad_token_id)
+    assert len({a.bos_token_id, a.eos_token_id, a.pad_token_id}) == 3
+    text = "Question: Where was Alma Brackberg born?\nAnswer: Alma Brackberg was born in Velmora."
+    ids = a(text).input_ids
+    assert ids[0] == a.bos_token_id
+    assert a.decode(ids, skip_special_tokens=True) == text
+    assert len(ids) < len(text) / 2  # the BPE merges are real
+
+
+def test_cache_dir_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("UNILOGIT_CACHE", str(tmp_path))
+    root = world_root(QUICK)
+    assert root.parent == tmp_path / "world"
+    assert world_root(QUICK, tmp_path / "x").parent == tmp_path / "x" / "world"
+    assert world_root(WorldConfig.preset("quick", seed=1)) != root
+    assert world_root(WorldConfig.preset("quick", epochs=3)) != root
+
+
+# ------------------------------------------------------------------------------ building
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    t0 = time.perf_counter()
+    world = build_world(QUICK, cache_dir=cache, splits=("forget10",), progress=False)
+    return world, cache, time.perf_counter() - t0
+
+
+def test_build_writes_tofu_like_files(built, world_files):
+    world, cache, _ = built
+    assert world.root == world_root(QUICK, cache)
+    expected = _dump(world_files)
+    for name in ("full", "forget10", "forget10_perturbed", "retain90", "holdout10",
+                 "neighbour", "general", "retain_perturbed"):
+        path = world.data_files[name]
+        assert path == world.root / f"{name}.jsonl"
+        assert path.read_text(encoding="utf-8") == expected[name]
+    assert set(world.data_files) == set(world_files)
+    for d in (world.tokenizer_dir, world.target_dir, world.retain_dir("forget10")):
+        assert d.is_dir()
+    assert world.retain_dir("forget10").name == "retain-forget10"
+    assert (world.target_dir / "model.safetensors").is_file()
+    assert (world.retain_dir("forget10") / "model.safetensors").is_file()
+    leftovers = [p.name for p in (cache / "world").rglob(".tmp-*")]
+    assert not leftovers
+    manifest = json.loads((world.root / "world.json").read_text())
+    assert manifest["config"]["name"] == "quick"
+    ex = world.load_split("forget10_perturbed")
+    assert len(ex) == len(world_files["forget10"])
+    assert ex[0].prompt == world_files["forget10"][0]["question"]
+    assert ex[0].response == world_files["forget10"][0]["answer"]
+    assert len(ex[0].extras["perturbed_answer"]) == 5
+    assert len(world.load_split("retain")) == len(world_files["retain90"])
+    with pytest.raises(ConfigError):
+        world.load_split("forget20")
+    with pytest.raises(ConfigError, match="was not built"):
+        world.load_model("forget05")
+
+
+def test_cache_hit_does_not_retrain(built):
+    world, cache, first = built
+    stamps = {p: p.stat().st_mtime_ns for p in world.root.rglob("*") if p.is_file()}
+    t0 = time.perf_counter()
+    again = build_world(QUICK, cache_dir=cache, splits=("forget10",), progress=False)
+    second = time.perf_counter() - t0
+    assert second < 5 and second < first / 3
+    assert again.root == world.root
+    assert again.data_files == world.data_files
+    assert again.target_dir == world.target_dir
+    assert again.retain_dir("forget10") == world.retain_dir("forget10")
+    assert {p: p.stat().st_mtime_ns for p in world.root.rglob("*") if p.is_file()} == stamps
+
+
+def _answer_nll(model, tokenizer, examples):
+    import torch
+
+    from unilogit.data import collate, encode_example
+
+    feats = [encode_example(tokenizer, e) for e in examples]
+    batch = collate([{"input_ids": f.input_ids, "labels": f.labels} for f in feats],
+                    tokenizer.pad_token_id)
+    model.eval()
+    with torch.no_grad():
+        return model(**batch).loss.item()
+
+
+def test_quick_target_knows_forget_set_better_than_retain_model(built):
+    world, _, _ = built
+    tok = world.load_tokenizer()
+    assert not getattr(tok, "chat_template", None)
+    target, retain = world.load_model("target"), world.load_model("forget10")
+    forget = world.load_split("forget10")
+    kept = world.load_split("retain90")[: len(forget)]
+    t_forget = _answer_nll(target, tok, forget)
+    r_forget = _answer_nll(retain, tok, forget)
+    r_kept = _answer_nll(retain, tok, kept)
+    # the target model was trained on the forget people; the retain model never saw them
+    assert t_forget < 0.5 * r_forget, (t_forget, r_forget)
+    # and the retain model did learn the people it was trained on
+    assert r_kept < 0.5 * r_forget, (r_kept, r_forget)
+
+
+def test_target_dir_is_loadable_standalone(built):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    world, _, _ = built
+    tok = AutoTokenizer.from_pretrained(str(world.target_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(world.target_dir))
+    assert model.config.vocab_size == len(tok)
+    assert model.config.model_type == "llama"
+    assert os.path.isfile(world.target_dir / "train.json")
