@@ -25,6 +25,9 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# Tiny test models are dominated by per-op overhead: one thread is faster than two, and
+# subprocesses started by tests (CLI, multi-process runs) inherit the setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -74,7 +77,7 @@ def build_tiny_tokenizer(*, chat: bool = False, vocab_size: int = 320):
     return hf
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The read-only ``../shared`` folder next to the checkout (skip if absent)."""
     if not SHARED_DIR.is_dir():

@@ -30,6 +30,16 @@ ANSWERS = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy CI box OpenMP threads that
+    spin-wait make them tens of times slower; use one thread here, then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     config = LlamaConfig(
@@ -368,3 +378,38 @@ def test_load_muse_dir(shared_dir):
         "prompt",
         "gt",
     }
+
+
+def test_generation_is_plain_greedy_whatever_the_model_config(tiny_tokenizer, model):
+    """Sampling / repetition penalties in the model's own generation_config must not leak in:
+    the output equals a literal argmax loop (cut at EOS)."""
+    cfg = model.generation_config
+    cfg.do_sample, cfg.repetition_penalty, cfg.no_repeat_ngram_size = True, 1.5, 2
+    prompt = "Once upon a time"
+    x = torch.tensor([tiny_tokenizer(prompt)["input_ids"]])
+    n_prompt = x.shape[1]
+    with torch.no_grad():
+        for _ in range(15):
+            x = torch.cat([x, model(input_ids=x).logits[:, -1].argmax(-1, keepdim=True)], 1)
+    new = x[0, n_prompt:].tolist()
+    eos = tiny_tokenizer.eos_token_id
+    new = new[: new.index(eos)] if eos in new else new
+    expected = tiny_tokenizer.decode(new, skip_special_tokens=True).strip()
+    got = generation.generate_continuations(
+        model, tiny_tokenizer, [prompt], max_new_tokens=15, progress=False
+    )
+    assert got == [expected]
+
+
+def test_long_prompt_keeps_bos_and_its_end(tiny_tokenizer):
+    model = tiny_model(len(tiny_tokenizer))
+    model.config.max_position_embeddings = 40
+    prompt = "Once upon a time, there was a little girl named Lily. " * 5
+    ids = tiny_tokenizer(prompt)["input_ids"]
+    kept = [ids[0]] + ids[len(ids) - 29 :]  # 40 positions - 10 new tokens = 30 prompt tokens
+    got = generation.generate_continuations(
+        model, tiny_tokenizer, [prompt], max_new_tokens=10, progress=False
+    )
+    assert got == generation.generate_from_ids(
+        model, tiny_tokenizer, [kept], max_new_tokens=10, progress=False
+    )

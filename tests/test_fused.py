@@ -136,7 +136,9 @@ def test_fused_unilogit_extreme_logits_stay_finite() -> None:
     loss = fused_linear_unilogit_loss(hidden, weight, targets, bias=bias, chunk_size=16)
     grads = torch.autograd.grad(loss, (hidden, weight, bias))
     assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in grads)
-    expected = losses.unilogit_loss(F.linear(hidden.double(), weight.double(), bias.double()), targets)
+    expected = losses.unilogit_loss(
+        F.linear(hidden.double(), weight.double(), bias.double()), targets
+    )
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 

@@ -312,7 +312,7 @@ def extreme_logits(V: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Te
 
 
 def rounding_noise(
-    z64: torch.Tensor, t: torch.Tensor, eps: float, logit_rounding: bool = False
+    z64: torch.Tensor, t: torch.Tensor, eps: float, reference: bool = False
 ) -> torch.Tensor:
     """Elementwise size of rounding errors (unit roundoff ``eps``) in a Unilogit gradient, (N, V).
 
@@ -327,8 +327,10 @@ def rounding_noise(
       rounded p_k, so it is off by ~eps · p_k (a large RELATIVE error when p_k ≈ 1):
       ~eps · |w| · p_i / n.
 
-    ``logit_rounding`` adds the row's largest |logit| to K: the literal reference stores
-    z̃_k ≈ max z, rounded by up to eps · max|z| (the fast path never forms z̃).
+    ``reference=True`` gives the literal reference's noise: it stores z̃_k ≈ max z, rounded by
+    up to eps · max|z| (added to K), and it sums V-term products (Σ p (log p - log p̃)) whose
+    pairwise-summation error grows like log2 V (a factor 1 + log2 V). The fast path forms
+    neither.
     """
     mask = t != -100
     gold = torch.where(mask, t, 0)
@@ -338,8 +340,9 @@ def rounding_noise(
     b = torch.logsumexp(logp.scatter(1, gold[:, None], -math.inf), dim=1, keepdim=True)
     vocab = z64.shape[-1]
     k_row = math.log(vocab) + a.abs() + b.abs()  # (N, 1)
-    if logit_rounding:
+    if reference:
         k_row = k_row + z64.detach().abs().amax(dim=1, keepdim=True)
+        k_row = k_row * (1 + math.log2(vocab))
     w = a.exp() * (a - b + math.log(vocab - 1))  # (N, 1)
     onehot = torch.nn.functional.one_hot(gold, vocab).double()
     noise = k_row * (p - onehot).abs() + torch.special.xlogy(p, p).abs() + w.abs() * p
@@ -383,9 +386,9 @@ def test_unilogit_fast_matches_reference_on_extremes(V: int) -> None:
     assert fast.item() == pytest.approx(ref64.item(), rel=1e-6)
     assert ref.item() == pytest.approx(ref64.item(), rel=2e-3)
     eps32, eps64 = torch.finfo(torch.float32).eps, torch.finfo(torch.float64).eps
-    noise64 = rounding_noise(z64, t, eps64, logit_rounding=True)  # the float64 reference's own
+    noise64 = rounding_noise(z64, t, eps64, reference=True)  # the float64 reference's own
     assert_grad_close(g_fast, g_ref64, 1e-4, rounding_noise(z64, t, eps32) + noise64)
-    noise32_ref = rounding_noise(z64, t, eps32, logit_rounding=True)
+    noise32_ref = rounding_noise(z64, t, eps32, reference=True)
     assert_grad_close(g_ref, g_ref64, 1e-2, noise32_ref + noise64)
     assert g_ref64[2].abs().max() > 0  # p_k -> 1 row has a (tiny) gradient, matched above
     # float64 fast vs float64 reference: the same mathematics, tight
@@ -527,7 +530,9 @@ def test_npo_literal(dtype: torch.dtype) -> None:
     def literal(pi, r):  # (2/β) log(1 + (π/π_ref)^β)
         return ((2 / beta) * torch.log(1 + torch.exp(beta * (pi - r.double())))).mean()
 
-    check_value_and_grad(lambda p, r: losses.npo_loss(p, r, beta=beta), literal, [policy, ref], dtype)
+    check_value_and_grad(
+        lambda p, r: losses.npo_loss(p, r, beta=beta), literal, [policy, ref], dtype
+    )
 
 
 def test_npo_hand_computed() -> None:
@@ -548,13 +553,18 @@ def test_simnpo_literal(dtype: torch.dtype) -> None:
         return (-(2 / beta) * torch.log(lit_sigmoid(-(beta / n) * pi - gamma))).mean()
 
     check_value_and_grad(
-        lambda p, n: losses.simnpo_loss(p, n, beta=beta, gamma=gamma), literal, [policy, lengths], dtype
+        lambda p, n: losses.simnpo_loss(p, n, beta=beta, gamma=gamma),
+        literal,
+        [policy, lengths],
+        dtype,
     )
 
 
 def test_simnpo_hand_computed() -> None:
     """log π = -6, |y| = 3, β = 2, γ = 0: -(2/2) log σ((2/3)·6) = log(1 + e^-4) = 0.0181499."""
-    value = losses.simnpo_loss(torch.tensor([-6.0], dtype=torch.float64), torch.tensor([3]), beta=2.0)
+    value = losses.simnpo_loss(
+        torch.tensor([-6.0], dtype=torch.float64), torch.tensor([3]), beta=2.0
+    )
     assert value.item() == pytest.approx(math.log1p(math.exp(-4)), abs=1e-12)
     assert value.item() == pytest.approx(0.0181499, abs=1e-7)
 
@@ -664,7 +674,10 @@ def test_rmu_losses_literal(dtype: torch.dtype) -> None:
         losses.rmu_loss, lambda h, c, m: lit_masked_mse(h, c.double(), m), [h, control, mask], dtype
     )
     check_value_and_grad(
-        losses.rmu_retain_loss, lambda h, r, m: lit_masked_mse(h, r.double(), m), [h, ref, mask], dtype
+        losses.rmu_retain_loss,
+        lambda h, r, m: lit_masked_mse(h, r.double(), m),
+        [h, ref, mask],
+        dtype,
     )
 
 

@@ -522,7 +522,7 @@ def _rows_to_examples(rows: Sequence[_RawRow], *, kind: str, nulls_missing: bool
         else:
             raise row.error(
                 "each row must be an object with 'question' and 'answer' (QA) or 'text' (raw "
-                f"text), got {_type_name(value)} {_preview(value)}"
+                f"text), got {_type_name(value)}{_preview(value)}"
             )
         if kind == "auto":
             if row_kind is None:
@@ -598,7 +598,7 @@ def _required_str(row: _RawRow, value: Mapping, key: str, need: str, nulls_missi
 
 def _check_str(row: _RawRow, value: Any, key: str) -> str:
     if not isinstance(value, str):
-        raise row.error(f"must be a string, got {_type_name(value)} {_preview(value)}", field=key)
+        raise row.error(f"must be a string, got {_type_name(value)}{_preview(value)}", field=key)
     if not value.strip():
         extra = " (it is only whitespace)" if value else ""
         raise row.error(f"must be a non-empty string{extra}", field=key)
@@ -630,8 +630,11 @@ def _type_name(value: Any) -> str:
 
 
 def _preview(value: Any, limit: int = 40) -> str:
+    """`` (42)``-style preview of a wrong value; empty for null."""
+    if value is None:
+        return ""
     text = repr(value)
-    return "(" + (text if len(text) <= limit else text[: limit - 3] + "...") + ")"
+    return " (" + (text if len(text) <= limit else text[: limit - 3] + "...") + ")"
 
 
 def _preview_names(names: Iterable[Any], limit: int = 10) -> str:

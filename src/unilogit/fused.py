@@ -144,9 +144,7 @@ class _FusedLinearLoss(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
-        grads = tuple(
-            None if g is None else g * grad_output.to(g.dtype) for g in ctx.saved_tensors
-        )
+        grads = tuple(None if g is None else g * grad_output.to(g.dtype) for g in ctx.saved_tensors)
         return (*grads, None, None)  # no gradient for targets and options
 
 
@@ -175,7 +173,9 @@ def _fused_loss(
     if bias is not None and bias.shape != weight.shape[:1]:
         raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
     if kind == "unilogit" and weight.shape[0] < 2:
-        raise ValueError(f"Unilogit needs a vocabulary of at least 2 tokens, got V={weight.shape[0]}")
+        raise ValueError(
+            f"Unilogit needs a vocabulary of at least 2 tokens, got V={weight.shape[0]}"
+        )
     hidden_2d = hidden.reshape(-1, hidden.shape[-1])  # (N, H)
     targets_1d = targets.reshape(-1)  # (N,)
     options = (kind, chunk_size, ignore_index)

@@ -61,7 +61,9 @@ def _check_targets(logits: Tensor, targets: Tensor, name: str = "logits") -> Non
 
 def _check_same_shape(a: Tensor, b: Tensor, names: str) -> None:
     if a.shape != b.shape:
-        raise ValueError(f"{names} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"{names} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
 
 
 def _check_beta(beta: float) -> None:
@@ -132,7 +134,9 @@ def _log1m_gold_prob(shifted: Tensor, log_norm: Tensor, gold: Tensor, logp_k: Te
     for start in range(0, flat.shape[0], rows):
         chunk = flat[start : start + rows].clone()  # (rows, V)
         chunk.scatter_(1, flat_gold[start : start + rows], float("-inf"))  # drop the gold logit
-        others[start : start + rows] = torch.logsumexp(chunk, dim=1) - flat_norm[start : start + rows]
+        others[start : start + rows] = (
+            torch.logsumexp(chunk, dim=1) - flat_norm[start : start + rows]
+        )
     return torch.where(logp_k > _LOG_HALF, others.reshape(logp_k.shape), small)
 
 
@@ -373,7 +377,9 @@ def unilogit_loss(
         raise ConfigError(f"unilogit divergence must be 'reverse' or 'forward', got {divergence!r}")
     _check_targets(logits, targets)
     if logits.shape[-1] < 2:
-        raise ValueError(f"Unilogit needs a vocabulary of at least 2 tokens, got V={logits.shape[-1]}")
+        raise ValueError(
+            f"Unilogit needs a vocabulary of at least 2 tokens, got V={logits.shape[-1]}"
+        )
     if ref_logits is not None:
         _check_same_shape(logits, ref_logits, "logits and ref_logits")
     if implementation == "fast" and ref_logits is None and divergence == "reverse":

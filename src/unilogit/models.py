@@ -85,12 +85,13 @@ def load_model(
     revision: str | None = None,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[nn.Module, Any]:
     """Load ``(model, tokenizer)`` from a local directory, a Hub id or a ``.gguf`` file.
 
     GGUF weights are dequantised and moved into a plain model of the same config, so the
     result can be trained and saved like any other. The tokenizer gets a pad token (EOS) if
-    it has none.
+    it has none. ``cache_dir``: the Hub cache to use (default: Hugging Face's).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -123,10 +124,18 @@ def load_model(
                 f"model {spec!r} is neither an existing path nor a Hub id like 'org/name'"
             )
         common["revision"] = revision
-        tokenizer = AutoTokenizer.from_pretrained(spec, **common)
-        model = AutoModelForCausalLM.from_pretrained(
-            spec, use_safetensors=not allow_pickle or None, **common
-        )
+        common["cache_dir"] = cache_dir
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(spec, **common)
+            model = AutoModelForCausalLM.from_pretrained(
+                spec, use_safetensors=not allow_pickle or None, **common
+            )
+        except OSError as e:
+            offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True")
+            hint = " (HF_HUB_OFFLINE is set: only cached models load)" if offline else ""
+            raise ConfigError(
+                f"could not load {spec!r} from the Hugging Face Hub{hint}: {str(e).splitlines()[0]}"
+            ) from None
     if torch_dtype not in (None, "auto"):
         model = model.to(torch_dtype)
     model = model.to(resolve_device(device))

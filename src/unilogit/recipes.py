@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import data as data_lib
+from .methods import get_method
 from .models import load_model, prepare_output_dir, save_model, weights_sha256
 from .record import CONFIG_FILE, RECORD_FILE, describe_data, library_versions, now
 from .trainer import TrainConfig, finetune, unlearn
@@ -54,6 +55,7 @@ def unlearn_to_disk(
     t0 = time.perf_counter()
     load_options = dict(load_options or {})
     train_options = dict(train_options or {})
+    method_config = get_method(method, **(method_options or {})).config()  # fail fast on typos
     out = prepare_output_dir(output, overwrite=overwrite or train_options.get("resume", False))
     forget_rows = data_lib.load_examples(forget, name="forget")
     retain_rows = data_lib.load_examples(retain, name="retain") if retain is not None else None
@@ -79,9 +81,6 @@ def unlearn_to_disk(
         refusals=refusals,
         **(method_options or {}),
     )
-    from .methods import get_method
-
-    method_config = get_method(method, **(method_options or {})).config()
     config = {
         "method": method_config,
         "train": asdict(cfg),

@@ -235,12 +235,10 @@ class _Schedule:
 def _encode_all(
     examples: list[data_lib.Example], tokenizer: Any, cfg: TrainConfig, history: History
 ) -> list[Any]:
-    encoded = [
-        data_lib.encode_example(
-            tokenizer, ex, chat_template=cfg.chat_template, max_length=cfg.max_length
-        )
-        for ex in examples
-    ]
+    """Tokenise once (one warning summarises truncated rows, which the history keeps)."""
+    encoded = data_lib.encode_examples(
+        tokenizer, examples, chat_template=cfg.chat_template, max_length=cfg.max_length
+    )
     history.truncated_rows += [e.row_id for e in encoded if e.truncated]
     return encoded
 
@@ -308,14 +306,6 @@ def _train(
         ]
         views["chosen"] = _encode_all(chosen, tokenizer, cfg, history)
     retain_encoded = _encode_all(retain, tokenizer, cfg, history) if retain else []
-    if history.truncated_rows:
-        import warnings
-
-        warnings.warn(
-            f"{len(history.truncated_rows)} row(s) were truncated to max_length={cfg.max_length} "
-            f"tokens, e.g. {', '.join(history.truncated_rows[:3])}",
-            stacklevel=3,
-        )
 
     # 2. Reference: precomputed sequence log-probs when that is all the method needs,
     #    the LoRA base with adapters disabled, or a frozen copy of the model.

@@ -147,7 +147,7 @@ class MuseBenchmark:
         self.repo = repo
         self.hub_options = dict(hub_options or {})
         self.loader = loader
-        self._hub: dict[str, Any] = {}
+        self._hub_cache: dict[str, Any] = {}
         self._cache: dict[str, list[Any]] = {}
 
     def __repr__(self) -> str:
@@ -201,7 +201,7 @@ class MuseBenchmark:
 
     def _hub_config(self, config: str) -> Any:
         """All splits of one Hub config (a ``DatasetDict``), loaded once."""
-        if config not in self._hub:
+        if config not in self._hub_cache:
             import datasets
 
             try:
@@ -221,8 +221,8 @@ class MuseBenchmark:
                     f"expected a dataset with named splits, got {type(loaded).__name__}",
                     file=f"hf:{self.repo}:{config}",
                 )
-            self._hub[config] = loaded
-        return self._hub[config]
+            self._hub_cache[config] = loaded
+        return self._hub_cache[config]
 
     def _raw(self, part: str) -> tuple[str, Any]:
         spec = PARTS[part]

@@ -2,9 +2,10 @@
 
 The data comes either from the Hugging Face Hub dataset ``locuslab/TOFU`` (one config per file,
 split ``"train"``, read with ``datasets.load_dataset``) or from a local folder holding the same
-files as ``<config>.jsonl`` (e.g. ``../shared/data/tofu``). Both routes produce the raw rows of
-one config and share everything after that (:func:`unilogit.data.load_examples`, row limits,
-field checks), so the local files exercise exactly the code the Hub route runs.
+files as ``<config>.jsonl`` (e.g. ``../shared/data/tofu``; a ``<config>.json`` file, as in a clone
+of the Hub repository, is read with the ``datasets`` JSON builder). Both routes produce the raw
+rows of one config and share everything after that (:func:`unilogit.data.load_examples`, row
+limits, field checks), so the local files exercise exactly the code the Hub route runs.
 
 Which config plays which role, for ``split="forgetNN"`` (NN in 01, 05, 10)::
 
@@ -192,14 +193,17 @@ class TofuBenchmark:
             return self.loader(config)
         if self.data_dir is not None:
             path = self.data_dir / f"{config}.jsonl"
-            if not path.is_file():
-                raise DataError(
-                    f"file not found: TOFU config {config!r} must be {config}.jsonl in "
-                    f"{self.data_dir} (the files of the Hub dataset {self.repo}, one JSON "
-                    "object per line)",
-                    file=path,
-                )
-            return path
+            if path.is_file():
+                return path
+            alt = self.data_dir / f"{config}.json"  # a clone of the Hub repo: JSON Lines as .json
+            if alt.is_file():
+                return f"hf:json:{alt}"
+            raise DataError(
+                f"file not found: TOFU config {config!r} must be {config}.jsonl (or .json) in "
+                f"{self.data_dir} (the files of the Hub dataset {self.repo}, one JSON object "
+                "per line)",
+                file=path,
+            )
         return f"hf:{self.repo}:{config}:{HUB_SPLIT}"
 
     def load(self, config: str) -> list[Example]:
@@ -207,8 +211,10 @@ class TofuBenchmark:
         ``max_rows``."""
         if config not in self._cache:
             source = self._source(config)
-            options = {}
-            if isinstance(source, str) and source.startswith("hf:"):
+            options: dict[str, Any] = {}
+            if isinstance(source, str) and source.startswith("hf:json:"):
+                options = {k: v for k, v in self.hub_options.items() if k == "cache_dir"}
+            elif isinstance(source, str) and source.startswith("hf:"):
                 options = self.hub_options
             examples = load_examples(source, kind="qa", name=f"tofu:{config}", **options)
             if self.max_rows is not None:
@@ -347,19 +353,26 @@ class TofuBenchmark:
                     "forget questions"
                 )
         try:
-            n_ref = ref["splits"][ref["forget_split"]]["n"]
+            ratios = ref["splits"][ref["forget_split"]]["truth_ratios"]
+            if not isinstance(ratios, list) or not ratios:
+                raise TypeError
         except (KeyError, TypeError):
-            n_ref = None
-        if n_ref is not None:
-            info["n_forget"] = n_ref
-            if n_ref != len(splits["forget"]):
-                warnings.warn(
-                    f"reference has {n_ref} forget questions, this evaluation "
-                    f"{len(splits['forget'])} (different max_rows?): Forget Quality compares "
-                    "different question sets",
-                    UserWarning,
-                    stacklevel=3,
-                )
+            raise DataError(
+                "reference is not a TOFU evaluation of the retain model: it has no per-question "
+                "truth ratios on its forget split (['splits'][forget_split]['truth_ratios'])",
+                file=info.get("path"),
+                field="truth_ratios",
+            ) from None
+        n_ref = len(ratios)
+        info["n_forget"] = n_ref
+        if n_ref != len(splits["forget"]):
+            warnings.warn(
+                f"reference has {n_ref} forget questions, this evaluation "
+                f"{len(splits['forget'])} (different max_rows?): Forget Quality compares "
+                "different question sets",
+                UserWarning,
+                stacklevel=3,
+            )
         return ref, info
 
 

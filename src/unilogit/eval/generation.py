@@ -73,7 +73,9 @@ def generate_from_ids(
         prompt_ids: one list of token ids per prompt (non-empty).
         max_new_tokens: a limit for all prompts, or one per prompt (a batch generates up to its
             largest limit and each row is cut to its own; greedy decoding makes that identical
-            to generating each row alone).
+            to generating each row alone). A row never runs past the model's
+            ``max_position_embeddings`` (when declared): its limit is capped at that minus its
+            prompt length.
         stop_strings: generation of a row stops at the first of these (they are not returned).
         progress: show a tqdm bar.
 
@@ -90,6 +92,11 @@ def generate_from_ids(
         raise DataError(f"{n} prompts but {len(limits)} max_new_tokens values")
     if any(len(p) == 0 for p in prompt_ids):
         raise DataError("generation: a prompt encodes to zero tokens")
+    n_pos = _max_positions(model)
+    if n_pos is not None:  # never generate past the model's declared context (per row)
+        limits = [
+            max(0, min(lim, n_pos - len(p))) for lim, p in zip(limits, prompt_ids, strict=True)
+        ]
     pad, eos = _pad_id(tokenizer), _eos_ids(model, tokenizer)
     device = _model_device(model)
     out: list[str | None] = [None] * n
@@ -109,10 +116,15 @@ def generate_from_ids(
                     out[i] = ""
                 bar.update(len(idx))
                 continue
+            # Plain greedy: every logits processor that a model's own generation_config could
+            # switch on (unset fields are filled from it) is set to its neutral value here.
             config = GenerationConfig(
                 max_new_tokens=budget,
+                min_new_tokens=0,
                 do_sample=False,
                 num_beams=1,
+                repetition_penalty=1.0,
+                no_repeat_ngram_size=0,
                 pad_token_id=pad,
                 eos_token_id=eos or None,
             )
@@ -181,8 +193,8 @@ def generate_continuations(
 
     Prompts are tokenised with the tokenizer's special tokens (BOS if it adds one). A prompt
     longer than ``max_prompt_length`` keeps its LAST tokens (the ones the continuation depends
-    on); the default is the model's ``max_position_embeddings`` minus the largest
-    ``max_new_tokens``, when the model declares one.
+    on; a leading BOS is kept); the default is the model's ``max_position_embeddings`` minus
+    the largest ``max_new_tokens``, when the model declares one.
     """
     if max_prompt_length is None:
         n_pos = _max_positions(model)
@@ -195,7 +207,11 @@ def generate_continuations(
     for p in prompts:
         toks = list(tokenizer(p, add_special_tokens=True)["input_ids"])
         if max_prompt_length is not None and len(toks) > max_prompt_length:
-            toks = toks[-max_prompt_length:]
+            bos = tokenizer.bos_token_id
+            if bos is not None and toks[0] == bos and max_prompt_length > 1:
+                toks = [bos] + toks[len(toks) - max_prompt_length + 1 :]  # keep the BOS
+            else:
+                toks = toks[-max_prompt_length:]
         ids.append(toks)
     return generate_from_ids(
         model,
