@@ -62,12 +62,30 @@ def test_unlearn_stories_from_the_cli(stories, tmp_path, capsys):
     in practice lowers it)."""
     gguf, root, texts = stories
     out = tmp_path / "forgot"
-    code = main([
-        "unlearn", "--model", str(gguf), "--forget", str(root / "forget.jsonl"),
-        "--retain", str(root / "retain.jsonl"), "--method", "unilogit", "--epochs", "10",
-        "--batch-size", "3", "--lr", "1e-3", "--warmup-ratio", "0", "--output", str(out),
-        "--no-progress",
-    ])
+    code = main(
+        [
+            "unlearn",
+            "--model",
+            str(gguf),
+            "--forget",
+            str(root / "forget.jsonl"),
+            "--retain",
+            str(root / "retain.jsonl"),
+            "--method",
+            "unilogit",
+            "--epochs",
+            "10",
+            "--batch-size",
+            "3",
+            "--lr",
+            "1e-3",
+            "--warmup-ratio",
+            "0",
+            "--output",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     before, tok = load_model(gguf)
     after, _ = load_model(out)
@@ -75,7 +93,12 @@ def test_unlearn_stories_from_the_cli(stories, tmp_path, capsys):
     assert mean_loss(after, tok, texts[3:]) < mean_loss(before, tok, texts[3:]) + 0.3
 
     names = {p.name for p in out.iterdir()}
-    assert {"model.safetensors", "unlearn_config.json", "unlearn_record.json", "train_log.jsonl"} <= names
+    assert {
+        "model.safetensors",
+        "unlearn_config.json",
+        "unlearn_record.json",
+        "train_log.jsonl",
+    } <= names
     record = json.loads((out / "unlearn_record.json").read_text())
     assert record["data"]["forget"]["rows"] == 3
     assert len(record["data"]["forget"]["sha256"]) == 64
@@ -95,7 +118,15 @@ def test_refuses_existing_output(stories, tmp_path, capsys):
     out = tmp_path / "taken"
     out.mkdir()
     (out / "x").write_text("keep")
-    args = ["unlearn", "--model", str(gguf), "--forget", str(root / "forget.jsonl"), "--output", str(out)]
+    args = [
+        "unlearn",
+        "--model",
+        str(gguf),
+        "--forget",
+        str(root / "forget.jsonl"),
+        "--output",
+        str(out),
+    ]
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err
     assert (out / "x").read_text() == "keep"
@@ -104,7 +135,10 @@ def test_refuses_existing_output(stories, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"--method": "forgetful"}, "valid methods: ga, graddiff, idkdpo, npo, rmu, simnpo, undial, unilogit"),
+        (
+            {"--method": "forgetful"},
+            "valid methods: ga, graddiff, idkdpo, npo, rmu, simnpo, undial, unilogit",
+        ),
         ({"--model": "missing/dir/model"}, "model path does not exist"),
         ({"--forget": "nope.jsonl"}, "nope.jsonl: file not found"),
         ({"--option": "beta"}, "KEY=VALUE"),
@@ -112,7 +146,11 @@ def test_refuses_existing_output(stories, tmp_path, capsys):
 )
 def test_bad_arguments_give_one_clear_line(stories, tmp_path, capsys, change, message):
     gguf, root, _ = stories
-    args = {"--model": str(gguf), "--forget": str(root / "forget.jsonl"), "--output": str(tmp_path / "o")}
+    args = {
+        "--model": str(gguf),
+        "--forget": str(root / "forget.jsonl"),
+        "--output": str(tmp_path / "o"),
+    }
     args.update(change)
     assert main(["unlearn", *[x for kv in args.items() for x in kv]]) == 2
     err = capsys.readouterr().err
@@ -143,10 +181,25 @@ def test_resume_after_kill_gives_the_same_weights(stories, tmp_path):
     uninterrupted run: the schedule, optimizer and LR state all come back, so weights match."""
     gguf, root, _ = stories
     common = [
-        sys.executable, "-m", "unilogit.cli", "unlearn", "--model", str(gguf),
-        "--forget", str(root / "forget.jsonl"), "--retain", str(root / "retain.jsonl"),
-        "--epochs", "15", "--batch-size", "1", "--lr", "1e-3", "--no-progress",
-        "--checkpoint-every", "5",
+        sys.executable,
+        "-m",
+        "unilogit.cli",
+        "unlearn",
+        "--model",
+        str(gguf),
+        "--forget",
+        str(root / "forget.jsonl"),
+        "--retain",
+        str(root / "retain.jsonl"),
+        "--epochs",
+        "15",
+        "--batch-size",
+        "1",
+        "--lr",
+        "1e-3",
+        "--no-progress",
+        "--checkpoint-every",
+        "5",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     full = tmp_path / "full"
@@ -164,6 +217,8 @@ def test_resume_after_kill_gives_the_same_weights(stories, tmp_path):
     assert not killed.exists()  # nothing half-written where the model goes
     step = json.loads(state.read_text())["step"]
     assert 0 < step < 45
-    subprocess.run([*common, "--output", str(killed), "--resume"], check=True, env=env, capture_output=True)
+    subprocess.run(
+        [*common, "--output", str(killed), "--resume"], check=True, env=env, capture_output=True
+    )
     torch.testing.assert_close(_weights(killed), _weights(full), atol=1e-6, rtol=1e-5)
     assert len((killed / "train_log.jsonl").read_text().splitlines()) >= 45

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 import torch
-from tiny import tiny_llama, word_tokenizer
 
+from tiny import tiny_llama, word_tokenizer
 from unilogit.errors import ConfigError
 from unilogit.models import load_model, prepare_output_dir, save_model, weights_sha256
 
@@ -39,7 +39,9 @@ def test_hub_id_loads_through_the_hub_cache(saved_tiny, tmp_path):
     (repo / "refs" / "main").write_text("0" * 40)
     model, _ = load_model("acme/tiny", cache_dir=tmp_path / "hub")
     assert weights_sha256(model) == digest
-    with pytest.raises(ConfigError, match="could not load 'acme/missing' from the Hugging Face Hub"):
+    with pytest.raises(
+        ConfigError, match="could not load 'acme/missing' from the Hugging Face Hub"
+    ):
         load_model("acme/missing", cache_dir=tmp_path / "hub")
 
 
