@@ -222,3 +222,55 @@ def test_resume_after_kill_gives_the_same_weights(stories, tmp_path):
     )
     torch.testing.assert_close(_weights(killed), _weights(full), atol=1e-6, rtol=1e-5)
     assert len((killed / "train_log.jsonl").read_text().splitlines()) >= 45
+
+
+def test_benchmark_data_for_unlearn_and_finetune(shared_dir, tmp_path, capsys):
+    """`--benchmark tofu --split forget01` takes TOFU's forget01 and its retain99 partner."""
+    gguf = str(shared_dir / "models" / "stories260K.gguf")
+    tofu = [
+        "--benchmark",
+        "tofu",
+        "--data-dir",
+        str(shared_dir / "data" / "tofu"),
+        "--max-rows",
+        "4",
+    ]
+    quick = ["--epochs", "1", "--lr", "1e-4", "--no-progress"]
+    tuned = tmp_path / "tuned"
+    assert main(["finetune", "--model", gguf, *tofu, "--output", str(tuned), *quick]) == 0
+    out = tmp_path / "out"
+    code = main(
+        [
+            "unlearn",
+            "--model",
+            str(tuned),
+            *tofu,
+            "--split",
+            "forget01",
+            "--output",
+            str(out),
+            *quick,
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((out / "unlearn_record.json").read_text())
+    assert record["data"]["forget"]["rows"] == 4
+    assert "forget01.jsonl:1" in record["data"]["forget"]["source"]
+    assert "retain99.jsonl:1" in record["data"]["retain"]["source"]
+    assert record["config"]["method"]["retain_loss"] == "nll"
+    assert (
+        main(
+            [
+                "unlearn",
+                "--model",
+                gguf,
+                *tofu,
+                "--split",
+                "forget07",
+                "--output",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
+    assert "forget01" in capsys.readouterr().err

@@ -51,6 +51,18 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_benchmark_args(g: Any, *, finetune: bool = False) -> None:
+    what = (
+        "train on a benchmark's full training set (TOFU: 'full', or with --split retainNN)"
+        if finetune
+        else "take --forget/--retain from a benchmark: forget split and its matching retain split"
+    )
+    g.add_argument("--benchmark", help=f"tofu | muse-news: {what}")
+    g.add_argument("--split", help="benchmark split, e.g. forget01 | forget05 | forget10 (TOFU)")
+    g.add_argument("--data-dir", help="local copy of the benchmark's files (default: the Hub)")
+    g.add_argument("--max-rows", type=int, help="use only the first N rows of each split")
+
+
 def _add_train_args(
     p: argparse.ArgumentParser, *, default_lr: float, default_epochs: float
 ) -> None:
@@ -140,8 +152,9 @@ def make_parser() -> argparse.ArgumentParser:
     )
     _add_model_args(p)
     g = p.add_argument_group("data and method")
-    g.add_argument("--forget", required=True, help="rows to forget (file or hf:NAME:CONFIG:SPLIT)")
+    g.add_argument("--forget", help="rows to forget (file or hf:NAME:CONFIG:SPLIT)")
     g.add_argument("--retain", help="rows to keep (used by the retain term)")
+    _add_benchmark_args(g)
     g.add_argument(
         "--method",
         default="unilogit",
@@ -185,7 +198,8 @@ def make_parser() -> argparse.ArgumentParser:
         help="fine-tune a model on QA pairs or texts (e.g. to build a TOFU target model)",
     )
     _add_model_args(p)
-    p.add_argument("--data", required=True, help="training rows (file or hf:NAME:CONFIG:SPLIT)")
+    p.add_argument("--data", help="training rows (file or hf:NAME:CONFIG:SPLIT)")
+    _add_benchmark_args(p, finetune=True)
     p.add_argument("--output", required=True, help="directory for the fine-tuned model")
     p.add_argument("--overwrite", action="store_true")
     _add_train_args(p, default_lr=1e-5, default_epochs=5)
@@ -232,8 +246,6 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"--option expects KEY=VALUE, got {item!r}")
         options[key.strip().replace("-", "_")] = _parse_value(value)
-    if args.retain is None and args.retain_loss == "default":
-        options["retain_loss"] = None  # no retain set: no retain term
     return options
 
 
@@ -252,6 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import recipes
 
         if args.command == "unlearn":
+            forget, retain = _unlearn_data(args)
+            method_options = _method_options(args)
+            if retain is None and args.retain_loss == "default":
+                method_options["retain_loss"] = None  # no retain set: no retain term
             refusals = None
             if args.refusals:
                 from pathlib import Path
@@ -261,12 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ]
             out = recipes.unlearn_to_disk(
                 model=args.model,
-                forget=args.forget,
-                retain=args.retain,
+                forget=forget,
+                retain=retain,
                 method=args.method,
                 output=args.output,
                 overwrite=args.overwrite,
-                method_options=_method_options(args),
+                method_options=method_options,
                 train_options=_train_options(args),
                 log_file=args.log_file,
                 merge_lora=not args.save_adapter,
@@ -277,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "finetune":
             out = recipes.finetune_to_disk(
                 model=args.model,
-                data=args.data,
+                data=_finetune_data(args),
                 output=args.output,
                 overwrite=args.overwrite,
                 train_options=_train_options(args),
@@ -292,6 +308,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnilogitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _benchmark(args: argparse.Namespace, split: str | None) -> Any:
+    from .benchmarks.registry import get_benchmark
+
+    kw: dict[str, Any] = {"max_rows": args.max_rows}
+    if split:
+        kw["split"] = split
+    return get_benchmark(args.benchmark, data_dir=args.data_dir, **kw)
+
+
+def _unlearn_data(args: argparse.Namespace) -> tuple[Any, Any]:
+    """--forget/--retain files, or a benchmark's forget split and its matching retain split."""
+    from .errors import ConfigError
+
+    if args.benchmark:
+        if args.forget or args.retain:
+            raise ConfigError("give either --benchmark or --forget/--retain, not both")
+        bench = _benchmark(args, args.split)
+        return bench.forget(), bench.retain()
+    if not args.forget:
+        raise ConfigError("unlearn needs --forget FILE (or --benchmark NAME --split SPLIT)")
+    return args.forget, args.retain
+
+
+def _finetune_data(args: argparse.Namespace) -> Any:
+    from .errors import ConfigError
+
+    if args.benchmark:
+        if args.data:
+            raise ConfigError("give either --benchmark or --data, not both")
+        split = args.split or "full"
+        bench = _benchmark(args, None)
+        return bench.load(split)
+    if not args.data:
+        raise ConfigError("finetune needs --data FILE (or --benchmark NAME [--split CONFIG])")
+    return args.data
 
 
 def _load_options(args: argparse.Namespace) -> dict[str, Any]:

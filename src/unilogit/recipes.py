@@ -27,6 +27,12 @@ def _model_identity(spec: str, model: Any, load_options: dict[str, Any]) -> dict
     }
 
 
+def _source_name(source: Any) -> str | None:
+    if source is None or isinstance(source, (str, Path)):
+        return None if source is None else str(source)
+    return f"{len(source)} rows given in memory"
+
+
 def _input_dir(spec: str) -> Path | None:
     path = Path(spec).expanduser()
     if path.is_file():
@@ -85,8 +91,8 @@ def unlearn_to_disk(
         "method": method_config,
         "train": asdict(cfg),
         "model": str(model),
-        "forget": str(forget),
-        "retain": str(retain) if retain is not None else None,
+        "forget": _source_name(forget),
+        "retain": _source_name(retain),
     }
     saved = save_model(
         net,
@@ -108,8 +114,8 @@ def unlearn_to_disk(
         "input_model": input_identity,
         "output_model": {"path": str(saved), "weights_sha256": weights_sha256(final_model)},
         "data": {
-            "forget": describe_data(forget, len(forget_rows)),
-            "retain": describe_data(retain, len(retain_rows)) if retain_rows is not None else None,
+            "forget": describe_data(forget, forget_rows),
+            "retain": describe_data(retain, retain_rows) if retain_rows is not None else None,
         },
         "seed": cfg.seed,
         "steps": history.total_steps,
@@ -157,7 +163,7 @@ def finetune_to_disk(
         "command": "finetune",
         "train": asdict(cfg),
         "model": str(model),
-        "data": describe_data(data, len(rows)),
+        "data": describe_data(data, rows),
         "versions": library_versions(),
         "final_loss": history.steps[-1] if history.steps else None,
     }

@@ -34,14 +34,20 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def describe_data(source: Any, n_rows: int) -> dict[str, Any]:
-    """Identity of a data source: its path and SHA-256 when it is a file, and its row count."""
-    out: dict[str, Any] = {
-        "source": str(source) if isinstance(source, (str, Path)) else type(source).__name__,
-        "rows": n_rows,
-    }
-    if isinstance(source, (str, Path)) and Path(source).is_file():
-        out["sha256"] = sha256_file(source)
+def describe_data(source: Any, examples: list[Any]) -> dict[str, Any]:
+    """Identity of a data set: its file path and SHA-256 when it is a file, else a SHA-256 of
+    its rows (prompt, response) in order; always the row count."""
+    out: dict[str, Any] = {"rows": len(examples)}
+    if isinstance(source, (str, Path)):
+        out["source"] = str(source)
+        if Path(source).is_file():
+            out["sha256"] = sha256_file(source)
+            return out
+    else:
+        first = getattr(examples[0], "row_id", "") if examples else ""
+        out["source"] = f"{type(source).__name__} (first row {first})"
+    rows = [[getattr(e, "prompt", ""), getattr(e, "response", "")] for e in examples]
+    out["rows_sha256"] = hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
     return out
 
 

@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -130,6 +131,12 @@ def unlearn(
             "retain set was given; pass retain=... or retain=None / --retain-weight 0"
         )
     _check_overlap(forget_examples, retain_examples, cfg.allow_overlap)
+    if method_obj.retain_kind is not None and len(retain_examples) < len(forget_examples):
+        warnings.warn(
+            f"the forget set ({len(forget_examples)} rows) is larger than the retain set "
+            f"({len(retain_examples)} rows): retain rows are reused several times per epoch",
+            stacklevel=2,
+        )
     return _train(model, tokenizer, method_obj, forget_examples, retain_examples, cfg, refusals)
 
 
@@ -173,8 +180,6 @@ def _check_overlap(forget: list, retain: list, allow: bool) -> None:
     )
     if not allow:
         raise DataError(msg + "; remove them or pass allow_overlap=True / --allow-overlap")
-    import warnings
-
     warnings.warn(msg, stacklevel=3)
 
 
