@@ -61,6 +61,9 @@ def test_unlearn_stories_from_the_cli(stories, tmp_path, capsys):
     per token), while the kept stories' loss may rise by at most 0.3 nats (the NLL retain term
     in practice lowers it)."""
     gguf, root, texts = stories
+    from unilogit.record import sha256_file
+
+    input_digest = sha256_file(gguf)
     out = tmp_path / "forgot"
     code = main(
         [
@@ -87,6 +90,7 @@ def test_unlearn_stories_from_the_cli(stories, tmp_path, capsys):
         ]
     )
     assert code == 0, capsys.readouterr().err
+    assert sha256_file(gguf) == input_digest  # the input model is never modified
     before, tok = load_model(gguf)
     after, _ = load_model(out)
     assert mean_loss(after, tok, texts[:3]) > 3 * mean_loss(before, tok, texts[:3])

@@ -10,6 +10,7 @@ Adding a method = one subclass decorated with ``@register("name")`` plus a test.
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from . import losses
+from . import fused, losses
 from .errors import ConfigError
 
 Batch = dict[str, Tensor]  # input_ids, attention_mask, labels (B, T)
@@ -112,6 +113,101 @@ def forward_logits(model: nn.Module, batch: Batch) -> Tensor:
     """(B, T, V) logits of a causal LM."""
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     return out.logits
+
+
+def _unwrap_for_fused(model: nn.Module) -> nn.Module:
+    """The Hugging Face causal LM inside DDP / DeepSpeed (``.module``) and peft wrappers."""
+    inner = model
+    for _ in range(8):  # wrappers nest a few levels at most (DDP(PeftModel(LlamaForCausalLM)))
+        name = type(inner).__name__
+        if "FullyShardedDataParallel" in name or name.startswith("FSDP"):
+            raise ConfigError(
+                "fused=True needs the full LM-head weight on every process; FSDP shards it. "
+                "Use DDP or DeepSpeed ZeRO-2 (configs/accelerate/ddp.yaml, deepspeed_zero2.yaml), "
+                "or fused=False under FSDP"
+            )
+        if callable(getattr(inner, "get_base_model", None)):  # peft.PeftModel
+            inner = inner.get_base_model()
+        elif isinstance(getattr(inner, "module", None), nn.Module):  # DDP, DeepSpeedEngine
+            inner = inner.module
+        else:
+            return inner
+    raise ConfigError(f"fused=True: could not unwrap the model ({type(model).__name__})")
+
+
+def forward_final_hidden(model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Final (post-norm) hidden states and the LM head of a causal LM, without (B, T, V) logits.
+
+    The forward pass still goes through ``model`` itself (not its inner decoder), so the wrappers
+    that act in ``forward`` keep working: DDP's gradient synchronisation, accelerate's autocast,
+    peft adapters. A forward hook on ``get_decoder()`` captures its ``last_hidden_state`` and
+    ``logits_to_keep=1`` keeps the LM head to one position per row (B, 1, V).
+
+    Assumes ``logits = lm_head(last_hidden_state)`` (true of Llama, Mistral, Qwen, Gemma 1,
+    Phi-3, OLMo ...); models that soft-cap or scale the logits are refused.
+
+    Returns:
+        ``(hidden, weight, bias)``: (B, T, H) hidden states (graph-connected), the (V, H) LM-head
+        weight and its (V,) bias or None.
+    """
+    inner = _unwrap_for_fused(model)
+    get_decoder = getattr(inner, "get_decoder", None)
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    decoder = get_decoder() if callable(get_decoder) else None
+    if decoder is None or decoder is inner or head is None:
+        raise ConfigError(
+            f"fused=True needs a Hugging Face causal LM with get_decoder() and an LM head; "
+            f"{type(inner).__name__} has none. Use fused=False"
+        )
+    if type(head) is not nn.Linear:  # a peft LoRA / modules_to_save wrapper, a tensor-parallel..
+        raise ConfigError(
+            f"fused=True needs a plain nn.Linear LM head, got {type(head).__name__} (LoRA or "
+            "modules_to_save on lm_head?); leave lm_head out of the adapters or use fused=False"
+        )
+    config = getattr(inner, "config", None)
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        raise ConfigError(
+            f"fused=True: {type(inner).__name__} soft-caps or scales its logits, which the fused "
+            "loss does not model; use fused=False"
+        )
+    weight = head.weight  # (V, H)
+    hidden_size = getattr(config, "hidden_size", weight.shape[-1])
+    if weight.dim() != 2 or weight.shape[1] != hidden_size or type(weight) is not nn.Parameter:
+        raise ConfigError(
+            f"fused=True: the LM-head weight is sharded or partitioned (shape "
+            f"{tuple(weight.shape)}, {type(weight).__name__}: FSDP / ZeRO-3?); use DDP or "
+            "ZeRO-2, or fused=False"
+        )
+    captured: list[Tensor] = []
+
+    def keep(module: nn.Module, args: Any, output: Any) -> None:
+        captured.append(output[0])  # last_hidden_state of a ModelOutput or a tuple
+
+    kwargs: dict[str, Any] = {}
+    if "logits_to_keep" in inspect.signature(inner.forward).parameters:
+        kwargs["logits_to_keep"] = 1  # (B, 1, V) logits instead of (B, T, V)
+    handle = decoder.register_forward_hook(keep)
+    try:
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
+    finally:
+        handle.remove()
+    if len(captured) != 1:
+        raise ConfigError(f"fused=True: the decoder ran {len(captured)} times in one forward pass")
+    return captured[0], weight, head.bias  # (B, T, H), (V, H), (V,) | None
+
+
+def _fused_aligned_loss(kind: str, model: nn.Module, batch: Batch, chunk_size: int) -> Tensor:
+    """Chunked linear + loss (``unilogit`` or ``cross_entropy``) on a batch with HF labels."""
+    hidden, weight, bias = forward_final_hidden(model, batch)  # (B, T, H)
+    loss_fn = {
+        "unilogit": fused.fused_linear_unilogit_loss,
+        "cross_entropy": fused.fused_linear_cross_entropy,
+    }[kind]
+    # The fused loss computes in float32 itself; autocast would turn its matmuls into bf16.
+    with torch.autocast(device_type=hidden.device.type, enabled=False):
+        return loss_fn(
+            hidden[:, :-1], weight, batch["labels"][:, 1:], bias=bias, chunk_size=chunk_size
+        )  # row t predicts token t + 1
 
 
 def forward_hidden(model: nn.Module, batch: Batch, layer: int) -> Tensor:
@@ -247,14 +343,39 @@ class Unilogit(Method):
 
     Options: ``divergence`` ("reverse" | "forward"), ``target`` ("current" | "reference":
     the ablation that builds targets from the original model), ``implementation``
-    ("fast" closed form | "reference" literal target tensor).
+    ("fast" closed form | "reference" literal target tensor), ``fused`` (True: LM head and
+    loss in one chunked pass, see :mod:`unilogit.fused`, so the (B, T, V) logits never exist;
+    the NLL retain term is fused too; needs the default reverse / current / fast settings)
+    and ``chunk_size`` (positions per chunk when fused: memory ~ chunk_size × V floats).
     """
 
     hyperparameters: ClassVar[dict[str, Any]] = {
         "divergence": "reverse",
         "target": "current",
         "implementation": "fast",
+        "fused": False,
+        "chunk_size": 1024,
     }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.hp["fused"], bool):
+            raise ConfigError(f"unilogit fused must be true or false, got {self.hp['fused']!r}")
+        if self.hp["fused"]:
+            unsupported = {
+                k: self.hp[k]
+                for k, default in (
+                    ("divergence", "reverse"),
+                    ("target", "current"),
+                    ("implementation", "fast"),
+                )
+                if self.hp[k] != default
+            }
+            if unsupported:
+                raise ConfigError(
+                    f"unilogit fused=True computes the closed form (divergence='reverse', "
+                    f"target='current'); it cannot be combined with {unsupported}"
+                )
 
     @property
     def needs_reference(self) -> bool:
@@ -262,6 +383,8 @@ class Unilogit(Method):
 
     def forget_loss(self, step: StepBatch) -> Tensor:
         batch = step.forget["forget"]
+        if self.hp["fused"]:
+            return _fused_aligned_loss("unilogit", step.model, batch, self.hp["chunk_size"])
         logits, targets = aligned(step.model, batch)
         ref_logits = None
         if self.hp["target"] == "reference":
@@ -279,6 +402,14 @@ class Unilogit(Method):
             divergence=self.hp["divergence"],
         )
         return value
+
+    def retain_loss(self, step: StepBatch) -> Tensor:
+        if self.hp["fused"] and self.retain_kind == "nll":
+            assert step.retain is not None
+            return _fused_aligned_loss(
+                "cross_entropy", step.model, step.retain, self.hp["chunk_size"]
+            )
+        return super().retain_loss(step)
 
 
 @register("ga")
