@@ -4,6 +4,12 @@ Safety defaults: weights only from safetensors or GGUF (pickle ``.bin`` refused 
 ``allow_pickle``), ``trust_remote_code`` off unless asked, outputs never overwrite an
 existing directory unless ``overwrite``, and every save goes to a temporary directory that is
 renamed into place only when complete.
+
+LoRA adapter directories (what ``unilogit unlearn --lora --save-adapter`` or
+``save_model(peft_model, ..., merge_lora=False)`` write: ``adapter_config.json`` +
+``adapter_model.safetensors``) load like any model directory: the base model named in
+``adapter_config.json`` (``base_model_name_or_path``) is loaded with the same rules, then the
+adapters on top (``merge_lora=True`` folds them into the weights).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ _DTYPES = {
     "float16": torch.float16,
     "fp16": torch.float16,
 }
+ADAPTER_CONFIG = "adapter_config.json"
+_MAX_ADAPTER_CHAIN = 8  # adapters whose base is itself an adapter directory, and so on
 
 
 def resolve_dtype(name: str | torch.dtype | None) -> Any:
@@ -86,12 +94,23 @@ def load_model(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
+    merge_lora: bool = False,
+    base_model: str | os.PathLike[str] | None = None,
 ) -> tuple[nn.Module, Any]:
     """Load ``(model, tokenizer)`` from a local directory, a Hub id or a ``.gguf`` file.
 
     GGUF weights are dequantised and moved into a plain model of the same config, so the
     result can be trained and saved like any other. The tokenizer gets a pad token (EOS) if
     it has none. ``cache_dir``: the Hub cache to use (default: Hugging Face's).
+
+    A LoRA adapter directory (``adapter_config.json`` + ``adapter_model.safetensors``) loads its
+    base model (``base_model_name_or_path`` of the adapter config, or ``base_model`` to
+    override it, e.g. when the base has moved) with the same safety options, then the adapters
+    with ``peft.PeftModel.from_pretrained``: the result is that ``PeftModel`` (frozen, the same
+    weights, names and hash as the model that was saved), or with ``merge_lora`` a plain model
+    with the adapters merged into its weights. The tokenizer comes from the adapter directory
+    when it holds one, else from the base. The model's ``name_or_path`` is set to the absolute
+    path it was loaded from, so adapters trained on it later record a base that loads again.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -102,7 +121,19 @@ def load_model(
         path = Path(spec).expanduser()
         if not path.exists():
             raise ConfigError(f"model path does not exist: {spec}")
-        if path.is_file():
+        if path.is_dir() and (path / ADAPTER_CONFIG).is_file():
+            model, tokenizer = _load_adapter_dir(
+                path,
+                chain=(),
+                merge_lora=merge_lora,
+                base_model=base_model,
+                dtype=dtype,
+                revision=revision,
+                trust_remote_code=trust_remote_code,
+                allow_pickle=allow_pickle,
+                cache_dir=cache_dir,
+            )
+        elif path.is_file():
             if path.suffix != ".gguf":
                 raise ConfigError(
                     f"{spec}: a model file must be .gguf; otherwise give the model's directory"
@@ -112,12 +143,14 @@ def load_model(
                 path.parent, gguf_file=path.name, **common
             )
             model = _plain_copy(gguf_model)
+            _set_name_or_path(model, str(path.resolve()))
         else:
             _check_weights_format(path, allow_pickle)
             tokenizer = AutoTokenizer.from_pretrained(path, **common)
             model = AutoModelForCausalLM.from_pretrained(
                 path, use_safetensors=not allow_pickle or None, **common
             )
+            _set_name_or_path(model, str(path.resolve()))
     else:
         if not _HUB_ID.match(spec):
             raise ConfigError(
@@ -142,6 +175,116 @@ def load_model(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
+    return model, tokenizer
+
+
+def _set_name_or_path(model: nn.Module, name: str) -> None:
+    """Record where ``model`` came from where peft reads it (``base_model_name_or_path``)."""
+    model.name_or_path = name
+    if getattr(model, "config", None) is not None:
+        model.config._name_or_path = name
+
+
+def is_adapter_dir(path: str | os.PathLike[str]) -> bool:
+    """True for a directory holding a peft adapter (``adapter_config.json``)."""
+    p = Path(path).expanduser()
+    return p.is_dir() and (p / ADAPTER_CONFIG).is_file()
+
+
+def _read_adapter_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path / ADAPTER_CONFIG}: cannot read the adapter config: {e}") from None
+    if not isinstance(config, dict) or not config.get("peft_type"):
+        raise ConfigError(f"{path / ADAPTER_CONFIG}: not a peft adapter config (no peft_type)")
+    return config
+
+
+def _check_adapter_weights(path: Path, allow_pickle: bool) -> None:
+    if (path / "adapter_model.safetensors").is_file():
+        return
+    if (path / "adapter_model.bin").is_file():
+        if allow_pickle:
+            return
+        raise ConfigError(
+            f"{path}: the adapter weights are a pickle file (adapter_model.bin), which can run "
+            "arbitrary code when loaded; convert it to safetensors, or pass --allow-pickle if "
+            "you trust its origin"
+        )
+    raise ConfigError(f"{path}: no adapter weights (adapter_model.safetensors) found")
+
+
+def _resolve_base(base: str, adapter_dir: Path) -> str:
+    """The base model spec of an adapter: a Hub id as is; a local path as given, or relative
+    to the adapter directory when it does not exist relative to the working directory."""
+    as_given = Path(base).expanduser()
+    if as_given.exists():
+        return str(as_given)
+    if not as_given.is_absolute() and (adapter_dir / as_given).exists():
+        return str(adapter_dir / as_given)
+    if _is_local_spec(base):
+        raise ConfigError(
+            f"{adapter_dir / ADAPTER_CONFIG}: its base model {base!r} does not exist; pass the "
+            "base model's current location (load_model(..., base_model=PATH))"
+        )
+    return base
+
+
+def _load_adapter_dir(
+    path: Path,
+    *,
+    chain: tuple[Path, ...],
+    merge_lora: bool,
+    base_model: str | os.PathLike[str] | None,
+    dtype: str | torch.dtype | None,
+    revision: str | None,
+    trust_remote_code: bool,
+    allow_pickle: bool,
+    cache_dir: str | os.PathLike[str] | None,
+) -> tuple[nn.Module, Any]:
+    """Base model (itself possibly an adapter directory, merged) + the adapters of ``path``."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    resolved = path.resolve()
+    if resolved in chain or len(chain) >= _MAX_ADAPTER_CHAIN:
+        raise ConfigError(
+            f"{path}: adapter base models form a loop or a chain deeper than "
+            f"{_MAX_ADAPTER_CHAIN}: {' -> '.join(str(p) for p in (*chain, resolved))}"
+        )
+    config = _read_adapter_config(path)
+    _check_adapter_weights(path, allow_pickle)
+    base = str(base_model) if base_model is not None else config.get("base_model_name_or_path")
+    if not base:
+        raise ConfigError(
+            f"{path / ADAPTER_CONFIG} does not name its base model (base_model_name_or_path); "
+            "pass it: load_model(..., base_model=PATH_OR_HUB_ID)"
+        )
+    base_spec = _resolve_base(base, path)
+    options: dict[str, Any] = {
+        "dtype": dtype,
+        "revision": config.get("revision") or revision,
+        "trust_remote_code": trust_remote_code,
+        "allow_pickle": allow_pickle,
+        "cache_dir": cache_dir,
+    }
+    if is_adapter_dir(base_spec):
+        net, tokenizer = _load_adapter_dir(
+            Path(base_spec).expanduser(),
+            chain=(*chain, resolved),
+            merge_lora=True,
+            base_model=None,
+            **options,
+        )
+    else:
+        net, tokenizer = load_model(base_spec, device="cpu", **options)
+    if (path / "tokenizer_config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = PeftModel.from_pretrained(net, path, is_trainable=False)
+    if merge_lora:
+        model = model.merge_and_unload()
+        _set_name_or_path(model, str(resolved))
     return model, tokenizer
 
 
@@ -191,7 +334,9 @@ def save_model(
 ) -> Path:
     """Save model (safetensors), tokenizer and ``json_files`` atomically into ``output_dir``.
 
-    A peft model is merged into its base weights when ``merge_lora`` (else adapters only).
+    A peft model is merged into its base weights when ``merge_lora``; else only its adapters
+    are written (``adapter_config.json`` naming the base model + ``adapter_model.safetensors``),
+    which :func:`load_model` reads back on top of that base.
     ``protect``: paths (e.g. the input model) that the output must not be or lie inside.
     """
     out = prepare_output_dir(output_dir, overwrite=overwrite).resolve()
@@ -201,6 +346,8 @@ def save_model(
             raise ConfigError(f"refusing to write {out}: it overlaps the input model at {p}")
     if merge_lora and hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
+    elif hasattr(model, "peft_config"):
+        _warn_if_no_base(model)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -224,3 +371,16 @@ def save_model(
         if tmp.exists():
             shutil.rmtree(tmp)
     return out
+
+
+def _warn_if_no_base(model: nn.Module) -> None:
+    import warnings
+
+    configs = getattr(model, "peft_config", {}) or {}
+    if any(not getattr(c, "base_model_name_or_path", None) for c in configs.values()):
+        warnings.warn(
+            "saving LoRA adapters whose base model has no name or path (a model built in memory?):"
+            " load them with load_model(DIR, base_model=...)",
+            UserWarning,
+            stacklevel=3,
+        )

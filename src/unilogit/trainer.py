@@ -360,6 +360,8 @@ def _train(
     )
     pad = tokenizer.pad_token_id
     rank = accelerator.process_index
+    weights = {"forget": method.forget_weight, "retain": method.retain_weight}
+    term_keys = ["forget"] + (["retain"] if method.retain_kind and retain_encoded else [])
     try:
         for step in range(start_step, schedule.total_steps):
             micro = schedule.micro_batches(step)
@@ -376,13 +378,13 @@ def _train(
                 method.counts(b["forget"]["forget"], b["retain"]) if b["forget"] else {}
                 for b in batches
             ]
-            totals: dict[str, float] = {}
+            # Same keys on every process (even one without rows), so the all-reduces line up.
+            totals: dict[str, float] = dict.fromkeys(term_keys, 0.0)
             for c in counts:
                 for k, v in c.items():
                     totals[k] = totals.get(k, 0.0) + v
             totals = _all_reduce_counts(accelerator, totals)
-            logged: dict[str, float] = {}
-            weights: dict[str, float] = {}
+            logged: dict[str, float] = dict.fromkeys(term_keys, 0.0)
             for i, (batch, count) in enumerate(zip(batches, counts, strict=True)):
                 last = i == len(batches) - 1
                 if not batch["forget"]:
@@ -409,8 +411,7 @@ def _train(
                     accelerator.backward(loss)
                 for k, v in terms.values.items():
                     share = scale[k] / accelerator.num_processes
-                    logged[k] = logged.get(k, 0.0) + float(v.detach()) * share
-                    weights[k] = terms.weights[k]
+                    logged[k] += float(v.detach()) * share
             logged = _all_reduce_counts(accelerator, logged)
             grad_norm = float("nan")
             if cfg.max_grad_norm > 0:

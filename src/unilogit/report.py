@@ -1,0 +1,583 @@
+"""Sweep reports: a table of every run, a CSV, PNG plots and a self-contained Markdown/HTML page.
+
+Everything here is a pure function of the sweep's records (the lines of ``results.jsonl``, see
+:mod:`unilogit.sweep`), so a report can be rebuilt at any time without a model::
+
+    from unilogit.report import read_records, write_report
+    write_report(read_records("runs/demo/results.jsonl"), "runs/demo")
+
+A record is a flat dict: identity (``kind`` = ``"run"`` | ``"baseline"``, ``method``, ``lr``,
+``epochs`` = the run's total, ``epoch`` = when it was evaluated, ``seed``, ``final``) and metrics
+(``forget_quality``, ``forget_quality_log10``, ``model_utility``, ``"<split>/<metric>"`` such as
+``"forget/kl_to_gold"``, ``"mia/min_k"``). Baselines are the ``target`` model (before
+unlearning) and the ``retain`` model (never saw the forget set: the gold standard).
+
+The headline plot is Forget Quality (log10 of the KS p-value, higher = closer to the retain
+model) against Model Utility (higher = more kept), with the Pareto front of every evaluation
+and of each method: a point is on the front when no other point is at least as good on both
+axes and better on one. Nothing is filtered: every evaluation of every run is in the CSV and the
+full table, and the plots show all of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError
+
+__all__ = [
+    "ID_COLUMNS",
+    "pareto_front",
+    "read_records",
+    "write_csv",
+    "write_report",
+]
+
+#: Identity columns, first in the CSV, in this order.
+ID_COLUMNS = ("kind", "method", "lr", "epochs", "epoch", "seed", "final", "run_id")
+#: Columns of the Markdown tables: (record key, header, format).
+TABLE_COLUMNS = (
+    ("forget_quality", "Forget Quality ↑", "p"),
+    ("model_utility", "Model Utility ↑", ".3f"),
+    ("forget/kl_to_gold", "KL→gold forget ↓", ".3g"),
+    ("retain/kl_to_gold", "KL→gold retain ↓", ".3g"),
+    ("forget/probability", "P(forget)", ".3f"),
+    ("forget/rouge_l_recall", "ROUGE forget", ".3f"),
+    ("forget/truth_ratio", "TR forget", ".3f"),
+    ("mia/min_k", "MIA AUC", ".3f"),
+)
+X_KEY, Y_KEY = "forget_quality_log10", "model_utility"
+_COLORS = {
+    "unilogit": "#d62728",
+    "npo": "#1f77b4",
+    "simnpo": "#17becf",
+    "undial": "#2ca02c",
+    "graddiff": "#9467bd",
+    "ga": "#8c564b",
+    "idkdpo": "#e377c2",
+    "rmu": "#bcbd22",
+}
+_FALLBACK_COLORS = ("#7f7f7f", "#ff7f0e", "#aec7e8", "#98df8a", "#c5b0d5", "#c49c94")
+_LINESTYLES = ("-", "--", ":", "-.")
+PLOTS = {
+    "pareto": "pareto.png",
+    "epochs": "forget_quality_epochs.png",
+    "kl": "kl_to_gold.png",
+}
+
+
+# ----------------------------------------------------------------------------------- numbers
+
+
+def _num(value: Any) -> float | None:
+    """A finite float, or None (missing, NaN, inf, not a number)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def pareto_front(
+    points: Sequence[tuple[float, float]], maximize: tuple[bool, bool] = (True, True)
+) -> list[int]:
+    """Indices of the non-dominated ``points`` (both coordinates maximised by default).
+
+    ``q`` dominates ``p`` when ``q`` is at least as good as ``p`` on both coordinates and
+    strictly better on one; equal points do not dominate each other (both stay on the front).
+    Points with a missing or non-finite coordinate are never on the front. The indices come
+    back sorted by the first coordinate (then the second), i.e. in plotting order.
+
+    Example: [(0, 1), (1, 0), (0.5, 0.5), (0.2, 0.2)] -> [0, 2, 1] ((0.2, 0.2) is dominated by
+    (0.5, 0.5)).
+    """
+    signs = tuple(1.0 if m else -1.0 for m in maximize)
+    clean: list[tuple[int, float, float]] = []
+    for i, p in enumerate(points):
+        x, y = _num(p[0]), _num(p[1])
+        if x is not None and y is not None:
+            clean.append((i, signs[0] * x, signs[1] * y))
+    front = []
+    for i, x, y in clean:
+        dominated = any(
+            (qx >= x and qy >= y) and (qx > x or qy > y) for j, qx, qy in clean if j != i
+        )
+        if not dominated:
+            front.append((x, y, i))
+    front.sort()
+    return [i for _, _, i in front]
+
+
+# ----------------------------------------------------------------------------------- records
+
+
+def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a ``results.jsonl`` file (blank lines skipped)."""
+    p = Path(path)
+    out = []
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise DataError(f"cannot read results: {e}", file=p) from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"invalid JSON ({e.msg})", file=p, line=n) from None
+        if not isinstance(value, dict):
+            raise DataError("each line must be a JSON object", file=p, line=n)
+        out.append(value)
+    return out
+
+
+def _label(r: Mapping[str, Any], with_epoch: bool = False) -> str:
+    if r.get("kind") == "baseline":
+        return str(r.get("method"))
+    text = f"{r.get('method')} lr={_fmt(r.get('lr'), '.0e')}"
+    if r.get("seed") not in (None, 0):
+        text += f" s{r.get('seed')}"
+    if with_epoch:
+        text += f" ep{r.get('epoch')}"
+    return text
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, str):
+        return value
+    v = _num(value)
+    if v is None:
+        return str(value)
+    if spec == "p":  # p-values span 1e-30 .. 1: two significant digits, scientific below 1e-3
+        return f"{v:.2g}" if v >= 1e-3 or v == 0 else f"{v:.1e}"
+    if spec == ".0e":
+        mantissa, exp = f"{v:.0e}".split("e")
+        return f"{mantissa}e{int(exp)}"
+    return format(v, spec)
+
+
+def _sort_key(r: Mapping[str, Any]) -> tuple:
+    baseline = r.get("kind") == "baseline"
+    order = {"target": 0, "retain": 1}
+    return (
+        0 if baseline else 1,
+        order.get(str(r.get("method")), 2) if baseline else 0,
+        str(r.get("method")),
+        _num(r.get("lr")) or 0.0,
+        _num(r.get("epochs")) or 0.0,
+        _num(r.get("seed")) or 0.0,
+        _num(r.get("epoch")) or 0.0,
+    )
+
+
+def _runs(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """run_id -> its evaluations in epoch order (records of kind "run")."""
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for r in records:
+        if r.get("kind") == "run":
+            out.setdefault(str(r.get("run_id") or _label(r)), []).append(r)
+    for evals in out.values():
+        evals.sort(key=lambda r: _num(r.get("epoch")) or 0.0)
+    return out
+
+
+def _baseline(records: Sequence[Mapping[str, Any]], name: str) -> Mapping[str, Any] | None:
+    for r in records:
+        if r.get("kind") == "baseline" and r.get("method") == name:
+            return r
+    return None
+
+
+def write_csv(records: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """One row per record: identity columns first, then every metric (sorted by name).
+    Nested values (dicts, lists) are written as JSON."""
+    keys: dict[str, None] = dict.fromkeys(ID_COLUMNS)
+    for r in records:
+        for k in sorted(r):
+            keys.setdefault(k, None)
+    columns = list(ID_COLUMNS) + sorted(k for k in keys if k not in ID_COLUMNS)
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for r in sorted(records, key=_sort_key):
+            row = []
+            for k in columns:
+                v = r.get(k)
+                row.append(json.dumps(v) if isinstance(v, (dict, list)) else ("" if v is None else v))
+            writer.writerow(row)
+    return path
+
+
+# ----------------------------------------------------------------------------------- plots
+
+
+def _colors(methods: Iterable[str]) -> dict[str, str]:
+    out, spare = {}, list(_FALLBACK_COLORS)
+    for m in methods:
+        if m in _COLORS:
+            out[m] = _COLORS[m]
+        else:
+            out[m] = spare.pop(0) if spare else "#333333"
+            spare.append(out[m])
+    return out
+
+
+def _figure(width: float = 7.0, height: float = 5.0):
+    # The object-oriented API with an Agg canvas: no pyplot, no global backend switch.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return path
+
+
+def _xy(r: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    return _num(r.get(X_KEY)), _num(r.get(Y_KEY))
+
+
+def plot_pareto(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Forget Quality (log10) vs Model Utility: every evaluation, each method's front, the
+    global front and the two baselines."""
+    fig = _figure(7.5, 5.5)
+    ax = fig.add_subplot(1, 1, 1)
+    runs = [r for r in records if r.get("kind") == "run"]
+    methods = list(dict.fromkeys(str(r.get("method")) for r in sorted(runs, key=_sort_key)))
+    colors = _colors(methods)
+    for m in methods:
+        pts = [r for r in runs if r.get("method") == m and None not in _xy(r)]
+        if not pts:
+            continue
+        xs, ys = zip(*(_xy(r) for r in pts), strict=True)
+        sizes = [46 if r.get("final") else 18 for r in pts]
+        ax.scatter(xs, ys, s=sizes, color=colors[m], alpha=0.75, label=m, zorder=3)
+        front = pareto_front([_xy(r) for r in pts])
+        if len(front) > 1:
+            fx, fy = zip(*(_xy(pts[i]) for i in front), strict=True)
+            ax.plot(fx, fy, color=colors[m], lw=1.2, alpha=0.6, zorder=2)
+    everything = [r for r in runs if None not in _xy(r)]
+    front = pareto_front([_xy(r) for r in everything])
+    if front:
+        fx, fy = zip(*(_xy(everything[i]) for i in front), strict=True)
+        ax.plot(fx, fy, color="black", ls="--", lw=1.0, zorder=1, label="Pareto front (all)")
+        ax.scatter(fx, fy, s=110, facecolors="none", edgecolors="black", lw=1.0, zorder=4)
+    for name, marker, color in (("target", "X", "#444444"), ("retain", "*", "#000000")):
+        b = _baseline(records, name)
+        if b is not None and None not in _xy(b):
+            x, y = _xy(b)
+            ax.scatter([x], [y], marker=marker, s=170, color=color, zorder=5, label=name)
+    ax.axvline(math.log10(0.05), color="#999999", lw=0.8, ls=":", zorder=0)
+    ax.text(math.log10(0.05), ax.get_ylim()[0], " p=0.05", color="#777777", fontsize=7,
+            va="bottom")
+    ax.set_xlabel("Forget Quality, log10 KS p-value vs retain model  (→ better)")
+    ax.set_ylabel("Model Utility  (↑ better)")
+    ax.set_title("Forget quality vs model utility (all evaluations; large = final epoch)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def plot_epochs(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """log10 Forget Quality and Model Utility after each epoch, one line per run (epoch 0 =
+    the target model)."""
+    fig = _figure(11.0, 4.5)
+    axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
+    runs = _runs(records)
+    target = _baseline(records, "target")
+    retain = _baseline(records, "retain")
+    methods = list(dict.fromkeys(str(ev[0].get("method")) for ev in runs.values()))
+    colors = _colors(methods)
+    style_of: dict[str, int] = {}
+    for run_id, evals in sorted(runs.items(), key=lambda kv: _sort_key(kv[1][0])):
+        m = str(evals[0].get("method"))
+        k = style_of[m] = style_of.get(m, -1) + 1
+        for ax, key in zip(axes, (X_KEY, Y_KEY), strict=True):
+            pts = [(_num(r.get("epoch")), _num(r.get(key))) for r in evals]
+            if target is not None and _num(target.get(key)) is not None:
+                pts.insert(0, (0.0, _num(target.get(key))))
+            pts = [(e, v) for e, v in pts if e is not None and v is not None]
+            if pts:
+                xs, ys = zip(*pts, strict=True)
+                ax.plot(xs, ys, marker="o", ms=3, color=colors[m],
+                        ls=_LINESTYLES[k % len(_LINESTYLES)], label=_label(evals[0]))
+    for ax, key, title in zip(
+        axes, (X_KEY, Y_KEY), ("Forget Quality (log10 p) ↑", "Model Utility ↑"), strict=True
+    ):
+        if retain is not None and _num(retain.get(key)) is not None:
+            ax.axhline(_num(retain.get(key)), color="black", lw=0.9, ls="--", label="retain")
+        ax.set_xlabel("epoch (0 = target model)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].axhline(math.log10(0.05), color="#999999", lw=0.8, ls=":")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        axes[1].legend(handles, labels, fontsize=7, loc="best", ncol=1 + len(labels) // 12)
+    return _save(fig, path)
+
+
+def plot_kl(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """KL to the gold (retain) model on forget and retain answers, final epoch of every run,
+    with the target model's values as dashed lines."""
+    finals = sorted((r for r in records if r.get("kind") == "run" and r.get("final")),
+                    key=_sort_key)
+    fig = _figure(max(6.0, 1.0 + 0.55 * len(finals)), 4.8)
+    ax = fig.add_subplot(1, 1, 1)
+    keys = (("forget/kl_to_gold", "forget answers", "#d62728"),
+            ("retain/kl_to_gold", "retain answers", "#1f77b4"))
+    width = 0.4
+    values = []
+    for j, (key, name, color) in enumerate(keys):
+        xs = [i + (j - 0.5) * width for i in range(len(finals))]
+        ys = [_num(r.get(key)) for r in finals]
+        values += [y for y in ys if y is not None]
+        ax.bar(xs, [y if y is not None else 0.0 for y in ys], width, color=color, label=name)
+    target = _baseline(records, "target")
+    if target is not None:
+        for key, name, color in keys:
+            v = _num(target.get(key))
+            if v is not None:
+                values.append(v)
+                ax.axhline(v, color=color, ls="--", lw=0.9, label=f"target model, {name}")
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > 100:
+        ax.set_yscale("log")
+    ax.set_xticks(range(len(finals)))
+    ax.set_xticklabels([_label(r) for r in finals], rotation=40, ha="right", fontsize=8)
+    ax.set_ylabel("KL(p_retain ‖ p_model), mean per answer token  (↓ better)")
+    ax.set_title("Closeness to the gold standard (final epoch of every run)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------------- document
+
+
+def _table(rows: Sequence[Mapping[str, Any]], front: set[int]) -> tuple[list[str], list[list]]:
+    headers = ["Model / run", "epoch", *[h for _, h, _ in TABLE_COLUMNS], "Pareto"]
+    body = []
+    for r in rows:
+        cells = [_label(r), _fmt(r.get("epoch"), "d") if r.get("kind") == "run" else "–"]
+        cells += [_fmt(r.get(k), spec) for k, _, spec in TABLE_COLUMNS]
+        cells.append("★" if id(r) in front else "")
+        body.append(cells)
+    return headers, body
+
+
+def _best_per_method(runs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """One rule for every method: the evaluation with the highest Forget Quality (ties: the
+    higher Model Utility, then the earlier epoch)."""
+    best: dict[str, Mapping[str, Any]] = {}
+    for r in sorted(runs, key=_sort_key):
+        m = str(r.get("method"))
+        key = (_num(r.get(X_KEY)) or -math.inf, _num(r.get(Y_KEY)) or -math.inf,
+               -(_num(r.get("epoch")) or 0.0))
+        cur = best.get(m)
+        if cur is None or key > (
+            _num(cur.get(X_KEY)) or -math.inf,
+            _num(cur.get(Y_KEY)) or -math.inf,
+            -(_num(cur.get("epoch")) or 0.0),
+        ):
+            best[m] = r
+    return list(best.values())
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def esc(c: Any) -> str:
+        return str(c).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(h) for h in headers) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
+    "color:#222}table{border-collapse:collapse;font-size:13px;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
+    "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}"
+    "img{max-width:100%;border:1px solid #eee}code{background:#f5f5f5;padding:0 3px}"
+)
+
+
+def _render(blocks: list[tuple], output_dir: Path) -> tuple[str, str]:
+    """Blocks -> (Markdown, self-contained HTML with the PNGs inlined as data URIs)."""
+    md, body = [], []
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2", "h3"):
+            level = int(kind[1])
+            md.append("#" * level + " " + block[1])
+            body.append(f"<{kind}>{html.escape(block[1])}</{kind}>")
+        elif kind == "p":
+            md.append(block[1])
+            body.append(f"<p>{html.escape(block[1])}</p>")
+        elif kind == "ul":
+            md.append("\n".join(f"- {item}" for item in block[1]))
+            body.append(
+                "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in block[1]) + "</ul>"
+            )
+        elif kind == "table":
+            md.append(_md_table(block[1], block[2]))
+            body.append(_html_table(block[1], block[2]))
+        elif kind == "img":
+            name, alt = block[1], block[2]
+            md.append(f"![{alt}]({name})")
+            data = base64.b64encode((output_dir / name).read_bytes()).decode("ascii")
+            body.append(f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>')
+        elif kind == "pre":
+            md.append("```\n" + block[1] + "\n```")
+            body.append(f"<pre>{html.escape(block[1])}</pre>")
+    title = blocks[0][1] if blocks and blocks[0][0] == "h1" else "unilogit report"
+    page = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
+    )
+    return "\n\n".join(md) + "\n", page
+
+
+def _describe(meta: Mapping[str, Any]) -> list[str]:
+    items = []
+    bench = meta.get("benchmark")
+    if isinstance(bench, Mapping):
+        desc = ", ".join(f"{k}={v}" for k, v in bench.items() if not isinstance(v, (dict, list)))
+        items.append(f"Benchmark: {desc}")
+    for key, name in (("models", "Models"), ("train", "Training"), ("eval", "Evaluation"),
+                      ("method_options", "Method options"), ("grid", "Grid")):
+        value = meta.get(key)
+        if value:
+            items.append(f"{name}: {json.dumps(value, sort_keys=True, default=str)}")
+    return items
+
+
+def write_report(
+    records: Sequence[Mapping[str, Any]],
+    output_dir: str | os.PathLike,
+    reference: Mapping[str, Any] | None = None,
+    *,
+    meta: Mapping[str, Any] | None = None,
+    title: str | None = None,
+    html_report: bool = True,
+) -> dict[str, Path]:
+    """Write ``results.csv``, the PNG plots, ``report.md`` (and ``report.html``) to
+    ``output_dir``; return their paths by name.
+
+    Args:
+        records: every evaluation (see the module docstring); nothing is dropped.
+        reference: the gold standard's record (the retain model). Default: the record with
+            ``kind="baseline"`` and ``method="retain"``, if any. It is drawn on the plots and
+            listed first in the tables; a reference given here is added to the records when
+            they do not hold one.
+        meta: the sweep's configuration (``benchmark``, ``models``, ``train``, ``eval``,
+            ``method_options``, ``grid``), printed in the report's set-up section.
+        html_report: also write ``report.html`` with the plots inlined (one file to share).
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = [dict(r) for r in records]
+    if reference is not None and _baseline(records, "retain") is None:
+        records.append({**reference, "kind": "baseline", "method": "retain", "epoch": 0})
+    runs = [r for r in records if r.get("kind") == "run"]
+    if not runs and not records:
+        raise DataError("write_report: no records")
+    baselines = sorted((r for r in records if r.get("kind") == "baseline"), key=_sort_key)
+    finals = sorted((r for r in runs if r.get("final")), key=_sort_key)
+    every = sorted(runs, key=_sort_key)
+
+    paths = {"csv": write_csv(records, out / "results.csv")}
+    paths["pareto"] = plot_pareto(records, out / PLOTS["pareto"])
+    paths["epochs"] = plot_epochs(records, out / PLOTS["epochs"])
+    paths["kl"] = plot_kl(records, out / PLOTS["kl"])
+
+    scored = [r for r in runs if None not in _xy(r)]
+    front_idx = pareto_front([_xy(r) for r in scored])
+    front_records = [scored[i] for i in front_idx]
+    front = {id(r) for r in front_records}
+
+    meta = dict(meta or {})
+    bench = meta.get("benchmark") if isinstance(meta.get("benchmark"), Mapping) else {}
+    name = " ".join(str(bench[k]) for k in ("name", "split") if bench.get(k))
+    blocks: list[tuple] = [("h1", title or f"Unlearning report{': ' + name if name else ''}")]
+    n_runs = len(_runs(records))
+    blocks.append(("p", (
+        f"{n_runs} run(s) of {len({r.get('method') for r in runs})} method(s), "
+        f"{len(runs)} evaluation(s) (after every epoch). Forget Quality: KS-test p-value of the "
+        "forget-set truth ratios against the retain model's (higher is better; above 0.05 the "
+        "two are statistically indistinguishable). Model Utility: harmonic mean of probability, "
+        "ROUGE-L recall and truth-ratio utility on the utility splits (higher is better). "
+        "KL→gold: mean per answer token of KL(p_retain ‖ p_model) (0 = predicts exactly like "
+        "the model that never saw the forget set). Every run is listed; ★ marks evaluations "
+        "on the Pareto front of (Forget Quality, Model Utility) over all runs."
+    )))
+    if front_records:
+        counts: dict[str, int] = {}
+        for r in front_records:
+            counts[str(r.get("method"))] = counts.get(str(r.get("method")), 0) + 1
+        share = ", ".join(f"{m}: {c}" for m, c in sorted(counts.items(), key=lambda kv: -kv[1]))
+        blocks.append(("p", f"Pareto-optimal evaluations by method ({len(front_records)} in "
+                            f"all): {share}."))
+    blocks.append(("h2", "Forget quality vs model utility"))
+    blocks.append(("img", PLOTS["pareto"], "Forget Quality vs Model Utility"))
+
+    blocks.append(("h2", "Final epoch of every run"))
+    headers, body = _table(baselines + finals, front)
+    blocks.append(("table", headers, body))
+
+    best = _best_per_method(runs)
+    if best:
+        blocks.append(("h2", "Best evaluation per method (same rule for all)"))
+        blocks.append(("p", "Highest Forget Quality over all learning rates and epochs of the "
+                            "method; ties broken by Model Utility, then the earlier epoch."))
+        headers, body = _table(baselines + sorted(best, key=_sort_key), front)
+        blocks.append(("table", headers, body))
+
+    blocks.append(("h2", "Over epochs"))
+    blocks.append(("img", PLOTS["epochs"], "Forget Quality and Model Utility after each epoch"))
+    blocks.append(("h2", "KL to the gold standard"))
+    blocks.append(("img", PLOTS["kl"], "KL to the retain model"))
+
+    blocks.append(("h2", "Every evaluation"))
+    headers, body = _table(baselines + every, front)
+    blocks.append(("table", headers, body))
+
+    blocks.append(("h2", "Set-up"))
+    setup = _describe(meta)
+    setup.append("Files: results.jsonl (every evaluation, all metrics), results.csv (the same "
+                 "as a table), evals/ (full evaluation outputs with generations).")
+    blocks.append(("ul", setup))
+
+    md, page = _render(blocks, out)
+    paths["md"] = out / "report.md"
+    paths["md"].write_text(md, encoding="utf-8")
+    if html_report:
+        paths["html"] = out / "report.html"
+        paths["html"].write_text(page, encoding="utf-8")
+    return paths
