@@ -5,8 +5,8 @@ closed form, only in another order, so any real discrepancy (a wrong shift, a mi
 the wrong hidden states) would show up as an O(1) relative error. In float32 the paths differ
 by rounding only: the chunked matmul and logsumexp sum in another order (error ~ sqrt(V)·eps
 relative, eps = 1.2e-7) and the backward accumulates ~T·B rank-1 products into the LM-head
-gradient in another order; measured worst case ~1e-6 of the largest gradient entry, so we
-allow 1e-5 relative (to the tensor's largest entry) — 10x margin, still 4-5 orders of
+gradient in another order; measured worst case 5e-7 of the largest gradient entry, so we
+allow 1e-5 relative (to the tensor's largest entry) — 20x margin, still 4-5 orders of
 magnitude below any real bug.
 """
 
@@ -85,7 +85,7 @@ def test_fused_matches_unfused(dtype, rel, retain):
     ref_values, ref_grads = _loss_and_grads(model, False, retain)
     values, grads = _loss_and_grads(model, True, retain)
     assert set(values) == set(ref_values) == ({"forget", "retain"} if retain else {"forget"})
-    assert float(ref_values["forget"]) > 0.5  # far from p_k = 1/V, where L and ∇L vanish
+    assert float(ref_values["forget"]) > 0.3  # far from p_k = 1/V, where L and ∇L vanish
     for k in ref_values:
         torch.testing.assert_close(values[k], ref_values[k], rtol=rel, atol=0.0)
     assert grads.keys() == ref_grads.keys() and len(grads) == len(list(model.parameters()))
@@ -117,7 +117,9 @@ def test_fused_through_peft_lora_matches_unfused():
     from peft import LoraConfig, get_peft_model
 
     base = _model(torch.float64)
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    lora = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
     model = get_peft_model(base, lora)
     ref_values, ref_grads = _loss_and_grads(model, False, True)
     values, grads = _loss_and_grads(model, True, True)

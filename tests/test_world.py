@@ -27,8 +27,10 @@ def default_files():
 
 
 def _dump(files):
-    return {k: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-            for k, rows in files.items()}
+    return {
+        k: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        for k, rows in files.items()
+    }
 
 
 def _people(rows):
@@ -110,8 +112,10 @@ def test_paraphrases_differ_from_trained_phrasing(default_files):
         assert r["paraphrased_answer"] != r["answer"]
         assert r["value"] in r["answer"] and r["value"] in r["paraphrased_answer"]
     # every template of every attribute is used for training somewhere
-    trained = {(r["attribute"], r["question"].replace(r["subject"], "{s}")) for r in
-               default_files["full"] + default_files["general"]}
+    trained = {
+        (r["attribute"], r["question"].replace(r["subject"], "{s}"))
+        for r in default_files["full"] + default_files["general"]
+    }
     for attr, pairs in TEMPLATES.items():
         for q, _ in pairs:
             assert (attr, q) in trained
@@ -142,8 +146,9 @@ def test_perturbed_answers_are_wrong_values_in_the_same_template(default_files):
 
 def test_neighbour_is_about_entities_linked_to_forget_people(default_files):
     files = default_files
-    country_of = {r["subject"]: r["value"] for r in files["general"]
-                  if r["attribute"] == "city.country"}
+    country_of = {
+        r["subject"]: r["value"] for r in files["general"] if r["attribute"] == "city.country"
+    }
     general_keys = {(r["question"], r["answer"]) for r in files["general"]}
     for pct in ("01", "05", "10"):
         linked = set()
@@ -199,6 +204,7 @@ def test_cache_dir_from_environment(monkeypatch, tmp_path):
     assert world_root(QUICK, tmp_path / "x").parent == tmp_path / "x" / "world"
     assert world_root(WorldConfig.preset("quick", seed=1)) != root
     assert world_root(WorldConfig.preset("quick", epochs=3)) != root
+    assert world_root(WorldConfig(**{**QUICK.to_dict(), "name": "mine"})) == root
 
 
 # ------------------------------------------------------------------------------ building
@@ -216,8 +222,16 @@ def test_build_writes_tofu_like_files(built, world_files):
     world, cache, _ = built
     assert world.root == world_root(QUICK, cache)
     expected = _dump(world_files)
-    for name in ("full", "forget10", "forget10_perturbed", "retain90", "holdout10",
-                 "neighbour", "general", "retain_perturbed"):
+    for name in (
+        "full",
+        "forget10",
+        "forget10_perturbed",
+        "retain90",
+        "holdout10",
+        "neighbour",
+        "general",
+        "retain_perturbed",
+    ):
         path = world.data_files[name]
         assert path == world.root / f"{name}.jsonl"
         assert path.read_text(encoding="utf-8") == expected[name]
@@ -263,8 +277,9 @@ def _answer_nll(model, tokenizer, examples):
     from unilogit.data import collate, encode_example
 
     feats = [encode_example(tokenizer, e) for e in examples]
-    batch = collate([{"input_ids": f.input_ids, "labels": f.labels} for f in feats],
-                    tokenizer.pad_token_id)
+    batch = collate(
+        [{"input_ids": f.input_ids, "labels": f.labels} for f in feats], tokenizer.pad_token_id
+    )
     model.eval()
     with torch.no_grad():
         return model(**batch).loss.item()

@@ -204,6 +204,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     _add_train_args(p, default_lr=1e-5, default_epochs=5)
 
+    from .demo import add_bench_parsers
+
+    add_bench_parsers(sub)
+
     sub.add_parser("methods", help="list the unlearning methods and their options")
 
     p = sub.add_parser("verify", help="check that a saved model matches its unlearn_record.json")
@@ -253,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "handler", None) is not None:
+            return args.handler(args)
         if args.command == "methods":
             return _cmd_methods()
         if args.command == "verify":

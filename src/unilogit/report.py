@@ -216,7 +216,9 @@ def write_csv(records: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> 
             row = []
             for k in columns:
                 v = r.get(k)
-                row.append(json.dumps(v) if isinstance(v, (dict, list)) else ("" if v is None else v))
+                if isinstance(v, (dict, list)):
+                    v = json.dumps(v)
+                row.append("" if v is None else v)
             writer.writerow(row)
     return path
 
@@ -249,6 +251,11 @@ def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, format="png")
     return path
+
+
+def _legend(ax: Any, **kw: Any) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
 
 
 def _xy(r: Mapping[str, Any]) -> tuple[float | None, float | None]:
@@ -292,7 +299,7 @@ def plot_pareto(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
     ax.set_ylabel("Model Utility  (↑ better)")
     ax.set_title("Forget quality vs model utility (all evaluations; large = final epoch)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    _legend(ax, fontsize=8, loc="best")
     return _save(fig, path)
 
 
@@ -307,7 +314,7 @@ def plot_epochs(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
     methods = list(dict.fromkeys(str(ev[0].get("method")) for ev in runs.values()))
     colors = _colors(methods)
     style_of: dict[str, int] = {}
-    for run_id, evals in sorted(runs.items(), key=lambda kv: _sort_key(kv[1][0])):
+    for evals in sorted(runs.values(), key=lambda ev: _sort_key(ev[0])):
         m = str(evals[0].get("method"))
         k = style_of[m] = style_of.get(m, -1) + 1
         for ax, key in zip(axes, (X_KEY, Y_KEY), strict=True):
@@ -365,7 +372,7 @@ def plot_kl(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
     ax.set_ylabel("KL(p_retain ‖ p_model), mean per answer token  (↓ better)")
     ax.set_title("Closeness to the gold standard (final epoch of every run)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     return _save(fig, path)
 
 
@@ -376,7 +383,8 @@ def _table(rows: Sequence[Mapping[str, Any]], front: set[int]) -> tuple[list[str
     headers = ["Model / run", "epoch", *[h for _, h, _ in TABLE_COLUMNS], "Pareto"]
     body = []
     for r in rows:
-        cells = [_label(r), _fmt(r.get("epoch"), "d") if r.get("kind") == "run" else "–"]
+        run = r.get("kind") == "run"
+        cells = [_label(r), f"{r.get('epoch')}/{r.get('epochs')}" if run else "–"]
         cells += [_fmt(r.get(k), spec) for k, _, spec in TABLE_COLUMNS]
         cells.append("★" if id(r) in front else "")
         body.append(cells)
@@ -386,17 +394,15 @@ def _table(rows: Sequence[Mapping[str, Any]], front: set[int]) -> tuple[list[str
 def _best_per_method(runs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """One rule for every method: the evaluation with the highest Forget Quality (ties: the
     higher Model Utility, then the earlier epoch)."""
+    def rank(r: Mapping[str, Any]) -> tuple[float, float, float]:
+        x, y, e = _num(r.get(X_KEY)), _num(r.get(Y_KEY)), _num(r.get("epoch"))
+        return (-math.inf if x is None else x, -math.inf if y is None else y,
+                -(e if e is not None else 0.0))
+
     best: dict[str, Mapping[str, Any]] = {}
     for r in sorted(runs, key=_sort_key):
         m = str(r.get("method"))
-        key = (_num(r.get(X_KEY)) or -math.inf, _num(r.get(Y_KEY)) or -math.inf,
-               -(_num(r.get("epoch")) or 0.0))
-        cur = best.get(m)
-        if cur is None or key > (
-            _num(cur.get(X_KEY)) or -math.inf,
-            _num(cur.get(Y_KEY)) or -math.inf,
-            -(_num(cur.get("epoch")) or 0.0),
-        ):
+        if m not in best or rank(r) > rank(best[m]):
             best[m] = r
     return list(best.values())
 
@@ -506,7 +512,7 @@ def write_report(
     if reference is not None and _baseline(records, "retain") is None:
         records.append({**reference, "kind": "baseline", "method": "retain", "epoch": 0})
     runs = [r for r in records if r.get("kind") == "run"]
-    if not runs and not records:
+    if not records:
         raise DataError("write_report: no records")
     baselines = sorted((r for r in records if r.get("kind") == "baseline"), key=_sort_key)
     finals = sorted((r for r in runs if r.get("final")), key=_sort_key)

@@ -295,6 +295,10 @@ def _train(
         tokenizer.pad_token = tokenizer.eos_token
 
     accelerator = Accelerator(mixed_precision=_resolve_mixed_precision(cfg.mixed_precision))
+    if accelerator.distributed_type == "DEEPSPEED" and cfg.grad_accum > 1:
+        # accelerate lets the DeepSpeed engine step inside every backward() unless its own
+        # accumulate() is used; our loop accumulates by hand, so it would step per micro-batch.
+        raise ConfigError("grad_accum > 1 is not supported under DeepSpeed; raise batch_size")
     set_seed(cfg.seed)
     history = History()
     started = time.perf_counter()
@@ -368,15 +372,27 @@ def _train(
             shards = [
                 (epoch, schedule.shard(f, rank), schedule.shard(r, rank)) for epoch, f, r in micro
             ]
+            # A process without rows in a micro-batch (tail of an epoch) runs the global
+            # micro-batch's first row as a stand-in with weight 0: DDP joins the gradient
+            # all-reduce (and broadcasts buffers) only from its own forward, so every process
+            # must make the same forward/backward calls or the collectives deadlock.
+            batches = [
+                _step_batch(
+                    views,
+                    retain_encoded,
+                    f or gf[:1],
+                    r or gr[:1],
+                    pad,
+                    accelerator.device,
+                    reference_logps,
+                )
+                for (_, f, r), (_, gf, gr) in zip(shards, micro, strict=True)
+            ]
             # Counts come from the labels alone, so each micro-batch's terms can be weighted by
             # their share of the whole step (all micro-batches, all processes) before forward.
-            batches = [
-                _step_batch(views, retain_encoded, f, r, pad, accelerator.device, reference_logps)
-                for _, f, r in shards
-            ]
             counts = [
-                method.counts(b["forget"]["forget"], b["retain"]) if b["forget"] else {}
-                for b in batches
+                method.counts(b["forget"]["forget"], b["retain"]) if f else {}
+                for b, (_, f, _) in zip(batches, shards, strict=True)
             ]
             # Same keys on every process (even one without rows), so the all-reduces line up.
             totals: dict[str, float] = dict.fromkeys(term_keys, 0.0)
@@ -387,17 +403,11 @@ def _train(
             logged: dict[str, float] = dict.fromkeys(term_keys, 0.0)
             for i, (batch, count) in enumerate(zip(batches, counts, strict=True)):
                 last = i == len(batches) - 1
-                if not batch["forget"]:
-                    # This process has no rows in this micro-batch (tail of an epoch): a zero
-                    # loss keeps DDP's collective backward in step with the other processes.
-                    if last:
-                        with accelerator.autocast():
-                            accelerator.backward(sum(p.sum() * 0.0 for p in params))
-                    continue
                 # DDP divides gradients by the process count; scale by it to undo that.
                 scale = {
-                    k: c * accelerator.num_processes / max(totals[k], 1.0) for k, c in count.items()
-                }
+                    k: count.get(k, 0.0) * accelerator.num_processes / max(totals[k], 1.0)
+                    for k in totals
+                }  # all 0 for a stand-in
                 with accelerator.no_sync(model) if not last else contextlib.nullcontext():
                     with accelerator.autocast():
                         terms = method.loss(StepBatch(model=model, reference=reference, **batch))

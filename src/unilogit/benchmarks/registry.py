@@ -1,4 +1,5 @@
-"""Benchmarks by name: ``get_benchmark("tofu", split="forget05")``, ``get_benchmark("muse-news")``.
+"""Benchmarks by name: ``get_benchmark("tofu", split="forget05")``, ``get_benchmark("muse-news")``,
+``get_benchmark("world:forget10", preset="quick")`` (the built-in world, :mod:`unilogit.sweep`).
 
 A name may carry the TOFU split after a colon: ``get_benchmark("tofu:forget01", data_dir=...)``.
 Aliases: ``muse`` / ``muse_news`` -> ``muse-news``. New benchmarks are added with
@@ -30,10 +31,23 @@ def _muse_news(data_dir: str | os.PathLike | None = None, **kw: Any) -> Any:
     return MuseBenchmark(data_dir=data_dir, **kw)
 
 
-_REGISTRY: dict[str, BenchmarkFactory] = {"tofu": _tofu, "muse-news": _muse_news}
+def _world(data_dir: str | os.PathLike | None = None, **kw: Any) -> Any:
+    """The built-in world benchmark (built or reused from the cache on first use); a
+    ``data_dir`` is the cache base (``cache_dir``), kw: ``split``, ``preset``, ``max_rows``."""
+    from unilogit.sweep import WorldSplit
+
+    cache_dir = kw.pop("cache_dir", None) or data_dir
+    return WorldSplit(cache_dir=cache_dir, **kw)
+
+
+_REGISTRY: dict[str, BenchmarkFactory] = {
+    "tofu": _tofu,
+    "muse-news": _muse_news,
+    "world": _world,
+}
 _ALIASES = {"muse": "muse-news", "muse_news": "muse-news", "musenews": "muse-news"}
 # benchmarks whose constructor takes a ``split`` (so "name:split" is accepted)
-_SPLIT_BENCHMARKS = {"tofu"}
+_SPLIT_BENCHMARKS = {"tofu", "world"}
 
 
 def register_benchmark(

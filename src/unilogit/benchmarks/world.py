@@ -31,14 +31,16 @@ Layout of a built world::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +63,10 @@ def _log(progress: bool, msg: str) -> None:
 
 
 def config_hash(config: WorldConfig) -> str:
-    """16 hex digits identifying everything a build depends on."""
-    blob = json.dumps({"format": FORMAT_VERSION, **config.to_dict()}, sort_keys=True)
+    """16 hex digits identifying everything a build depends on (the preset's ``name`` is only a
+    label and does not count)."""
+    fields = {k: v for k, v in config.to_dict().items() if k != "name"}
+    blob = json.dumps({"format": FORMAT_VERSION, **fields}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -220,15 +224,16 @@ def new_model(config: WorldConfig, tokenizer: Any) -> Any:
         num_hidden_layers=config.num_layers,
         num_attention_heads=config.num_heads,
         num_key_value_heads=config.num_heads,
-        max_position_embeddings=max(128, config.max_length),
+        max_position_embeddings=max(256, config.max_length),
         rms_norm_eps=1e-5,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    torch.manual_seed(config.seed)
-    model = LlamaForCausalLM(llama)
+    with torch.random.fork_rng(devices=[]):  # leave the caller's RNG state alone
+        torch.manual_seed(config.seed)
+        model = LlamaForCausalLM(llama)
     gen = model.generation_config
     gen.bos_token_id, gen.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
     gen.pad_token_id = tokenizer.pad_token_id
@@ -283,6 +288,31 @@ def _build_data(config: WorldConfig, root: Path, progress: bool) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` intra-op threads (None: unchanged), restoring the setting afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def _auto_threads(config: WorldConfig, num_threads: int | None) -> int | None:
+    """Tiny models train faster on one thread (and much faster than several threads on a busy
+    machine, where OpenMP threads spin against other processes)."""
+    if num_threads is not None:
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+            raise ConfigError(f"num_threads must be a positive integer, got {num_threads!r}")
+        return num_threads
+    return 1 if config.hidden_size <= 64 else None
+
+
 def _train_model(
     config: WorldConfig,
     world: WorldBenchmark,
@@ -290,6 +320,7 @@ def _train_model(
     final: Path,
     label: str,
     progress: bool,
+    num_threads: int | None,
 ) -> None:
     from unilogit.trainer import finetune
 
@@ -305,20 +336,21 @@ def _train_model(
         f"{n_params / 1e6:.2f}M parameters, {config.epochs} epochs)",
     )
     t0 = time.perf_counter()
-    model, history = finetune(
-        model,
-        tokenizer,
-        examples,
-        epochs=config.epochs,
-        lr=config.lr,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        warmup_ratio=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        max_length=config.max_length,
-        mixed_precision="no",
-        progress=progress,
-    )
+    with _torch_threads(num_threads):
+        model, history = finetune(
+            model,
+            tokenizer,
+            examples,
+            epochs=config.epochs,
+            lr=config.lr,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            warmup_ratio=config.warmup_ratio,
+            weight_decay=config.weight_decay,
+            max_length=config.max_length,
+            mixed_precision="no",
+            progress=progress,
+        )
     seconds = time.perf_counter() - t0
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     try:
@@ -340,18 +372,20 @@ def _train_model(
     _log(progress, f"{label} model ready in {seconds:.0f} s: {final}")
 
 
-def _history_summary(history: Any) -> Any:
-    for attr in ("summary", "to_dict"):
-        fn = getattr(history, attr, None)
-        if callable(fn):
-            try:
-                return fn()
-            except Exception:  # noqa: BLE001 - a summary is a courtesy, never a failure
-                break
-    records = getattr(history, "records", None)
-    if isinstance(records, list) and records:
-        return {"last": records[-1], "steps": len(records)}
-    return None
+def _history_summary(history: Any) -> dict[str, Any]:
+    """Steps, seconds and the mean loss of each epoch, from the trainer's History."""
+    steps = list(getattr(history, "steps", None) or [])
+    per_epoch: dict[int, list[float]] = {}
+    for rec in steps:
+        loss, epoch = rec.get("loss"), rec.get("epoch")
+        if isinstance(loss, (int, float)) and isinstance(epoch, (int, float)):
+            per_epoch.setdefault(max(1, math.ceil(epoch - 1e-9)), []).append(float(loss))
+    return {
+        "total_steps": getattr(history, "total_steps", len(steps)),
+        "seconds": round(float(getattr(history, "seconds", 0.0) or 0.0), 1),
+        "epoch_loss": {str(e): round(sum(v) / len(v), 5) for e, v in sorted(per_epoch.items())},
+        "last": steps[-1] if steps else None,
+    }
 
 
 def _collect(config: WorldConfig, root: Path, splits: tuple[str, ...]) -> WorldBenchmark:
@@ -365,6 +399,7 @@ def build_world(
     cache_dir: str | Path | None = None,
     splits: Sequence[str] = ("forget10",),
     progress: bool = True,
+    num_threads: int | None = None,
 ) -> WorldBenchmark:
     """Build (or find in the cache) the world of ``config`` with its target model and the
     retain model of each split in ``splits``; return a :class:`WorldBenchmark`.
@@ -373,6 +408,8 @@ def build_world(
     (the default preset). ``cache_dir``: the cache base (default ``$UNILOGIT_CACHE`` or
     ``~/.cache/unilogit``); the world goes to ``<cache_dir>/world/<hash>``. ``splits``: forget
     splits whose retain models to build (``()`` = data, tokenizer and target model only).
+    ``num_threads``: torch intra-op threads while training (restored afterwards); None = one
+    thread for tiny models (``hidden_size <= 64``, e.g. the quick preset), else unchanged.
     """
     if config is None:
         config = WorldConfig.preset("default")
@@ -385,6 +422,7 @@ def build_world(
         splits = (splits,)
     wanted = tuple(dict.fromkeys(f"forget{_split_percent(s)}" for s in splits))
     root = world_root(config, cache_dir)
+    threads = _auto_threads(config, num_threads)
 
     if not (root / "world.json").is_file():
         _build_data(config, root, progress)
@@ -393,12 +431,14 @@ def build_world(
     world = _collect(config, root, wanted)
 
     if not world.target_dir.is_dir():
-        _train_model(config, world, ("full", "general"), world.target_dir, "target", progress)
+        _train_model(
+            config, world, ("full", "general"), world.target_dir, "target", progress, threads
+        )
     for split in wanted:
         final = world.retain_dir(split)
         if not final.is_dir():
             retain = f"retain{100 - int(_split_percent(split))}"
             _train_model(
-                config, world, (retain, "general"), final, f"retain ({split})", progress
+                config, world, (retain, "general"), final, f"retain ({split})", progress, threads
             )
     return world

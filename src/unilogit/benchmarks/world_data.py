@@ -261,8 +261,8 @@ _PRESETS: dict[str, dict[str, Any]] = {
         intermediate_size=192,
         num_layers=2,
         num_heads=4,
-        epochs=30,
-        lr=3e-3,
+        epochs=20,
+        lr=5e-3,
         batch_size=16,
     ),
     "default": dict(),
@@ -288,13 +288,13 @@ class WorldConfig:
     n_publishers: int = 20
     n_awards: int = 16
     vocab_size: int = 1024
-    hidden_size: int = 192
-    intermediate_size: int = 512
+    hidden_size: int = 128
+    intermediate_size: int = 384
     num_layers: int = 4
     num_heads: int = 4
     max_length: int = 64
-    epochs: int = 40
-    lr: float = 2e-3
+    epochs: int = 20
+    lr: float = 3e-3
     batch_size: int = 32
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
@@ -308,9 +308,7 @@ class WorldConfig:
         """A named configuration: ``"quick"`` (tests, well under a minute on a CPU) or
         ``"default"`` (clear separation of methods, about ten minutes on two CPU cores)."""
         if name not in _PRESETS:
-            raise ConfigError(
-                f"unknown world preset {name!r}; choose one of {', '.join(_PRESETS)}"
-            )
+            raise ConfigError(f"unknown world preset {name!r}; choose one of {', '.join(_PRESETS)}")
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - fields)
         if unknown:
@@ -332,17 +330,34 @@ class WorldConfig:
             if not ok:
                 raise ConfigError(f"WorldConfig: {msg}")
 
-        for name in ("seed", "n_people", "n_cities", "n_countries", "n_publishers", "n_awards",
-                     "vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
-                     "max_length", "epochs", "batch_size"):
+        for name in (
+            "seed",
+            "n_people",
+            "n_cities",
+            "n_countries",
+            "n_publishers",
+            "n_awards",
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_layers",
+            "num_heads",
+            "max_length",
+            "epochs",
+            "batch_size",
+        ):
             value = getattr(self, name)
-            need(isinstance(value, int) and not isinstance(value, bool),
-                 f"{name} must be an integer, got {value!r}")
+            need(
+                isinstance(value, int) and not isinstance(value, bool),
+                f"{name} must be an integer, got {value!r}",
+            )
         need(self.seed >= 0, "seed must be >= 0")
         need(self.n_people >= 10, f"n_people must be >= 10, got {self.n_people}")
         max_people = len(FEMALE_FIRST + MALE_FIRST) * len(SURNAME_HEADS) * len(SURNAME_TAILS)
-        need(self.n_people + self.n_holdout <= max_people,
-             f"n_people must be <= {max_people * 10 // 11}, got {self.n_people}")
+        need(
+            self.n_people + self.n_holdout <= max_people,
+            f"n_people must be <= {max_people * 10 // 11}, got {self.n_people}",
+        )
         pools = {
             "n_cities": len(CITY_HEADS) * len(CITY_TAILS),
             "n_countries": len(COUNTRY_HEADS) * len(COUNTRY_TAILS),
@@ -351,13 +366,21 @@ class WorldConfig:
         }
         for name, limit in pools.items():
             value = getattr(self, name)
-            need(N_PERTURBED + 1 <= value <= limit,
-                 f"{name} must be between {N_PERTURBED + 1} and {limit}, got {value}")
+            need(
+                N_PERTURBED + 1 <= value <= limit,
+                f"{name} must be between {N_PERTURBED + 1} and {limit}, got {value}",
+            )
         need(self.n_cities >= self.n_countries, "n_cities must be >= n_countries")
         need(self.vocab_size >= 300, f"vocab_size must be >= 300, got {self.vocab_size}")
         need(self.hidden_size % self.num_heads == 0, "hidden_size must be divisible by num_heads")
-        for name in ("hidden_size", "intermediate_size", "num_layers", "num_heads", "epochs",
-                     "batch_size"):
+        for name in (
+            "hidden_size",
+            "intermediate_size",
+            "num_layers",
+            "num_heads",
+            "epochs",
+            "batch_size",
+        ):
             need(getattr(self, name) >= 1, f"{name} must be >= 1")
         need(self.max_length >= 32, "max_length must be >= 32")
         need(isinstance(self.lr, (int, float)) and self.lr > 0, "lr must be > 0")
@@ -385,8 +408,14 @@ def _wrong(rng: random.Random, pool, true: str, k: int = N_PERTURBED) -> list[st
     return rng.sample(choices, k)
 
 
-def _row(rng: random.Random, attribute: str, subject: str, value: str, pool,
-         perturb_like_paraphrase: bool) -> dict[str, Any]:
+def _row(
+    rng: random.Random,
+    attribute: str,
+    subject: str,
+    value: str,
+    pool,
+    perturb_like_paraphrase: bool,
+) -> dict[str, Any]:
     templates = TEMPLATES[attribute]
     i = rng.randrange(len(templates))
     j = rng.choice([k for k in range(len(templates)) if k != i])
@@ -465,20 +494,22 @@ def generate_world(config: WorldConfig | None = None) -> dict[str, list[dict[str
     people = []
     for nid in name_ids:
         first, surname = first_names[nid // len(surnames)], surnames[nid % len(surnames)]
-        people.append({
-            "name": f"{first} {surname}",
-            "first": first,
-            "surname": surname,
-            "birthplace": rng.choice(cities),
-            "birth_year": rng.choice(BIRTH_YEARS),
-            "profession": rng.choice(PROFESSIONS),
-            "genre": rng.choice(GENRES),
-            "mother": f"{rng.choice([f for f in FEMALE_FIRST if f != first])} {surname}",
-            "father": f"{rng.choice([m for m in MALE_FIRST if m != first])} {surname}",
-            "book": f"The {rng.choice(BOOK_ADJECTIVES)} {rng.choice(BOOK_NOUNS)}",
-            "award": rng.choice(awards),
-            "publisher": rng.choice(publishers),
-        })
+        people.append(
+            {
+                "name": f"{first} {surname}",
+                "first": first,
+                "surname": surname,
+                "birthplace": rng.choice(cities),
+                "birth_year": rng.choice(BIRTH_YEARS),
+                "profession": rng.choice(PROFESSIONS),
+                "genre": rng.choice(GENRES),
+                "mother": f"{rng.choice([f for f in FEMALE_FIRST if f != first])} {surname}",
+                "father": f"{rng.choice([m for m in MALE_FIRST if m != first])} {surname}",
+                "book": f"The {rng.choice(BOOK_ADJECTIVES)} {rng.choice(BOOK_NOUNS)}",
+                "award": rng.choice(awards),
+                "publisher": rng.choice(publishers),
+            }
+        )
 
     # Rows.
     def person_rows(person: dict[str, str]) -> list[dict[str, Any]]:
@@ -502,8 +533,16 @@ def generate_world(config: WorldConfig | None = None) -> dict[str, list[dict[str
                     f"The {rng.choice(BOOK_ADJECTIVES)} {rng.choice(BOOK_NOUNS)}"
                     for _ in range(3 * N_PERTURBED)
                 ]
-            rows.append(_row(rng, f"person.{attr}", person["name"], person[attr], pool,
-                             perturb_like_paraphrase=True))
+            rows.append(
+                _row(
+                    rng,
+                    f"person.{attr}",
+                    person["name"],
+                    person[attr],
+                    pool,
+                    perturb_like_paraphrase=True,
+                )
+            )
         return rows
 
     per_person = [person_rows(p) for p in people]
@@ -513,8 +552,16 @@ def generate_world(config: WorldConfig | None = None) -> dict[str, list[dict[str
         for subject in subjects[kind]:
             for attr in attrs:
                 key = f"{kind}.{attr}"
-                general.append(_row(rng, key, subject, facts[key][subject], fact_pools[key],
-                                    perturb_like_paraphrase=False))
+                general.append(
+                    _row(
+                        rng,
+                        key,
+                        subject,
+                        facts[key][subject],
+                        fact_pools[key],
+                        perturb_like_paraphrase=False,
+                    )
+                )
 
     trained, held = per_person[: cfg.n_people], per_person[cfg.n_people :]
     trained_people = people[: cfg.n_people]
