@@ -253,11 +253,15 @@ def test_benchmark_data_for_unlearn_and_finetune(shared_dir, tmp_path, capsys):
             "forget01",
             "--output",
             str(out),
+            "--evaluate",
             *quick,
         ]
     )
     assert code == 0, capsys.readouterr().err
     record = json.loads((out / "unlearn_record.json").read_text())
+    before, after = record["evaluation"]["before"], record["evaluation"]["after"]
+    assert 0 < after["splits"]["forget"]["probability"] < 1
+    assert before["splits"]["forget"]["probability"] != after["splits"]["forget"]["probability"]
     assert record["data"]["forget"]["rows"] == 4
     assert "forget01.jsonl:1" in record["data"]["forget"]["source"]
     assert "retain99.jsonl:1" in record["data"]["retain"]["source"]

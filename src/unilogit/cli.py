@@ -61,6 +61,12 @@ def _add_benchmark_args(g: Any, *, finetune: bool = False) -> None:
     g.add_argument("--split", help="benchmark split, e.g. forget01 | forget05 | forget10 (TOFU)")
     g.add_argument("--data-dir", help="local copy of the benchmark's files (default: the Hub)")
     g.add_argument("--max-rows", type=int, help="use only the first N rows of each split")
+    if not finetune:
+        g.add_argument(
+            "--evaluate",
+            action="store_true",
+            help="with --benchmark: evaluate before and after; both go into the audit record",
+        )
 
 
 def _add_train_args(
@@ -295,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 refusals=refusals,
                 allow_overlap=args.allow_overlap,
                 load_options=_load_options(args),
+                evaluate=getattr(args, "evaluate_fn", None),
             )
         elif args.command == "finetune":
             out = recipes.finetune_to_disk(
@@ -333,7 +340,10 @@ def _unlearn_data(args: argparse.Namespace) -> tuple[Any, Any]:
         if args.forget or args.retain:
             raise ConfigError("give either --benchmark or --forget/--retain, not both")
         bench = _benchmark(args, args.split)
+        args.evaluate_fn = bench.evaluate if args.evaluate else None
         return bench.forget(), bench.retain()
+    if args.evaluate:
+        raise ConfigError("--evaluate needs --benchmark (it runs the benchmark's evaluation)")
     if not args.forget:
         raise ConfigError("unlearn needs --forget FILE (or --benchmark NAME --split SPLIT)")
     return args.forget, args.retain

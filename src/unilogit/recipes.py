@@ -6,6 +6,7 @@ The CLI calls these; they are also the Python way to do what the CLI does.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,16 @@ def _model_identity(spec: str, model: Any, load_options: dict[str, Any]) -> dict
         "parameters": sum(p.numel() for p in model.parameters()),
         "weights_sha256": weights_sha256(model),
     }
+
+
+def _scalars(result: Any) -> Any:
+    """The numbers of an evaluation result (nested dicts kept, lists and texts dropped)."""
+    if isinstance(result, dict):
+        kept = {k: _scalars(v) for k, v in result.items()}
+        return {k: v for k, v in kept.items() if v is not None and v != {}}
+    if isinstance(result, (int, float)) and not isinstance(result, bool):
+        return result
+    return None
 
 
 def _source_name(source: Any) -> str | None:
@@ -55,8 +66,13 @@ def unlearn_to_disk(
     refusals: list[str] | None = None,
     allow_overlap: bool = False,
     load_options: dict[str, Any] | None = None,
+    evaluate: Callable[[Any, Any], dict[str, Any]] | None = None,
 ) -> Path:
-    """Load ``model``, unlearn ``forget``, save to ``output`` with config + audit record."""
+    """Load ``model``, unlearn ``forget``, save to ``output`` with config + audit record.
+
+    ``evaluate(model, tokenizer) -> metrics``: run before and after unlearning; the scalar
+    metrics of both go into the audit record (``evaluation.before`` / ``evaluation.after``).
+    """
     started = now()
     t0 = time.perf_counter()
     load_options = dict(load_options or {})
@@ -67,6 +83,7 @@ def unlearn_to_disk(
     retain_rows = data_lib.load_examples(retain, name="retain") if retain is not None else None
     net, tokenizer = load_model(model, **load_options)
     input_identity = _model_identity(model, net, load_options)
+    before = _scalars(evaluate(net, tokenizer)) if evaluate is not None else None
 
     checkpoint_dir = out.with_name(f".{out.name}.checkpoints")
     if train_options.get("checkpoint_every") or train_options.get("resume"):
@@ -107,6 +124,7 @@ def unlearn_to_disk(
     if log_path.exists() and log_path.parent != saved:
         log_path.replace(saved / "train_log.jsonl")
     final_model = net.merge_and_unload() if merge_lora and hasattr(net, "merge_and_unload") else net
+    after = _scalars(evaluate(final_model, tokenizer)) if evaluate is not None else None
     record = {
         "unilogit_record_version": 1,
         "command": "unlearn",
@@ -121,6 +139,7 @@ def unlearn_to_disk(
         "steps": history.total_steps,
         "final_loss": history.steps[-1] if history.steps else None,
         "truncated_rows": history.truncated_rows,
+        "evaluation": {"before": before, "after": after} if evaluate is not None else None,
         "versions": library_versions(),
         "started": started,
         "finished": now(),
