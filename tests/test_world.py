@@ -178,6 +178,8 @@ def test_config_validation():
         WorldConfig(hidden_size=100, num_heads=3)
     with pytest.raises(ConfigError, match="unknown world split"):
         build_world(QUICK, cache_dir="/nonexistent", splits=("forget20",), progress=False)
+    with pytest.raises(ConfigError, match="num_threads"):
+        build_world(QUICK, cache_dir="/nonexistent", num_threads=0, progress=False)
     assert WorldConfig.preset("quick").name == "quick"
     assert WorldConfig.preset("default") == WorldConfig()
 

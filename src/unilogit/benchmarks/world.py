@@ -303,14 +303,20 @@ def _torch_threads(n: int | None) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+#: Models up to this width train on one thread unless ``num_threads`` says otherwise: their
+#: matrices are too small for intra-op threads to pay much on an idle machine (about 1.5x on
+#: two cores), and on a busy one the OpenMP threads spin against other processes (measured: the
+#: default preset used 4.6x the CPU time, and more wall time, with two threads than with one).
+SINGLE_THREAD_MAX_HIDDEN = 128
+
+
 def _auto_threads(config: WorldConfig, num_threads: int | None) -> int | None:
-    """Tiny models train faster on one thread (and much faster than several threads on a busy
-    machine, where OpenMP threads spin against other processes)."""
+    """The torch thread count for training (None = leave the caller's setting)."""
     if num_threads is not None:
         if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
             raise ConfigError(f"num_threads must be a positive integer, got {num_threads!r}")
         return num_threads
-    return 1 if config.hidden_size <= 64 else None
+    return 1 if config.hidden_size <= SINGLE_THREAD_MAX_HIDDEN else None
 
 
 def _train_model(
@@ -409,7 +415,7 @@ def build_world(
     ``~/.cache/unilogit``); the world goes to ``<cache_dir>/world/<hash>``. ``splits``: forget
     splits whose retain models to build (``()`` = data, tokenizer and target model only).
     ``num_threads``: torch intra-op threads while training (restored afterwards); None = one
-    thread for tiny models (``hidden_size <= 64``, e.g. the quick preset), else unchanged.
+    thread for small models (``hidden_size <= 128``: both presets), else unchanged.
     """
     if config is None:
         config = WorldConfig.preset("default")
