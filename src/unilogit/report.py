@@ -306,6 +306,8 @@ def plot_pareto(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
 def plot_epochs(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """log10 Forget Quality and Model Utility after each epoch, one line per run (epoch 0 =
     the target model)."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure(11.0, 4.5)
     axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
     runs = _runs(records)
@@ -332,6 +334,7 @@ def plot_epochs(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
         if retain is not None and _num(retain.get(key)) is not None:
             ax.axhline(_num(retain.get(key)), color="black", lw=0.9, ls="--", label="retain")
         ax.set_xlabel("epoch (0 = target model)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0].axhline(math.log10(0.05), color="#999999", lw=0.8, ls=":")
