@@ -52,6 +52,12 @@ import torch
 #: training, the trainer's default for NPO) or "live" (a frozen copy of the model run every step).
 VARIANTS: dict[str, tuple[str, str, dict[str, Any], str | None]] = {
     "finetune": ("plain fine-tuning: cross-entropy (unilogit.finetune)", "finetune", {}, None),
+    "finetune_torch": (
+        "plain fine-tuning: torch F.cross_entropy, as HF models compute it",
+        "finetune_torch",
+        {},
+        None,
+    ),
     "unilogit": ("Unilogit, closed form (default)", "unilogit", {}, None),
     "unilogit_fused": ("Unilogit, fused LM head + loss", "unilogit", {"fused": True}, None),
     "unilogit_reference": (
@@ -69,6 +75,7 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], str | None]] = {
 #: name -> (what it is, function of (hidden, weight, targets, chunk_size) -> scalar loss)
 LOSS_PATHS: dict[str, str] = {
     "ce_naive": "cross-entropy on (N, V) logits",
+    "ce_torch_naive": "torch F.cross_entropy on (N, V) logits",
     "unilogit_naive": "Unilogit closed form on (N, V) logits",
     "unilogit_reference_naive": "Unilogit literal target on (N, V) logits",
     "ce_fused": "chunked fused cross-entropy",
@@ -230,11 +237,35 @@ def _method(name: str, options: dict[str, Any], chunk_size: int) -> Any:
 
     if name == "finetune":
         return _FineTune()
+    if name == "finetune_torch":
+        return _TorchCrossEntropy()
     options = dict(options)
     if options.get("fused"):
         options["chunk_size"] = chunk_size
     retain = "nll" if name == "graddiff" else None  # one forget batch for everything else
     return get_method(name, retain_loss=retain, **options)
+
+
+def _torch_cross_entropy(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Plain fine-tuning the way HF causal LMs compute their loss (F.cross_entropy)."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(), ignore_index=-100
+    )
+
+
+def _TorchCrossEntropy() -> Any:  # noqa: N802 (a class built on first use: lazy imports)
+    from unilogit.trainer import _FineTune
+
+    class TorchCrossEntropy(_FineTune):
+        name = "finetune_torch"
+
+        def forget_loss(self, step: Any) -> torch.Tensor:
+            return _torch_cross_entropy(step.model, step.forget["forget"])
+
+    return TorchCrossEntropy()
 
 
 def _step_fn(
@@ -332,7 +363,8 @@ def measure_paired_times(cfg: SpeedConfig, variants: list[str]) -> dict[str, dic
     """Step times of all variants interleaved in ONE process on one model: round r times one
     step of each variant (order rotated every round), so that a load change on a shared machine
     hits every variant alike. Returns {variant: {"seconds": median, "ratio": median over
-    rounds of t_variant / t_finetune}} ("ratio" only when finetune is among the variants)."""
+    rounds of t_variant / t_finetune, "torch_ratio": the same against finetune_torch}} (each
+    only when that baseline is among the variants)."""
     device, model, optimizer, frozen = _setup(cfg)
     steps = {v: _step_fn(cfg, v, model, optimizer, device, frozen) for v in variants}
     for _ in range(cfg.warmup):
@@ -346,9 +378,10 @@ def measure_paired_times(cfg: SpeedConfig, variants: list[str]) -> dict[str, dic
     out: dict[str, dict[str, float]] = {}
     for v in variants:
         out[v] = {"seconds": statistics.median(times[v])}
-        if "finetune" in times:
-            ratios = [a / b for a, b in zip(times[v], times["finetune"], strict=True)]
-            out[v]["ratio"] = statistics.median(ratios)
+        for base, key in (("finetune", "ratio"), ("finetune_torch", "torch_ratio")):
+            if base in times:
+                ratios = [a / b for a, b in zip(times[v], times[base], strict=True)]
+                out[v][key] = statistics.median(ratios)
     return out
 
 
@@ -363,6 +396,8 @@ def _loss_fn(path: str) -> Callable[..., torch.Tensor]:
             logits = hidden @ weight.T  # (N, V) materialised
             if kind == "ce":
                 return losses.nll_loss(logits, targets)
+            if kind == "ce_torch":
+                return torch.nn.functional.cross_entropy(logits.float(), targets)
             return losses.unilogit_loss(logits, targets, implementation=kind)
 
         return fn
@@ -374,6 +409,7 @@ def _loss_fn(path: str) -> Callable[..., torch.Tensor]:
 
     return {
         "ce_naive": naive("ce"),
+        "ce_torch_naive": naive("ce_torch"),
         "unilogit_naive": naive("fast"),
         "unilogit_reference_naive": naive("reference"),
         "ce_fused": chunked(fused.fused_linear_cross_entropy),
@@ -483,7 +519,15 @@ def run_step_benchmark(cfg: SpeedConfig) -> list[dict[str, Any]]:
             paired.append(_run_job(cfg, {"kind": "paired", "variants": cfg.variants})["times"])
     rows = [_combine(results) for results in by_variant.values()]
     base = next((r for r in rows if r["variant"] == "finetune"), None)
+    torch_base = next((r for r in rows if r["variant"] == "finetune_torch"), None)
     for row in rows:
+        if torch_base is not None:
+            row["torch_peak_ratio"] = row["peak_bytes"] / max(torch_base["peak_bytes"], 1)
+            row["torch_time_ratio"] = (
+                statistics.median(p[row["variant"]]["torch_ratio"] for p in paired)
+                if paired
+                else row["seconds"] / torch_base["seconds"]
+            )
         v = row["variant"]
         row["description"] = VARIANTS[v][0]
         if paired:
@@ -530,17 +574,21 @@ def format_step_table(cfg: SpeedConfig, rows: list[dict[str, Any]]) -> str:
         f"AdamW; median of {cfg.steps} steps after {cfg.warmup} warmup, {cfg.rounds} round(s)"
         f"{', variants interleaved step by step in one process (time)' if cfg.paired else ''}\n"
         "peak = peak memory above the bare interpreter (weights + AdamW + reference + step); "
-        "ratios to plain fine-tuning\n\n"
+        "ratios to plain fine-tuning (unilogit.finetune's NLL, and torch's F.cross_entropy as HF "
+        "models use it)\n\n"
     )
     lines = [
-        "| variant | step s | × finetune | peak MiB | × finetune | of which static MiB |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| variant | step s | × finetune | × torch CE | peak MiB | × finetune | × torch CE "
+        "| of which static MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    nan = float("nan")
     for r in rows:
         lines.append(
             f"| {r['variant']} ({r['description']}) | {r['seconds']:.3f} | "
-            f"{r.get('time_ratio', float('nan')):.2f} | {_mb(r['peak_bytes'])} | "
-            f"{r.get('peak_ratio', float('nan')):.2f} | {_mb(r['static_bytes'])} |"
+            f"{r.get('time_ratio', nan):.2f} | {r.get('torch_time_ratio', nan):.2f} | "
+            f"{_mb(r['peak_bytes'])} | {r.get('peak_ratio', nan):.2f} | "
+            f"{r.get('torch_peak_ratio', nan):.2f} | {_mb(r['static_bytes'])} |"
         )
     return head + "\n".join(lines)
 

@@ -26,6 +26,8 @@ RUNS: dict[str, dict] = {
     "unilogit": {"method": "unilogit"},
     "unilogit_fused": {"method": "unilogit", "fused": True, "chunk_size": 8},
     "npo_accum": {"method": "npo", "grad_accum": 2},
+    # RMU reads layer 0 only: later layers get no gradient (DDP needs them frozen).
+    "rmu": {"method": "rmu"},
 }
 
 

@@ -428,6 +428,35 @@ def test_unilogit_gradient_is_weighted_ce_ascent() -> None:
     assert w[0] > 0 and w[1] < 0
 
 
+@pytest.mark.parametrize("kind", ["unilogit", "cross_entropy"])
+def test_closed_form_loss_chunks_and_no_grad(kind: str, monkeypatch) -> None:
+    """Row chunks (3 rows of 7 logits each here), shifted (non-contiguous) logits, no-grad
+    mode and a bf16 input give the same value as the unchunked computation; gradients match
+    the autograd definitions."""
+    V = 7
+    full = (torch.randn(4, 6, V, dtype=torch.float64) * 3).requires_grad_()
+    labels = torch.randint(0, V, (4, 6))
+    labels[1, 3:] = -100
+    z, t = losses.shift_labels(full, labels)  # (4, 5, V) view, not viewable as (20, V)
+    if kind == "unilogit":
+        expected = losses.unilogit_loss(z, t, implementation="reference")
+    else:
+        expected = losses.nll_loss(z, t)
+    (expected_grad,) = torch.autograd.grad(expected, full)
+    monkeypatch.setattr(losses, "_CHUNK_ELEMENTS", 3 * V)
+    value = losses.closed_form_loss(z, t, kind)
+    (grad,) = torch.autograd.grad(value, full)
+    torch.testing.assert_close(value, expected, **F64)
+    torch.testing.assert_close(grad, expected_grad, **F64)
+    with torch.no_grad():
+        torch.testing.assert_close(losses.closed_form_loss(z, t, kind), expected, **F64)
+    assert losses.closed_form_loss(z.detach(), t, kind).grad_fn is None
+    z16 = z.detach().bfloat16().requires_grad_()
+    value16 = losses.closed_form_loss(z16, t, kind)
+    (grad16,) = torch.autograd.grad(value16, z16)
+    assert value16.dtype == torch.float32 and grad16.dtype == torch.bfloat16
+
+
 def test_unilogit_closed_form_edge_values() -> None:
     """p_k = 1: value = log V, w finite; p_k = 0: value = log(V/(V-1)), w = 0."""
     V = 5

@@ -50,12 +50,32 @@ def _records():
     known front: npo lr=1e-3 epoch 3 has the best FQ, unilogit lr=1e-3 epoch 2 the best
     MU at high FQ; the other unilogit lr is dominated everywhere."""
     recs = [
-        {"kind": "baseline", "method": "target", "epoch": 0, "final": True, "run_id": "target",
-         "forget_quality": 1e-6, "forget_quality_log10": -6.0, "model_utility": 0.60,
-         "forget/kl_to_gold": 2.5, "retain/kl_to_gold": 0.02, "mia/min_k": 0.99},
-        {"kind": "baseline", "method": "retain", "epoch": 0, "final": True, "run_id": "retain",
-         "forget_quality": 1.0, "forget_quality_log10": 0.0, "model_utility": 0.59,
-         "forget/kl_to_gold": 0.0, "retain/kl_to_gold": 0.0, "mia/min_k": 0.5},
+        {
+            "kind": "baseline",
+            "method": "target",
+            "epoch": 0,
+            "final": True,
+            "run_id": "target",
+            "forget_quality": 1e-6,
+            "forget_quality_log10": -6.0,
+            "model_utility": 0.60,
+            "forget/kl_to_gold": 2.5,
+            "retain/kl_to_gold": 0.02,
+            "mia/min_k": 0.99,
+        },
+        {
+            "kind": "baseline",
+            "method": "retain",
+            "epoch": 0,
+            "final": True,
+            "run_id": "retain",
+            "forget_quality": 1.0,
+            "forget_quality_log10": 0.0,
+            "model_utility": 0.59,
+            "forget/kl_to_gold": 0.0,
+            "retain/kl_to_gold": 0.0,
+            "mia/min_k": 0.5,
+        },
     ]
     table = {
         ("unilogit", 1e-3): [(-3.0, 0.58), (-1.0, 0.57), (-0.8, 0.50)],
@@ -65,21 +85,34 @@ def _records():
     }
     for (method, lr), evals in table.items():
         for epoch, (fq_log, mu) in enumerate(evals, 1):
-            recs.append({
-                "kind": "run", "method": method, "lr": lr, "epochs": 3, "seed": 0,
-                "epoch": epoch, "final": epoch == 3, "run_id": f"{method}-lr{lr:g}-ep3-s0",
-                "forget_quality": 10**fq_log, "forget_quality_log10": fq_log,
-                "model_utility": mu, "forget/kl_to_gold": 1.0 / epoch, "retain/kl_to_gold":
-                0.05 * epoch, "forget/probability": 0.9 / epoch, "mia/min_k": 0.9,
-                "options": {"method": method, "retain_weight": 1.0},
-            })
+            recs.append(
+                {
+                    "kind": "run",
+                    "method": method,
+                    "lr": lr,
+                    "epochs": 3,
+                    "seed": 0,
+                    "epoch": epoch,
+                    "final": epoch == 3,
+                    "run_id": f"{method}-lr{lr:g}-ep3-s0",
+                    "forget_quality": 10**fq_log,
+                    "forget_quality_log10": fq_log,
+                    "model_utility": mu,
+                    "forget/kl_to_gold": 1.0 / epoch,
+                    "retain/kl_to_gold": 0.05 * epoch,
+                    "forget/probability": 0.9 / epoch,
+                    "mia/min_k": 0.9,
+                    "options": {"method": method, "retain_weight": 1.0},
+                }
+            )
     return recs
 
 
 def test_write_report_lists_every_run_and_draws_plots(tmp_path):
     records = _records()
-    paths = write_report(records, tmp_path, meta={"benchmark": {"name": "world",
-                                                                "split": "forget10"}})
+    paths = write_report(
+        records, tmp_path, meta={"benchmark": {"name": "world", "split": "forget10"}}
+    )
     for key in ("pareto", "epochs", "kl"):
         data = paths[key].read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000, key
@@ -107,13 +140,24 @@ def test_pareto_stars_match_pareto_front(tmp_path):
     front = pareto_front([(r["forget_quality_log10"], r["model_utility"]) for r in runs])
     expected = {(runs[i]["method"], runs[i]["lr"], runs[i]["epoch"]) for i in front}
     # hand check of the synthetic numbers: these four are non-dominated
-    assert expected == {("unilogit", 1e-3, 1), ("unilogit", 1e-3, 2), ("unilogit", 1e-3, 3),
-                        ("npo", 1e-3, 3)}
+    assert expected == {
+        ("unilogit", 1e-3, 1),
+        ("unilogit", 1e-3, 2),
+        ("unilogit", 1e-3, 3),
+        ("npo", 1e-3, 3),
+    }
     every = md.split("## Every evaluation")[1].split("## Set-up")[0]
-    starred = {ln.split(" | ")[0] + " ep" + ln.split(" | ")[1] for ln in every.splitlines()
-               if ln.endswith("★ |")}
-    assert starred == {"| unilogit lr=1e-3 ep1/3", "| unilogit lr=1e-3 ep2/3",
-                       "| unilogit lr=1e-3 ep3/3", "| npo lr=1e-3 ep3/3"}
+    starred = {
+        ln.split(" | ")[0] + " ep" + ln.split(" | ")[1]
+        for ln in every.splitlines()
+        if ln.endswith("★ |")
+    }
+    assert starred == {
+        "| unilogit lr=1e-3 ep1/3",
+        "| unilogit lr=1e-3 ep2/3",
+        "| unilogit lr=1e-3 ep3/3",
+        "| npo lr=1e-3 ep3/3",
+    }
     assert "Pareto-optimal evaluations by method (4 in all): unilogit: 3, npo: 1." in md
 
 
@@ -124,7 +168,7 @@ def test_csv_columns_and_rows(tmp_path):
         rows = list(csv.DictReader(fh))
     header = list(rows[0].keys())
     assert tuple(header[: len(ID_COLUMNS)]) == ID_COLUMNS
-    metrics = header[len(ID_COLUMNS):]
+    metrics = header[len(ID_COLUMNS) :]
     assert metrics == sorted(metrics)
     assert {"forget_quality", "model_utility", "forget/kl_to_gold", "mia/min_k"} <= set(metrics)
     assert len(rows) == len(records)
@@ -144,8 +188,10 @@ def test_reference_argument_adds_the_gold_row(tmp_path):
 
 def test_report_without_runs_or_metrics(tmp_path):
     # only baselines, one of them without numbers: still a report, no crash
-    records = [{"kind": "baseline", "method": "target", "epoch": 0},
-               {"kind": "baseline", "method": "retain", "epoch": 0, "model_utility": 0.5}]
+    records = [
+        {"kind": "baseline", "method": "target", "epoch": 0},
+        {"kind": "baseline", "method": "retain", "epoch": 0, "model_utility": 0.5},
+    ]
     paths = write_report(records, tmp_path)
     assert paths["md"].is_file() and paths["pareto"].read_bytes().startswith(PNG_MAGIC)
     with pytest.raises(DataError):
@@ -167,8 +213,17 @@ def test_read_records_roundtrip_and_errors(tmp_path):
 def test_best_per_method_uses_one_rule(tmp_path):
     records = _records()
     # FQ = 1 exactly (log10 0) must beat every other npo evaluation, even with a low utility
-    records.append({**records[-1], "epoch": 4, "epochs": 4, "run_id": "npo-lr0.003-ep4-s0",
-                    "forget_quality": 1.0, "forget_quality_log10": 0.0, "model_utility": 0.1})
+    records.append(
+        {
+            **records[-1],
+            "epoch": 4,
+            "epochs": 4,
+            "run_id": "npo-lr0.003-ep4-s0",
+            "forget_quality": 1.0,
+            "forget_quality_log10": 0.0,
+            "model_utility": 0.1,
+        }
+    )
     md = write_report(records, tmp_path, html_report=False)["md"].read_text(encoding="utf-8")
     best = md.split("## Best evaluation per method")[1].split("## Over epochs")[0]
     rows = [ln for ln in best.splitlines() if ln.startswith("| npo") or ln.startswith("| uni")]

@@ -37,8 +37,10 @@ class TinyBench:
         for r in rows:
             other = "Rome" if "Rome" not in r["answer"] else "Oslo"
             r["paraphrased_answer"] = r["answer"]
-            r["perturbed_answer"] = [r["answer"].rsplit(" ", 1)[0] + f" {other}.",
-                                     r["answer"].rsplit(" ", 1)[0] + " Lima."]
+            r["perturbed_answer"] = [
+                r["answer"].rsplit(" ", 1)[0] + f" {other}.",
+                r["answer"].rsplit(" ", 1)[0] + " Lima.",
+            ]
         self.rows = load_examples(rows, kind="qa", name="tiny")
         self.target = tiny_llama(len(self.tok), seed=0)
         self.gold = tiny_llama(len(self.tok), seed=1)
@@ -63,8 +65,16 @@ class TinyBench:
 
     def evaluate(self, model, tokenizer, reference=None, gold_model=None, **kw):
         splits = {"forget": self.forget(), "retain": self.retain()}
-        return evaluate_qa(model, tokenizer, splits, reference=reference, gold_model=gold_model,
-                           holdout_split=None, utility_splits=["retain"], **kw)
+        return evaluate_qa(
+            model,
+            tokenizer,
+            splits,
+            reference=reference,
+            gold_model=gold_model,
+            holdout_split=None,
+            utility_splits=["retain"],
+            **kw,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +111,10 @@ def test_grid_and_cli_parsing():
     assert RunSpec("npo", 3e-4, 5, 0).run_id == "npo-lr0.0003-ep5-s0"
     g = Grid.make(["unilogit", "npo"], {"unilogit": [1e-3, 2e-3], "npo": 5e-4}, 1)
     assert [(s.method, s.lr) for s in g.runs()] == [
-        ("unilogit", 1e-3), ("unilogit", 2e-3), ("npo", 5e-4)]
+        ("unilogit", 1e-3),
+        ("unilogit", 2e-3),
+        ("npo", 5e-4),
+    ]
     with pytest.raises(ConfigError, match="valid methods"):
         Grid.make(["unilogitt"], [1e-3], [1])
     with pytest.raises(ConfigError, match="no learning rates given for"):
@@ -113,15 +126,17 @@ def test_grid_and_cli_parsing():
 
     assert parse_lrs("1e-4,3e-4", ["npo"]) == [1e-4, 3e-4]
     assert parse_lrs("unilogit:1e-3,npo:3e-4,npo:1e-3", ["unilogit", "npo"]) == {
-        "unilogit": [1e-3], "npo": [3e-4, 1e-3]}
-    assert parse_lrs("2e-3,npo:1e-3", ["unilogit", "npo"]) == {"unilogit": [2e-3],
-                                                               "npo": [1e-3]}
+        "unilogit": [1e-3],
+        "npo": [3e-4, 1e-3],
+    }
+    assert parse_lrs("2e-3,npo:1e-3", ["unilogit", "npo"]) == {"unilogit": [2e-3], "npo": [1e-3]}
     with pytest.raises(ConfigError, match="not in --methods"):
         parse_lrs("ga:1e-3", ["npo"])
     with pytest.raises(ConfigError, match="not a number"):
         parse_lrs("fast", ["npo"])
     assert parse_method_options(["npo:beta=0.2", "npo:retain-loss=kl"]) == {
-        "npo": {"beta": 0.2, "retain_loss": "kl"}}
+        "npo": {"beta": 0.2, "retain_loss": "kl"}
+    }
     with pytest.raises(ConfigError, match="METHOD:KEY=VALUE"):
         parse_method_options(["beta=0.2"])
 
@@ -131,34 +146,70 @@ def test_grid_and_cli_parsing():
 
 def test_sweep_writes_results_and_resume_skips_finished_runs(bench, tmp_path, count_unlearn):
     out = tmp_path / "sweep"
-    result = run_sweep(bench, ["unilogit", "npo"], [1e-3], [1], out, train_options=TRAIN,
-                       progress=False, report=False)
-    assert len(count_unlearn) == 2 and result.ran == ["unilogit-lr0.001-ep1-s0",
-                                                      "npo-lr0.001-ep1-s0"]
+    result = run_sweep(
+        bench,
+        ["unilogit", "npo"],
+        [1e-3],
+        [1],
+        out,
+        train_options=TRAIN,
+        progress=False,
+        report=False,
+    )
+    assert len(count_unlearn) == 2 and result.ran == [
+        "unilogit-lr0.001-ep1-s0",
+        "npo-lr0.001-ep1-s0",
+    ]
     records = read_records(out / "results.jsonl")
     assert [(r["kind"], r["method"]) for r in records] == [
-        ("baseline", "retain"), ("baseline", "target"), ("run", "unilogit"), ("run", "npo")]
+        ("baseline", "retain"),
+        ("baseline", "target"),
+        ("run", "unilogit"),
+        ("run", "npo"),
+    ]
     retain, target = records[0], records[1]
     assert retain["forget_quality"] == 1.0 and retain["forget/kl_to_gold"] == 0.0
     assert 0.0 <= target["forget_quality"] <= 1.0 and target["forget/kl_to_gold"] > 0
     for r in records[2:]:
         assert r["final"] and r["epoch"] == r["epochs"] == 1 and r["lr"] == 1e-3
-        assert {"forget_quality", "model_utility", "forget/kl_to_gold", "retain/kl_to_gold",
-                "forget/probability", "train/loss_forget"} <= set(r)
+        assert {
+            "forget_quality",
+            "model_utility",
+            "forget/kl_to_gold",
+            "retain/kl_to_gold",
+            "forget/probability",
+            "train/loss_forget",
+        } <= set(r)
         assert (out / r["eval_file"]).is_file()
         assert (out / "logs" / f"{r['run_id']}.jsonl").is_file()
     cfg = json.loads((out / "sweep.json").read_text())
     assert cfg["train"]["batch_size"] == 2 and cfg["grid"]["methods"] == ["unilogit", "npo"]
 
     # the same sweep again: nothing is trained, nothing is added
-    again = run_sweep(bench, ["unilogit", "npo"], [1e-3], [1], out, train_options=TRAIN,
-                      progress=False, report=False)
+    again = run_sweep(
+        bench,
+        ["unilogit", "npo"],
+        [1e-3],
+        [1],
+        out,
+        train_options=TRAIN,
+        progress=False,
+        report=False,
+    )
     assert len(count_unlearn) == 2 and again.ran == [] and len(again.skipped) == 2
     assert read_records(out / "results.jsonl") == records
 
     # a larger grid runs only the new combinations
-    more = run_sweep(bench, ["unilogit", "npo"], [1e-3, 2e-3], [1], out, train_options=TRAIN,
-                     progress=False, report=False)
+    more = run_sweep(
+        bench,
+        ["unilogit", "npo"],
+        [1e-3, 2e-3],
+        [1],
+        out,
+        train_options=TRAIN,
+        progress=False,
+        report=False,
+    )
     assert [c[:2] for c in count_unlearn[2:]] == [("unilogit", 2e-3), ("npo", 2e-3)]
     assert len(more.skipped) == 2 and len(_runs(out)) == 4
     assert json.loads((out / "sweep.json").read_text())["grid"]["lrs"]["npo"] == [1e-3, 2e-3]
@@ -168,20 +219,27 @@ def test_evaluates_after_every_epoch_without_changing_training(bench, tmp_path, 
     from unilogit.trainer import TrainConfig, unlearn
 
     out = tmp_path / "epochs"
-    run_sweep(bench, ["graddiff"], [3e-3], [3], out, train_options=TRAIN, progress=False,
-              report=False)
+    run_sweep(
+        bench, ["graddiff"], [3e-3], [3], out, train_options=TRAIN, progress=False, report=False
+    )
     runs = _runs(out)
     assert [(r["epoch"], r["final"]) for r in runs] == [(1, False), (2, False), (3, True)]
     # each evaluation saw the weights at the end of its epoch (the trainer's own log says so)
     assert [r["train/epoch"] for r in runs] == [1.0, 2.0, 3.0]
     assert len({r["forget/probability"] for r in runs}) == 3
     # evaluating inside the loop does not change the training: same weights as a plain run
-    (_, _, swept, _), = count_unlearn
-    plain, _ = unlearn(bench.load_model("target").train(), bench.tok, bench.forget(),
-                       bench.retain(), method="graddiff",
-                       config=TrainConfig(**TRAIN, lr=3e-3, epochs=3))
-    for (name, a), (_, b) in zip(swept.state_dict().items(), plain.state_dict().items(),
-                                 strict=True):
+    ((_, _, swept, _),) = count_unlearn
+    plain, _ = unlearn(
+        bench.load_model("target").train(),
+        bench.tok,
+        bench.forget(),
+        bench.retain(),
+        method="graddiff",
+        config=TrainConfig(**TRAIN, lr=3e-3, epochs=3),
+    )
+    for (name, a), (_, b) in zip(
+        swept.state_dict().items(), plain.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), name
 
 
@@ -190,53 +248,96 @@ def test_interrupted_run_is_run_again(bench, tmp_path, monkeypatch):
     real = sweep_mod._unlearn
 
     def crash(*args, **kwargs):
-        real(*args, **kwargs)  # epoch 1 is evaluated and recorded inside, then we "crash"
-        raise KeyboardInterrupt
+        record = kwargs["on_epoch_end"]
+
+        def crash_at_epoch_2(model, epoch):
+            if epoch == 2:  # epoch 1 was evaluated and recorded, then we "crash"
+                raise KeyboardInterrupt
+            record(model, epoch)
+
+        return real(*args, **{**kwargs, "on_epoch_end": crash_at_epoch_2})
 
     monkeypatch.setattr(sweep_mod, "_unlearn", crash)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(bench, ["simnpo"], [1e-3], [2], out, train_options=TRAIN, progress=False,
-                  report=False)
+        run_sweep(
+            bench, ["simnpo"], [1e-3], [2], out, train_options=TRAIN, progress=False, report=False
+        )
     assert [(r["epoch"], r["final"]) for r in _runs(out)] == [(1, False)]
     monkeypatch.setattr(sweep_mod, "_unlearn", real)
-    result = run_sweep(bench, ["simnpo"], [1e-3], [2], out, train_options=TRAIN,
-                       progress=False, report=False)
+    result = run_sweep(
+        bench, ["simnpo"], [1e-3], [2], out, train_options=TRAIN, progress=False, report=False
+    )
     assert result.ran == ["simnpo-lr0.001-ep2-s0"]
     assert [(r["epoch"], r["final"]) for r in _runs(out)] == [(1, False), (2, True)]
 
 
 def test_refuses_a_different_configuration(bench, tmp_path, count_unlearn):
     out = tmp_path / "cfg"
-    run_sweep(bench, ["ga"], [1e-3], [1], out, train_options=TRAIN, progress=False,
-              report=False)
+    run_sweep(bench, ["ga"], [1e-3], [1], out, train_options=TRAIN, progress=False, report=False)
     with pytest.raises(ConfigError, match="different configuration.*train"):
-        run_sweep(bench, ["ga"], [1e-3], [1], out, train_options={**TRAIN, "batch_size": 4},
-                  progress=False, report=False)
+        run_sweep(
+            bench,
+            ["ga"],
+            [1e-3],
+            [1],
+            out,
+            train_options={**TRAIN, "batch_size": 4},
+            progress=False,
+            report=False,
+        )
     with pytest.raises(ConfigError, match="different configuration.*method_options"):
-        run_sweep(bench, ["ga"], [1e-3], [1], out, train_options=TRAIN,
-                  method_options={"ga": {"retain_loss": "nll"}}, progress=False, report=False)
+        run_sweep(
+            bench,
+            ["ga"],
+            [1e-3],
+            [1],
+            out,
+            train_options=TRAIN,
+            method_options={"ga": {"retain_loss": "nll"}},
+            progress=False,
+            report=False,
+        )
     other = copy.deepcopy(bench)
     with torch.no_grad():
         next(other.target.parameters()).add_(1.0)
     with pytest.raises(ConfigError, match="different configuration.*models"):
-        run_sweep(other, ["ga"], [1e-3], [1], out, train_options=TRAIN, progress=False,
-                  report=False)
+        run_sweep(
+            other, ["ga"], [1e-3], [1], out, train_options=TRAIN, progress=False, report=False
+        )
     assert len(count_unlearn) == 1
     # overwrite discards the old results and starts again
-    result = run_sweep(bench, ["ga"], [1e-3], [1], out, train_options={**TRAIN, "batch_size": 4},
-                       overwrite=True, progress=False, report=False)
+    result = run_sweep(
+        bench,
+        ["ga"],
+        [1e-3],
+        [1],
+        out,
+        train_options={**TRAIN, "batch_size": 4},
+        overwrite=True,
+        progress=False,
+        report=False,
+    )
     assert result.ran == ["ga-lr0.001-ep1-s0"] and len(_runs(out)) == 1
     # a directory that is not a sweep is never written into
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(ConfigError, match="not empty"):
-        run_sweep(bench, ["ga"], [1e-3], [1], tmp_path / "mine", train_options=TRAIN,
-                  progress=False, report=False)
+        run_sweep(
+            bench,
+            ["ga"],
+            [1e-3],
+            [1],
+            tmp_path / "mine",
+            train_options=TRAIN,
+            progress=False,
+            report=False,
+        )
     with pytest.raises(ConfigError, match="grid axis"):
         run_sweep(bench, ["ga"], [1e-3], [1], out, train_options={"lr": 1.0}, progress=False)
     with pytest.raises(ConfigError, match="unknown option"):
-        run_sweep(bench, ["npo"], [1e-3], [1], out, method_options={"npo": {"betta": 1}},
-                  progress=False)
+        run_sweep(
+            bench, ["npo"], [1e-3], [1], out, method_options={"npo": {"betta": 1}}, progress=False
+        )
 
 
 # ------------------------------------------------------------------------------ world
@@ -280,21 +381,72 @@ def test_eval_and_bench_commands_on_the_world(small_world, tmp_path, monkeypatch
     quick = world_data._PRESETS["quick"]
     monkeypatch.setitem(world_data._PRESETS, "quick", {**quick, "epochs": config.epochs})
     out = tmp_path / "eval.json"
-    code = demo_main(["eval", "--benchmark", "world", "--preset", "quick", "--cache-dir",
-                      str(cache), "--model", str(world.target_dir), "--output", str(out),
-                      "--max-rows", "6", "--no-progress"])
+    code = demo_main(
+        [
+            "eval",
+            "--benchmark",
+            "world",
+            "--preset",
+            "quick",
+            "--cache-dir",
+            str(cache),
+            "--model",
+            str(world.target_dir),
+            "--output",
+            str(out),
+            "--max-rows",
+            "6",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     res = json.loads(out.read_text())
     assert res["benchmark"]["name"] == "world" and 0 <= res["forget_quality"] <= 1
     assert res["splits"]["forget"]["kl_to_gold"] > 0 and "model_utility" in res
-    assert demo_main(["eval", "--benchmark", "world", "--preset", "quick", "--cache-dir",
-                      str(cache), "--model", str(world.target_dir), "--output",
-                      str(out), "--no-progress"]) == 2  # exists: refused
+    assert (
+        demo_main(
+            [
+                "eval",
+                "--benchmark",
+                "world",
+                "--preset",
+                "quick",
+                "--cache-dir",
+                str(cache),
+                "--model",
+                str(world.target_dir),
+                "--output",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )  # exists: refused
     bench_out = tmp_path / "bench"
-    code = demo_main(["bench", "--benchmark", "world", "--preset", "quick", "--cache-dir",
-                      str(cache), "--methods", "unilogit", "--lrs", "1e-3", "--epochs",
-                      "1", "--batch-size", "6", "--output", str(bench_out),
-                      "--max-rows", "6", "--no-progress"])
+    code = demo_main(
+        [
+            "bench",
+            "--benchmark",
+            "world",
+            "--preset",
+            "quick",
+            "--cache-dir",
+            str(cache),
+            "--methods",
+            "unilogit",
+            "--lrs",
+            "1e-3",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "6",
+            "--output",
+            str(bench_out),
+            "--max-rows",
+            "6",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     assert [r["method"] for r in _runs(bench_out)] == ["unilogit"]
     assert (bench_out / "report.md").is_file()

@@ -196,6 +196,27 @@ def test_log_file_has_one_line_per_step(memorised, tmp_path):
     assert math.isclose(lines[-1]["loss"], lines[-1]["loss_forget"] + lines[-1]["loss_retain"])
 
 
+def test_on_epoch_end_sees_each_epochs_weights(memorised):
+    """The hook runs after the last step of every epoch (here 2 optimizer steps of 2
+    accumulated micro-batches each) with the live, unwrapped model in training mode."""
+    tokenizer, trained = memorised
+    seen = []
+
+    def hook(model, epoch):
+        assert model.training
+        seen.append((epoch, _params(model).clone()))
+
+    options = dict(batch_size=1, grad_accum=2, lr=1e-3, **FAST)
+    final, history = unlearn(
+        copy.deepcopy(trained), tokenizer, FORGET, RETAIN, epochs=3, on_epoch_end=hook, **options
+    )
+    assert [e for e, _ in seen] == [1, 2, 3] and len(history.steps) == 3 * math.ceil(
+        len(FORGET) / 2
+    )
+    assert torch.equal(seen[-1][1], _params(final))
+    assert not torch.equal(seen[0][1], seen[1][1])  # copies taken at different times
+
+
 def test_lora_trains_adapters_only(memorised):
     tokenizer, trained = memorised
     model = copy.deepcopy(trained)

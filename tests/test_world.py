@@ -247,6 +247,7 @@ def test_build_writes_tofu_like_files(built, world_files):
     assert not leftovers
     manifest = json.loads((world.root / "world.json").read_text())
     assert manifest["config"]["name"] == "quick"
+    assert manifest["rows"] == {name: len(rows) for name, rows in world_files.items()}
     ex = world.load_split("forget10_perturbed")
     assert len(ex) == len(world_files["forget10"])
     assert ex[0].prompt == world_files["forget10"][0]["question"]

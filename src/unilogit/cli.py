@@ -316,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         else:  # pragma: no cover - argparse guards this
             parser.error(f"unknown command {args.command}")
-        print(f"saved to {out}")
+        if out is not None:  # None: a non-main process under accelerate launch
+            print(f"saved to {out}")
         return 0
     except UnilogitError as e:
         print(f"error: {e}", file=sys.stderr)

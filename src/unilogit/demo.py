@@ -85,7 +85,8 @@ def run_demo(
 
     Returns the :class:`~unilogit.sweep.SweepResult` (``.report["md"]`` is the report).
     """
-    from .sweep import Grid, WorldSplit, run_sweep
+    from .benchmarks import WorldSplit
+    from .sweep import Grid, run_sweep
 
     name = "quick" if quick else preset
     grid_spec = DEMO_GRIDS.get(name, DEMO_GRIDS["default"])
@@ -97,20 +98,37 @@ def run_demo(
             f"{', '.join(grid_spec['methods'])} (use `unilogit bench` for others)"
         )
     grid = Grid.make(chosen, {m: grid_spec["lrs"][m] for m in chosen}, grid_spec["epochs"])
-    out = Path(output_dir) if output_dir is not None else Path(
-        "runs/demo-quick" if quick else "runs/demo")
+    out = (
+        Path(output_dir)
+        if output_dir is not None
+        else Path("runs/demo-quick" if quick else "runs/demo")
+    )
     t0 = time.perf_counter()
-    bench = WorldSplit("forget10", preset=name, cache_dir=cache_dir, config=world_config,
-                       progress=progress)
-    _say(progress, f"unilogit demo: world benchmark ({name} preset), forget10; methods "
-                   f"{', '.join(chosen)}; results in {out}")
-    result = run_sweep(bench, grid, output_dir=out, train_options=grid_spec["train"],
-                       overwrite=overwrite, progress=progress)
+    bench = WorldSplit(
+        "forget10", preset=name, cache_dir=cache_dir, config=world_config, progress=progress
+    )
+    _say(
+        progress,
+        f"unilogit demo: world benchmark ({name} preset), forget10; methods "
+        f"{', '.join(chosen)}; results in {out}",
+    )
+    result = run_sweep(
+        bench,
+        grid,
+        output_dir=out,
+        train_options=grid_spec["train"],
+        overwrite=overwrite,
+        progress=progress,
+    )
     minutes = (time.perf_counter() - t0) / 60
-    print(f"report: {result.report['md']}" + (
-        f" (and {result.report['html']})" if "html" in (result.report or {}) else ""))
-    _say(progress, f"done in {minutes:.1f} min ({len(result.ran)} run(s), "
-                   f"{len(result.skipped)} reused)")
+    print(
+        f"report: {result.report['md']}"
+        + (f" (and {result.report['html']})" if "html" in (result.report or {}) else "")
+    )
+    _say(
+        progress,
+        f"done in {minutes:.1f} min ({len(result.ran)} run(s), {len(result.skipped)} reused)",
+    )
     return result
 
 
@@ -180,10 +198,14 @@ def _add_common_bench(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-rows", type=int, help="use only the first N rows of every split")
     g.add_argument("--device", help="cpu | cuda | mps (default: best available)")
     g.add_argument("--eval-batch-size", type=int, help="evaluation batch size")
-    g.add_argument("--max-new-tokens", type=int,
-                   help="greedy answer length for ROUGE (default: world 32, TOFU 200)")
-    g.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bars and messages")
+    g.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help="greedy answer length for ROUGE (default: world 32, TOFU 200)",
+    )
+    g.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bars and messages"
+    )
 
 
 def add_bench_parsers(subparsers: Any) -> None:
@@ -201,8 +223,11 @@ def add_bench_parsers(subparsers: Any) -> None:
     p.add_argument("--quick", action="store_true", help="the quick world and grid (a minute)")
     p.add_argument("--methods", help="a subset of the demo's methods, comma-separated")
     p.add_argument("--cache-dir", help="world cache (default $UNILOGIT_CACHE or ~/.cache/unilogit)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="discard results of a different configuration in --output")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard results of a different configuration in --output",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=_cmd_demo)
 
@@ -214,14 +239,26 @@ def add_bench_parsers(subparsers: Any) -> None:
     )
     _add_common_bench(p)
     g = p.add_argument_group("grid")
-    g.add_argument("--methods", default="unilogit,npo,simnpo,undial,graddiff",
-                   help="comma-separated methods (default unilogit,npo,simnpo,undial,graddiff)")
-    g.add_argument("--lrs", default="1e-3",
-                   help="learning rates: 1e-4,3e-4 for every method, or METHOD:LR items")
+    g.add_argument(
+        "--methods",
+        default="unilogit,npo,simnpo,undial,graddiff",
+        help="comma-separated methods (default unilogit,npo,simnpo,undial,graddiff)",
+    )
+    g.add_argument(
+        "--lrs",
+        default="1e-3",
+        help="learning rates: 1e-4,3e-4 for every method, or METHOD:LR items",
+    )
     g.add_argument("--epochs", default="5", help="run lengths, comma-separated (default 5)")
     g.add_argument("--seeds", default="0", help="seeds, comma-separated (default 0)")
-    g.add_argument("--option", "-O", action="append", default=[], metavar="METHOD:KEY=VALUE",
-                   help="method option, e.g. -O npo:beta=0.2 -O unilogit:retain_weight=2")
+    g.add_argument(
+        "--option",
+        "-O",
+        action="append",
+        default=[],
+        metavar="METHOD:KEY=VALUE",
+        help="method option, e.g. -O npo:beta=0.2 -O unilogit:retain_weight=2",
+    )
     g = p.add_argument_group("models (benchmarks without their own)")
     g.add_argument("--model", help="the target model (TOFU: the fine-tuned model)")
     g.add_argument("--gold-model", help="the retain model (never saw the forget split)")
@@ -231,8 +268,11 @@ def add_bench_parsers(subparsers: Any) -> None:
     g.add_argument("--max-length", type=int, default=512)
     g.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16", "fp16"])
     p.add_argument("--output", required=True, help="results directory")
-    p.add_argument("--overwrite", action="store_true",
-                   help="discard results of a different configuration in --output")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard results of a different configuration in --output",
+    )
     p.set_defaults(handler=_cmd_bench)
 
     p = subparsers.add_parser(
@@ -244,12 +284,18 @@ def add_bench_parsers(subparsers: Any) -> None:
     )
     _add_common_bench(p)
     p.add_argument("--model", required=True, help="model to evaluate (directory, Hub id, .gguf)")
-    p.add_argument("--reference",
-                   help="the retain model's saved evaluation (JSON) or the retain model itself: "
-                        "Forget Quality (TOFU) / PrivLeak (MUSE)")
+    p.add_argument(
+        "--reference",
+        help="the retain model's saved evaluation (JSON) or the retain model itself: "
+        "Forget Quality (TOFU) / PrivLeak (MUSE)",
+    )
     p.add_argument("--gold-model", help="the retain model: KL to gold (TOFU / world)")
-    p.add_argument("--no-generate", dest="generate", action="store_false",
-                   help="skip greedy decoding (no ROUGE)")
+    p.add_argument(
+        "--no-generate",
+        dest="generate",
+        action="store_false",
+        help="skip greedy decoding (no ROUGE)",
+    )
     p.add_argument("--output", required=True, help="JSON file for the results")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     p.set_defaults(handler=_cmd_eval)
@@ -278,8 +324,15 @@ def _get_benchmark(args: argparse.Namespace, *, split: bool = True) -> Any:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     methods = _split_list(args.methods) if args.methods else None
-    run_demo(args.output, preset=args.preset, quick=args.quick, cache_dir=args.cache_dir,
-             methods=methods, overwrite=args.overwrite, progress=args.progress)
+    run_demo(
+        args.output,
+        preset=args.preset,
+        quick=args.quick,
+        cache_dir=args.cache_dir,
+        methods=methods,
+        overwrite=args.overwrite,
+        progress=args.progress,
+    )
     return 0
 
 
@@ -293,22 +346,38 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         )
     methods = [m.lower() for m in _split_list(args.methods)]
     bench = _get_benchmark(args)
-    train = {"batch_size": args.batch_size, "grad_accum": args.grad_accum,
-             "max_length": args.max_length, "mixed_precision": args.mixed_precision,
-             "progress": args.progress}
+    train = {
+        "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum,
+        "max_length": args.max_length,
+        "mixed_precision": args.mixed_precision,
+        "progress": args.progress,
+    }
     try:
         epochs = [int(e) for e in _split_list(args.epochs)]
         seeds = [int(s) for s in _split_list(args.seeds)]
     except ValueError:
         raise ConfigError("--epochs and --seeds take comma-separated integers") from None
     result = run_sweep(
-        bench, methods, parse_lrs(args.lrs, methods), epochs, args.output, seeds=seeds,
-        method_options=parse_method_options(args.option), train_options=train,
-        eval_options=_eval_options(args), target=args.model, gold=args.gold_model,
-        device=args.device, overwrite=args.overwrite, progress=args.progress,
+        bench,
+        methods,
+        parse_lrs(args.lrs, methods),
+        epochs,
+        args.output,
+        seeds=seeds,
+        method_options=parse_method_options(args.option),
+        train_options=train,
+        eval_options=_eval_options(args),
+        target=args.model,
+        gold=args.gold_model,
+        device=args.device,
+        overwrite=args.overwrite,
+        progress=args.progress,
     )
-    print(f"{len(result.ran)} run(s) trained, {len(result.skipped)} reused; "
-          f"report: {result.report['md']}")
+    print(
+        f"{len(result.ran)} run(s) trained, {len(result.skipped)} reused; "
+        f"report: {result.report['md']}"
+    )
     return 0
 
 
@@ -342,11 +411,23 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if name in ("muse-news", "muse", "muse_news"):
         if gold is not None:
             raise ConfigError("MUSE has no KL to gold: --gold-model is for TOFU / world")
-        result = bench.evaluate(model, tok, reference=reference, progress=args.progress,
-                                **{k: v for k, v in options.items() if k == "batch_size"})
+        result = bench.evaluate(
+            model,
+            tok,
+            reference=reference,
+            progress=args.progress,
+            **{k: v for k, v in options.items() if k == "batch_size"},
+        )
     else:
-        result = bench.evaluate(model, tok, reference=reference, gold_model=gold,
-                                generate=args.generate, progress=args.progress, **options)
+        result = bench.evaluate(
+            model,
+            tok,
+            reference=reference,
+            gold_model=gold,
+            generate=args.generate,
+            progress=args.progress,
+            **options,
+        )
     result = {"model": str(args.model), "seconds": round(time.perf_counter() - t0, 1), **result}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
@@ -356,8 +437,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _headline(result: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("forget_quality", "forget_quality_log10", "model_utility", "knowmem_f", "knowmem_r",
-            "verbmem_f", "privleak")
+    keys = (
+        "forget_quality",
+        "forget_quality_log10",
+        "model_utility",
+        "knowmem_f",
+        "knowmem_r",
+        "verbmem_f",
+        "privleak",
+    )
     out = {k: result[k] for k in keys if result.get(k) is not None}
     for split, s in (result.get("splits") or {}).items():
         if "kl_to_gold" in s:

@@ -33,50 +33,9 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .errors import ConfigError
-from .losses import IGNORE_INDEX, unilogit_closed_form
+from .losses import IGNORE_INDEX, loss_and_logit_grad
 
 _KINDS = ("cross_entropy", "unilogit")
-
-
-def _chunk_loss_and_dlogits(
-    logits: Tensor, targets: Tensor, kind: str, ignore_index: int
-) -> tuple[Tensor, Tensor]:
-    """Loss and its gradient w.r.t. one chunk of logits (shared by both losses).
-
-    Both losses have gradients of the form ``coef_t · (softmax(z_t) - e_k)``:
-    cross-entropy with ``coef = 1``, Unilogit with ``coef = -w`` (see
-    :func:`unilogit.losses.unilogit_closed_form`).
-
-    Args:
-        logits: (C, V) logits in the compute dtype. Owned by the caller and OVERWRITTEN: the
-            returned gradient lives in this buffer.
-        targets: (C,) target ids, ``ignore_index`` for unsupervised rows.
-        kind: ``"cross_entropy"`` or ``"unilogit"``.
-
-    Returns:
-        ``(loss_sum, dlogits)``: the summed per-position loss over supervised rows (scalar) and
-        (C, V) ``∂ loss_sum / ∂ logits`` (zero rows where ignored).
-    """
-    mask = targets != ignore_index  # (C,)
-    gold = torch.where(mask, targets, 0).unsqueeze(1)  # (C, 1)
-    logits.sub_(logits.amax(dim=1, keepdim=True))  # (C, V) shifted, row max 0
-    logp_k = logits.gather(1, gold).squeeze(1)  # (C,) shifted gold logit for now
-    probs = logits.exp_()  # (C, V) unnormalised, same buffer
-    norm = probs.sum(dim=1)  # (C,)
-    probs.div_(norm.unsqueeze(1))  # (C, V) softmax
-    logp_k = logp_k - norm.log()  # (C,) log p_k
-    probs.scatter_(1, gold, 0.0)  # (C, V) others only
-    rest = probs.sum(dim=1, keepdim=True)  # (C, 1) Σ_{i≠k} p_i = 1 - p_k, no cancellation
-    probs.scatter_(1, gold, -rest)  # (C, V) softmax - onehot: gold entry p_k - 1 = -(1 - p_k)
-    if kind == "cross_entropy":
-        loss = -logp_k  # (C,)
-        coef = torch.ones_like(loss)  # (C,)
-    else:
-        loss, weight = unilogit_closed_form(logp_k, rest.squeeze(1).log(), probs.shape[1])  # (C,)
-        coef = -weight  # (C,)
-    loss = torch.where(mask, loss, 0.0).sum()  # ()
-    dlogits = probs.mul_(torch.where(mask, coef, 0.0).unsqueeze(1))  # (C, V)
-    return loss, dlogits
 
 
 def _fused_forward(
@@ -107,7 +66,7 @@ def _fused_forward(
         stop = min(start + chunk_size, n_rows)
         h = hidden[start:stop].to(compute)  # (C, H)
         logits = h @ w.T if b is None else torch.addmm(b, h, w.T)  # (C, V)
-        loss, dlogits = _chunk_loss_and_dlogits(logits, targets[start:stop], kind, ignore_index)
+        loss, dlogits = loss_and_logit_grad(logits, targets[start:stop], kind, ignore_index)
         total += loss
         if grad_hidden is not None:
             grad_hidden[start:stop] = dlogits @ w  # (C, H)

@@ -21,19 +21,20 @@ the formula it implements.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from .errors import ConfigError
 
 IGNORE_INDEX = -100
 
-#: Rows of at most this many logits are processed at once when :func:`unilogit_loss` needs
-#: log(1 - p_k) to full precision, so the extra memory stays bounded (64 MiB in float32).
+#: The closed-form losses upcast at most this many logits at a time (64 MiB in float32).
 _CHUNK_ELEMENTS = 1 << 24
-_LOG_HALF = -math.log(2.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,35 +112,6 @@ def _gold_log_prob(
     return logp_k, shifted, log_norm, gold, mask
 
 
-@torch.no_grad()
-def _log1m_gold_prob(shifted: Tensor, log_norm: Tensor, gold: Tensor, logp_k: Tensor) -> Tensor:
-    """log(1 - p_k) = log Σ_{i≠k} p_i, accurate for every p_k (no gradient).
-
-    For p_k ≤ 1/2, ``log1p(-p_k)`` is accurate. For p_k > 1/2 it suffers cancellation (it is
-    -inf as soon as p_k rounds to 1, although 1 - p_k = e^-30 still matters for the gradient),
-    so there the sum over the other tokens is taken directly: a logsumexp with the gold logit
-    masked out, over row chunks of at most ``_CHUNK_ELEMENTS`` logits.
-
-    Args: ``shifted`` (..., V), ``log_norm`` (...), ``gold`` (...), ``logp_k`` (...) as returned
-    by :func:`_gold_log_prob`. Returns (...).
-    """
-    vocab = shifted.shape[-1]
-    logp_k = logp_k.detach()
-    small = torch.log1p(-logp_k.exp())  # (...) accurate where p_k <= 1/2
-    flat = shifted.detach().reshape(-1, vocab)  # (N, V)
-    flat_gold = gold.reshape(-1, 1)  # (N, 1)
-    flat_norm = log_norm.detach().reshape(-1)  # (N,)
-    others = torch.empty_like(flat_norm)  # (N,)
-    rows = max(1, _CHUNK_ELEMENTS // vocab)
-    for start in range(0, flat.shape[0], rows):
-        chunk = flat[start : start + rows].clone()  # (rows, V)
-        chunk.scatter_(1, flat_gold[start : start + rows], float("-inf"))  # drop the gold logit
-        others[start : start + rows] = (
-            torch.logsumexp(chunk, dim=1) - flat_norm[start : start + rows]
-        )
-    return torch.where(logp_k > _LOG_HALF, others.reshape(logp_k.shape), small)
-
-
 # --------------------------------------------------------------------------------------------
 # Label alignment and log-likelihoods
 # --------------------------------------------------------------------------------------------
@@ -194,9 +166,10 @@ def nll_loss(logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX) 
     """Cross-entropy: ``mean_t -log p_θ(k_t)`` over supervised positions.
 
     Args: logits (..., V), targets (...). Returns a scalar (0 if nothing is supervised).
+    Computed by :func:`closed_form_loss` (gradient ``softmax(z) - e_k`` in closed form).
     """
-    logp_k, _, _, _, mask = _gold_log_prob(logits, targets, ignore_index)
-    return _masked_mean(-logp_k, mask)
+    _check_targets(logits, targets)
+    return closed_form_loss(logits, targets, "cross_entropy", ignore_index)
 
 
 def ga_loss(logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
@@ -287,6 +260,125 @@ def unilogit_closed_form(
     return value, weight.clamp(-big, big)
 
 
+def loss_and_logit_grad(
+    logits: Tensor, targets: Tensor, kind: str, ignore_index: int = IGNORE_INDEX
+) -> tuple[Tensor, Tensor]:
+    """Summed loss and its gradient w.r.t. (C, V) logits, in closed form, in place.
+
+    Cross-entropy and (fast) Unilogit both have gradients ``coef_t · (softmax(z_t) - e_k)``:
+    cross-entropy with ``coef = 1``, Unilogit with ``coef = -w`` (see
+    :func:`unilogit_closed_form`). ``1 - p_k`` is summed from the other probabilities, never
+    taken as a difference, so it keeps full relative precision even when p_k rounds to 1.
+
+    Args:
+        logits: (C, V) logits in the compute dtype. OVERWRITTEN: the gradient is returned in
+            this buffer.
+        targets: (C,) target ids, ``ignore_index`` for unsupervised rows.
+        kind: ``"cross_entropy"`` or ``"unilogit"``.
+
+    Returns:
+        ``(loss_sum, dlogits)``: the summed per-position loss over supervised rows (scalar) and
+        (C, V) ``∂ loss_sum / ∂ logits`` (zero rows where ignored).
+    """
+    mask = targets != ignore_index  # (C,)
+    gold = torch.where(mask, targets, 0).unsqueeze(1)  # (C, 1)
+    logits.sub_(logits.amax(dim=1, keepdim=True))  # (C, V) shifted, row max 0
+    logp_k = logits.gather(1, gold).squeeze(1)  # (C,) shifted gold logit for now
+    probs = logits.exp_()  # (C, V) unnormalised, same buffer
+    norm = probs.sum(dim=1)  # (C,)
+    probs.div_(norm.unsqueeze(1))  # (C, V) softmax
+    logp_k = logp_k - norm.log()  # (C,) log p_k
+    probs.scatter_(1, gold, 0.0)  # (C, V) others only
+    rest = probs.sum(dim=1, keepdim=True)  # (C, 1) Σ_{i≠k} p_i = 1 - p_k, no cancellation
+    probs.scatter_(1, gold, -rest)  # (C, V) softmax - onehot: gold entry p_k - 1 = -(1 - p_k)
+    if kind == "cross_entropy":
+        loss = -logp_k  # (C,)
+        coef = torch.ones_like(loss)  # (C,)
+    else:
+        loss, weight = unilogit_closed_form(logp_k, rest.squeeze(1).log(), probs.shape[1])  # (C,)
+        coef = -weight  # (C,)
+    loss = torch.where(mask, loss, 0.0).sum()  # ()
+    dlogits = probs.mul_(torch.where(mask, coef, 0.0).unsqueeze(1))  # (C, V)
+    return loss, dlogits
+
+
+def _row_blocks(x: Tensor, offset: int = 0) -> Iterator[tuple[int, Tensor]]:
+    """(offset, (n, V) view) blocks covering the rows of (..., V) ``x`` in order, without
+    copying: e.g. ``logits[:, :-1]`` (not viewable as (N, V)) gives one block per sequence."""
+    try:
+        yield offset, x.view(-1, x.shape[-1])
+    except RuntimeError:  # not viewable as one block: split the leading dimension
+        rows_each = x[0].numel() // x.shape[-1] if x.shape[0] else 0
+        for i in range(x.shape[0]):
+            yield from _row_blocks(x[i], offset + i * rows_each)
+
+
+class _ClosedFormLoss(torch.autograd.Function):
+    """Mean closed-form loss over supervised positions of (N, V) logits.
+
+    The forward pass walks row chunks of at most ``_CHUNK_ELEMENTS`` logits, upcasts each to
+    the compute dtype and stores its gradient in the logits' own dtype: the only (N, V) tensor
+    kept for the backward pass, which just scales it (first-order only).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, targets: Tensor, kind: str, ignore_index: int) -> Tensor:
+        compute = _compute_dtype(logits.dtype)
+        vocab = logits.shape[-1]
+        flat_targets = targets.reshape(-1)  # (N,)
+        need_grad = ctx.needs_input_grad[0]
+        # bf16/fp16 gradients are stored already divided by n (their one rounding; the usual
+        # grad_output of 1 is then exact); float32/64 ones are scaled once, in backward.
+        low_precision = logits.dtype != compute
+        grad = (  # (N, V) in the logits' dtype
+            torch.empty(flat_targets.numel(), vocab, dtype=logits.dtype, device=logits.device)
+            if need_grad
+            else None
+        )
+        n_supervised = (flat_targets != ignore_index).sum().clamp_min(1)  # ()
+        scale = 1.0 / n_supervised.to(compute)  # () each chunk's sum / ALL supervised positions
+        total = torch.zeros((), dtype=compute, device=logits.device)
+        rows = max(1, _CHUNK_ELEMENTS // vocab)
+        for offset, block in _row_blocks(logits.detach()):  # views, never a copy of all logits
+            for start in range(0, block.shape[0], rows):
+                chunk = block[start : start + rows].to(compute, copy=True)  # (r, V) owned
+                at = slice(offset + start, offset + start + chunk.shape[0])
+                loss, dlogits = loss_and_logit_grad(chunk, flat_targets[at], kind, ignore_index)
+                total += loss
+                if grad is not None:
+                    grad[at] = dlogits.mul_(scale) if low_precision else dlogits
+        if grad is not None:
+            ctx.save_for_backward(grad, torch.ones_like(scale) if low_precision else scale)
+            ctx.logits_shape = logits.shape
+        return total * scale
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+        grad, scale = ctx.saved_tensors
+        factor = (grad_output * scale).to(grad.dtype)  # () one scalar: one rounding per element
+        return (grad * factor).reshape(ctx.logits_shape), None, None, None
+
+
+def closed_form_loss(
+    logits: Tensor, targets: Tensor, kind: str, ignore_index: int = IGNORE_INDEX
+) -> Tensor:
+    """Mean cross-entropy (``kind="cross_entropy"``) or fast Unilogit (``"unilogit"``) over
+    the supervised positions of (..., V) logits, with the gradient from
+    :func:`loss_and_logit_grad`: memory of one (..., V) gradient in the logits' dtype, no
+    autograd graph over the vocabulary. Returns a scalar in the compute dtype."""
+    if not (torch.is_grad_enabled() and logits.requires_grad):
+        with torch.no_grad():
+            return _ClosedFormLoss.forward(_NoGrad(), logits, targets, kind, ignore_index)
+    return _ClosedFormLoss.apply(logits, targets, kind, ignore_index)
+
+
+class _NoGrad:
+    """Stand-in ``ctx`` for running :meth:`_ClosedFormLoss.forward` without autograd."""
+
+    needs_input_grad = (False,)
+
+
 def _unilogit_reference(
     logits: Tensor,
     targets: Tensor,
@@ -305,17 +397,6 @@ def _unilogit_reference(
     else:  # ablation: KL(p̃ ‖ p_θ) = Σ p̃ (log p̃ - log p_θ)
         per_position = (log_target.exp() * (log_target - log_p)).sum(dim=-1)  # (...)
     return _masked_mean(per_position, targets != ignore_index)  # step 4
-
-
-def _unilogit_fast(logits: Tensor, targets: Tensor, ignore_index: int) -> Tensor:
-    """Closed form: value L(p_k), gradient -w · ∂CE/∂z, from one reduction and one gather."""
-    logp_k, shifted, log_norm, gold, mask = _gold_log_prob(logits, targets, ignore_index)
-    log1m_p_k = _log1m_gold_prob(shifted, log_norm, gold, logp_k)  # (...)
-    value, weight = unilogit_closed_form(logp_k.detach(), log1m_p_k, logits.shape[-1])  # (...)
-    # The second term is exactly 0 in the forward pass; its gradient is
-    # w · ∂log p_k/∂z = -w · ∂CE/∂z, the gradient of the reference loss with p̃ held fixed.
-    per_position = value + weight * (logp_k - logp_k.detach())  # (...)
-    return _masked_mean(per_position, mask)
 
 
 def unilogit_loss(
@@ -383,7 +464,7 @@ def unilogit_loss(
     if ref_logits is not None:
         _check_same_shape(logits, ref_logits, "logits and ref_logits")
     if implementation == "fast" and ref_logits is None and divergence == "reverse":
-        return _unilogit_fast(logits, targets, ignore_index)
+        return closed_form_loss(logits, targets, "unilogit", ignore_index)
     return _unilogit_reference(logits, targets, ref_logits, divergence, ignore_index)
 
 

@@ -115,12 +115,14 @@ def forward_logits(model: nn.Module, batch: Batch) -> Tensor:
     return out.logits
 
 
-def _unwrap_for_fused(model: nn.Module) -> nn.Module:
-    """The Hugging Face causal LM inside DDP / DeepSpeed (``.module``) and peft wrappers."""
+def inner_model(model: nn.Module, *, fused: bool = False) -> nn.Module:
+    """The Hugging Face model inside DDP / DeepSpeed (``.module``) and peft wrappers.
+
+    ``fused``: refuse FSDP, which shards the LM-head weight the fused loss needs whole."""
     inner = model
     for _ in range(8):  # wrappers nest a few levels at most (DDP(PeftModel(LlamaForCausalLM)))
         name = type(inner).__name__
-        if "FullyShardedDataParallel" in name or name.startswith("FSDP"):
+        if fused and ("FullyShardedDataParallel" in name or name.startswith("FSDP")):
             raise ConfigError(
                 "fused=True needs the full LM-head weight on every process; FSDP shards it. "
                 "Use DDP or DeepSpeed ZeRO-2 (configs/accelerate/ddp.yaml, deepspeed_zero2.yaml), "
@@ -132,7 +134,7 @@ def _unwrap_for_fused(model: nn.Module) -> nn.Module:
             inner = inner.module
         else:
             return inner
-    raise ConfigError(f"fused=True: could not unwrap the model ({type(model).__name__})")
+    raise ConfigError(f"could not unwrap the model ({type(model).__name__})")
 
 
 def forward_final_hidden(model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -150,7 +152,7 @@ def forward_final_hidden(model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor
         ``(hidden, weight, bias)``: (B, T, H) hidden states (graph-connected), the (V, H) LM-head
         weight and its (V,) bias or None.
     """
-    inner = _unwrap_for_fused(model)
+    inner = inner_model(model, fused=True)
     get_decoder = getattr(inner, "get_decoder", None)
     head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
     decoder = get_decoder() if callable(get_decoder) else None
@@ -289,6 +291,12 @@ class Method:
     def needs_reference(self) -> bool:
         """Whether a frozen reference model must be available during training."""
         return self.forget_needs_reference or self.retain_kind == "kl"
+
+    def frozen_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """Parameters the objective cannot change (no gradient path reaches them). The trainer
+        freezes them for the run: the same updates (AdamW skips parameters without a
+        gradient), and DDP, which waits for a gradient of every trainable parameter, works."""
+        return []
 
     def config(self) -> dict[str, Any]:
         """Everything that defines the objective (recorded in unlearn_config.json)."""
@@ -542,8 +550,21 @@ class RMU(Method):
     def resolve_layer(self, model: nn.Module) -> int:
         if self.hp["layer"] is not None:
             return int(self.hp["layer"])
-        n_layers = int(getattr(model.config, "num_hidden_layers", 2))
+        n_layers = int(getattr(inner_model(model).config, "num_hidden_layers", 2))
         return min(n_layers - 1, max(0, math.floor(7 / 16 * n_layers + 0.5)))
+
+    def frozen_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """Everything after decoder layer ℓ (later layers, final norm, LM head): both terms
+        only read layer ℓ's output. Nothing is frozen when the layers cannot be found."""
+        inner = inner_model(model)
+        get_decoder = getattr(inner, "get_decoder", None)
+        decoder = get_decoder() if callable(get_decoder) else None
+        layers = getattr(decoder, "layers", None)
+        if not isinstance(layers, nn.ModuleList) or not hasattr(inner, "get_input_embeddings"):
+            return []
+        upstream = [inner.get_input_embeddings(), *layers[: self.resolve_layer(inner) + 1]]
+        keep = {id(p) for module in upstream for p in module.parameters()}
+        return [p for p in inner.parameters() if id(p) not in keep]
 
     def control(self, hidden_size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
         if self._control is None or self._control.shape[-1] != hidden_size:

@@ -51,10 +51,11 @@ def resolve_dtype(name: str | torch.dtype | None) -> Any:
 
 
 def resolve_device(name: str | None) -> torch.device:
-    """``None``/"auto" → CUDA if available, else MPS, else CPU."""
+    """``None``/"auto" → CUDA if available (``cuda:$LOCAL_RANK`` under ``accelerate launch`` /
+    torchrun, so each process loads onto its own GPU), else MPS, else CPU."""
     if name in (None, "auto"):
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")

@@ -15,7 +15,7 @@ from . import data as data_lib
 from .methods import get_method
 from .models import load_model, prepare_output_dir, save_model, weights_sha256
 from .record import CONFIG_FILE, RECORD_FILE, describe_data, library_versions, now
-from .trainer import TrainConfig, finetune, unlearn
+from .trainer import TrainConfig, finetune, process_rank, unlearn
 
 
 def _model_identity(spec: str, model: Any, load_options: dict[str, Any]) -> dict[str, Any]:
@@ -67,12 +67,16 @@ def unlearn_to_disk(
     allow_overlap: bool = False,
     load_options: dict[str, Any] | None = None,
     evaluate: Callable[[Any, Any], dict[str, Any]] | None = None,
-) -> Path:
+) -> Path | None:
     """Load ``model``, unlearn ``forget``, save to ``output`` with config + audit record.
 
     ``evaluate(model, tokenizer) -> metrics``: run before and after unlearning; the scalar
     metrics of both go into the audit record (``evaluation.before`` / ``evaluation.after``).
+
+    Under ``accelerate launch`` every process trains; only the main process evaluates and
+    writes the output and returns its path; the others return None as soon as training ends.
     """
+    main_process = process_rank() == 0
     started = now()
     t0 = time.perf_counter()
     load_options = dict(load_options or {})
@@ -83,7 +87,7 @@ def unlearn_to_disk(
     retain_rows = data_lib.load_examples(retain, name="retain") if retain is not None else None
     net, tokenizer = load_model(model, **load_options)
     input_identity = _model_identity(model, net, load_options)
-    before = _scalars(evaluate(net, tokenizer)) if evaluate is not None else None
+    before = _scalars(evaluate(net, tokenizer)) if evaluate is not None and main_process else None
 
     checkpoint_dir = out.with_name(f".{out.name}.checkpoints")
     if train_options.get("checkpoint_every") or train_options.get("resume"):
@@ -104,6 +108,8 @@ def unlearn_to_disk(
         refusals=refusals,
         **(method_options or {}),
     )
+    if not main_process:
+        return None
     config = {
         "method": method_config,
         "train": asdict(cfg),
@@ -111,8 +117,9 @@ def unlearn_to_disk(
         "forget": _source_name(forget),
         "retain": _source_name(retain),
     }
+    final_model = net.merge_and_unload() if merge_lora and hasattr(net, "merge_and_unload") else net
     saved = save_model(
-        net,
+        final_model,
         tokenizer,
         out,
         overwrite=True,
@@ -123,7 +130,6 @@ def unlearn_to_disk(
     log_path = Path(cfg.log_file)
     if log_path.exists() and log_path.parent != saved:
         log_path.replace(saved / "train_log.jsonl")
-    final_model = net.merge_and_unload() if merge_lora and hasattr(net, "merge_and_unload") else net
     after = _scalars(evaluate(final_model, tokenizer)) if evaluate is not None else None
     record = {
         "unilogit_record_version": 1,
@@ -167,8 +173,9 @@ def finetune_to_disk(
     log_file: str | None = None,
     merge_lora: bool = True,
     load_options: dict[str, Any] | None = None,
-) -> Path:
-    """Load ``model``, fine-tune on ``data``, save to ``output`` (safetensors)."""
+) -> Path | None:
+    """Load ``model``, fine-tune on ``data``, save to ``output`` (safetensors); under
+    ``accelerate launch`` only the main process saves (the others return None)."""
     load_options = dict(load_options or {})
     train_options = dict(train_options or {})
     train_options.pop("resume", None)
@@ -178,6 +185,8 @@ def finetune_to_disk(
     net, tokenizer = load_model(model, **load_options)
     cfg = TrainConfig(**train_options, log_file=log_file)
     net, history = finetune(net, tokenizer, rows, config=cfg)
+    if process_rank() != 0:  # under accelerate launch: the main process saves
+        return None
     config = {
         "command": "finetune",
         "train": asdict(cfg),

@@ -293,8 +293,7 @@ def plot_pareto(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
             x, y = _xy(b)
             ax.scatter([x], [y], marker=marker, s=170, color=color, zorder=5, label=name)
     ax.axvline(math.log10(0.05), color="#999999", lw=0.8, ls=":", zorder=0)
-    ax.text(math.log10(0.05), ax.get_ylim()[0], " p=0.05", color="#777777", fontsize=7,
-            va="bottom")
+    ax.text(math.log10(0.05), ax.get_ylim()[0], " p=0.05", color="#777777", fontsize=7, va="bottom")
     ax.set_xlabel("Forget Quality, log10 KS p-value vs retain model  (→ better)")
     ax.set_ylabel("Model Utility  (↑ better)")
     ax.set_title("Forget quality vs model utility (all evaluations; large = final epoch)")
@@ -326,8 +325,15 @@ def plot_epochs(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
             pts = [(e, v) for e, v in pts if e is not None and v is not None]
             if pts:
                 xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, ys, marker="o", ms=3, color=colors[m],
-                        ls=_LINESTYLES[k % len(_LINESTYLES)], label=_label(evals[0]))
+                ax.plot(
+                    xs,
+                    ys,
+                    marker="o",
+                    ms=3,
+                    color=colors[m],
+                    ls=_LINESTYLES[k % len(_LINESTYLES)],
+                    label=_label(evals[0]),
+                )
     for ax, key, title in zip(
         axes, (X_KEY, Y_KEY), ("Forget Quality (log10 p) ↑", "Model Utility ↑"), strict=True
     ):
@@ -347,12 +353,15 @@ def plot_epochs(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
 def plot_kl(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """KL to the gold (retain) model on forget and retain answers, final epoch of every run,
     with the target model's values as dashed lines."""
-    finals = sorted((r for r in records if r.get("kind") == "run" and r.get("final")),
-                    key=_sort_key)
+    finals = sorted(
+        (r for r in records if r.get("kind") == "run" and r.get("final")), key=_sort_key
+    )
     fig = _figure(max(6.0, 1.0 + 0.55 * len(finals)), 4.8)
     ax = fig.add_subplot(1, 1, 1)
-    keys = (("forget/kl_to_gold", "forget answers", "#d62728"),
-            ("retain/kl_to_gold", "retain answers", "#1f77b4"))
+    keys = (
+        ("forget/kl_to_gold", "forget answers", "#d62728"),
+        ("retain/kl_to_gold", "retain answers", "#1f77b4"),
+    )
     width = 0.4
     values = []
     for j, (key, name, color) in enumerate(keys):
@@ -397,10 +406,14 @@ def _table(rows: Sequence[Mapping[str, Any]], front: set[int]) -> tuple[list[str
 def _best_per_method(runs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """One rule for every method: the evaluation with the highest Forget Quality (ties: the
     higher Model Utility, then the earlier epoch)."""
+
     def rank(r: Mapping[str, Any]) -> tuple[float, float, float]:
         x, y, e = _num(r.get(X_KEY)), _num(r.get(Y_KEY)), _num(r.get("epoch"))
-        return (-math.inf if x is None else x, -math.inf if y is None else y,
-                -(e if e is not None else 0.0))
+        return (
+            -math.inf if x is None else x,
+            -math.inf if y is None else y,
+            -(e if e is not None else 0.0),
+        )
 
     best: dict[str, Mapping[str, Any]] = {}
     for r in sorted(runs, key=_sort_key):
@@ -414,8 +427,10 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     def esc(c: Any) -> str:
         return str(c).replace("|", "\\|")
 
-    lines = ["| " + " | ".join(esc(h) for h in headers) + " |",
-             "|" + "|".join("---" for _ in headers) + "|"]
+    lines = [
+        "| " + " | ".join(esc(h) for h in headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+    ]
     lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -451,9 +466,7 @@ def _render(blocks: list[tuple], output_dir: Path) -> tuple[str, str]:
             body.append(f"<p>{html.escape(block[1])}</p>")
         elif kind == "ul":
             md.append("\n".join(f"- {item}" for item in block[1]))
-            body.append(
-                "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in block[1]) + "</ul>"
-            )
+            body.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in block[1]) + "</ul>")
         elif kind == "table":
             md.append(_md_table(block[1], block[2]))
             body.append(_html_table(block[1], block[2]))
@@ -479,8 +492,13 @@ def _describe(meta: Mapping[str, Any]) -> list[str]:
     if isinstance(bench, Mapping):
         desc = ", ".join(f"{k}={v}" for k, v in bench.items() if not isinstance(v, (dict, list)))
         items.append(f"Benchmark: {desc}")
-    for key, name in (("models", "Models"), ("train", "Training"), ("eval", "Evaluation"),
-                      ("method_options", "Method options"), ("grid", "Grid")):
+    for key, name in (
+        ("models", "Models"),
+        ("train", "Training"),
+        ("eval", "Evaluation"),
+        ("method_options", "Method options"),
+        ("grid", "Grid"),
+    ):
         value = meta.get(key)
         if value:
             items.append(f"{name}: {json.dumps(value, sort_keys=True, default=str)}")
@@ -536,23 +554,25 @@ def write_report(
     name = " ".join(str(bench[k]) for k in ("name", "split") if bench.get(k))
     blocks: list[tuple] = [("h1", title or f"Unlearning report{': ' + name if name else ''}")]
     n_runs = len(_runs(records))
-    blocks.append(("p", (
+    summary = (
         f"{n_runs} run(s) of {len({r.get('method') for r in runs})} method(s), "
-        f"{len(runs)} evaluation(s) (after every epoch). Forget Quality: KS-test p-value of the "
-        "forget-set truth ratios against the retain model's (higher is better; above 0.05 the "
-        "two are statistically indistinguishable). Model Utility: harmonic mean of probability, "
-        "ROUGE-L recall and truth-ratio utility on the utility splits (higher is better). "
-        "KL→gold: mean per answer token of KL(p_retain ‖ p_model) (0 = predicts exactly like "
-        "the model that never saw the forget set). Every run is listed; ★ marks evaluations "
-        "on the Pareto front of (Forget Quality, Model Utility) over all runs."
-    )))
+        f"{len(runs)} evaluation(s) (after every epoch). Forget Quality: KS-test p-value of "
+        "the forget-set truth ratios against the retain model's (higher is better; above 0.05 "
+        "the two are statistically indistinguishable). Model Utility: harmonic mean of "
+        "probability, ROUGE-L recall and truth-ratio utility on the utility splits (higher is "
+        "better). KL→gold: mean per answer token of KL(p_retain ‖ p_model) (0 = predicts "
+        "exactly like the model that never saw the forget set). Every run is listed; ★ marks "
+        "evaluations on the Pareto front of (Forget Quality, Model Utility) over all runs."
+    )
+    blocks.append(("p", summary))
     if front_records:
         counts: dict[str, int] = {}
         for r in front_records:
             counts[str(r.get("method"))] = counts.get(str(r.get("method")), 0) + 1
         share = ", ".join(f"{m}: {c}" for m, c in sorted(counts.items(), key=lambda kv: -kv[1]))
-        blocks.append(("p", f"Pareto-optimal evaluations by method ({len(front_records)} in "
-                            f"all): {share}."))
+        blocks.append(
+            ("p", f"Pareto-optimal evaluations by method ({len(front_records)} in all): {share}.")
+        )
     blocks.append(("h2", "Forget quality vs model utility"))
     blocks.append(("img", PLOTS["pareto"], "Forget Quality vs Model Utility"))
 
@@ -563,8 +583,13 @@ def write_report(
     best = _best_per_method(runs)
     if best:
         blocks.append(("h2", "Best evaluation per method (same rule for all)"))
-        blocks.append(("p", "Highest Forget Quality over all learning rates and epochs of the "
-                            "method; ties broken by Model Utility, then the earlier epoch."))
+        blocks.append(
+            (
+                "p",
+                "Highest Forget Quality over all learning rates and epochs of the "
+                "method; ties broken by Model Utility, then the earlier epoch.",
+            )
+        )
         headers, body = _table(baselines + sorted(best, key=_sort_key), front)
         blocks.append(("table", headers, body))
 
@@ -579,8 +604,10 @@ def write_report(
 
     blocks.append(("h2", "Set-up"))
     setup = _describe(meta)
-    setup.append("Files: results.jsonl (every evaluation, all metrics), results.csv (the same "
-                 "as a table), evals/ (full evaluation outputs with generations).")
+    setup.append(
+        "Files: results.jsonl (every evaluation, all metrics), results.csv (the same "
+        "as a table), evals/ (full evaluation outputs with generations)."
+    )
     blocks.append(("ul", setup))
 
     md, page = _render(blocks, out)

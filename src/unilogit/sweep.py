@@ -3,7 +3,8 @@ epoch, resumable, with a report at the end.
 
 ::
 
-    from unilogit.sweep import WorldSplit, run_sweep
+    from unilogit.benchmarks import WorldSplit
+    from unilogit.sweep import run_sweep
 
     bench = WorldSplit("forget10", preset="quick")          # builds (or reuses) the world
     result = run_sweep(bench, ["unilogit", "npo"], [1e-3], [3], "runs/sweep")
@@ -36,7 +37,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
 import shutil
 import sys
@@ -53,7 +53,6 @@ __all__ = [
     "Grid",
     "RunSpec",
     "SweepResult",
-    "WorldSplit",
     "run_sweep",
     "summarize",
 ]
@@ -69,8 +68,16 @@ TOP_METRICS = (
 )
 #: TrainConfig fields that belong to a run (grid axes) or to bookkeeping, not to the sweep's
 #: configuration fingerprint.
-_PER_RUN = {"lr", "epochs", "seed", "log_file", "checkpoint_dir", "checkpoint_every", "resume",
-            "progress"}
+_PER_RUN = {
+    "lr",
+    "epochs",
+    "seed",
+    "log_file",
+    "checkpoint_dir",
+    "checkpoint_every",
+    "resume",
+    "progress",
+}
 
 
 def _log(progress: bool, msg: str) -> None:
@@ -188,222 +195,6 @@ class Grid:
             "epochs": list(self.epochs),
             "seeds": list(self.seeds),
         }
-
-
-# ------------------------------------------------------------------------------------ the world
-
-
-def _without_paraphrase(example: Any) -> Any:
-    if "paraphrased_answer" not in example.extras:
-        return example
-    extras = {k: v for k, v in example.extras.items() if k != "paraphrased_answer"}
-    return dataclasses.replace(example, extras=extras)
-
-
-class WorldSplit:
-    """The built-in ``world`` benchmark for one forget split, with the interface of
-    :class:`unilogit.benchmarks.tofu.TofuBenchmark` (``forget``, ``retain``, ``eval_splits``,
-    ``evaluate``, ``describe``) plus its models (``load_model``, ``load_tokenizer``).
-
-    The world is built (or found in the cache) on first use by
-    :func:`unilogit.benchmarks.build_world`. Evaluation splits, as in TOFU::
-
-        forget     forgetNN_perturbed      ã = paraphrased answer, 5 perturbed answers
-        retain     retain_perturbed        ã = paraphrased answer, 5 perturbed answers
-        general    general_perturbed       facts about places, publishers, awards (like
-                                           TOFU's world facts): ã = the gold answer
-        neighbour  neighbourNN_perturbed   the general facts linked to the forget people
-                                           (collateral damage; not part of Model Utility)
-        holdout    holdoutNN               never-trained people (membership attacks)
-
-    Model Utility = harmonic mean of {probability, ROUGE-L recall, truth-ratio utility} x
-    {retain, general}. To keep an evaluation after every epoch affordable on a CPU, the
-    neighbour rows are not scored twice: their numbers are the general split's per-question
-    numbers averaged over the neighbour rows, and KL to gold is computed on the forget and
-    retain splits only (``kl_splits``).
-    """
-
-    name = "world"
-    utility_splits = ("retain", "general")
-    kl_splits = ("forget", "retain")
-    #: World answers are one short sentence: 32 new tokens are plenty.
-    default_eval_options: Mapping[str, Any] = {"max_new_tokens": 32, "batch_size": 64}
-
-    def __init__(
-        self,
-        split: str = "forget10",
-        preset: str = "default",
-        cache_dir: str | os.PathLike | None = None,
-        max_rows: int | None = None,
-        *,
-        config: Any = None,
-        world: Any = None,
-        progress: bool = True,
-    ) -> None:
-        from .benchmarks.world import _split_percent
-
-        self.percent = _split_percent(split)
-        self.split = f"forget{self.percent}"
-        self.preset = preset
-        self.cache_dir = cache_dir
-        self.config = config
-        if max_rows is not None and (isinstance(max_rows, bool) or int(max_rows) < 1):
-            raise ConfigError(f"max_rows must be a positive integer or None, got {max_rows!r}")
-        self.max_rows = max_rows
-        self.progress = progress
-        self._world = world
-
-    @property
-    def world(self) -> Any:
-        """The built :class:`~unilogit.benchmarks.WorldBenchmark` (built on first access)."""
-        if self._world is None:
-            from .benchmarks import build_world
-
-            self._world = build_world(
-                self.config if self.config is not None else self.preset,
-                self.cache_dir,
-                splits=(self.split,),
-                progress=self.progress,
-            )
-        return self._world
-
-    def __repr__(self) -> str:
-        return f"WorldSplit({self.split!r}, preset={self.preset!r}, max_rows={self.max_rows!r})"
-
-    @property
-    def retain_split(self) -> str:
-        return f"retain{100 - int(self.percent)}"
-
-    @property
-    def configs(self) -> dict[str, str]:
-        """Role -> world data file."""
-        p = self.percent
-        return {
-            "train_forget": self.split,
-            "train_retain": self.retain_split,
-            "forget": f"forget{p}_perturbed",
-            "retain": "retain_perturbed",
-            "general": "general_perturbed",
-            "neighbour": f"neighbour{p}_perturbed",
-            "holdout": f"holdout{p}",
-        }
-
-    def describe(self) -> dict[str, Any]:
-        w = self.world
-        return {
-            "name": self.name,
-            "split": self.split,
-            "preset": getattr(w.config, "name", self.preset),
-            "world_hash": Path(w.root).name,
-            "max_rows": self.max_rows,
-            "configs": self.configs,
-        }
-
-    def load(self, name: str) -> list[Any]:
-        rows = self.world.load_split(name)
-        return rows[: self.max_rows] if self.max_rows is not None else rows
-
-    def forget(self) -> list[Any]:
-        return self.load(self.split)
-
-    def retain(self) -> list[Any]:
-        return self.load(self.retain_split)
-
-    def eval_splits(self) -> dict[str, list[Any]]:
-        """forget, retain, general, neighbour, holdout (see the class docstring)."""
-        out = {}
-        for role in ("forget", "retain", "general", "neighbour", "holdout"):
-            examples = self.load(self.configs[role])
-            if role in ("general", "neighbour"):
-                examples = [_without_paraphrase(e) for e in examples]
-            out[role] = examples
-        return out
-
-    def load_tokenizer(self) -> Any:
-        return self.world.load_tokenizer()
-
-    def load_model(self, which: str = "target") -> Any:
-        """``"target"``, or ``"retain"`` / the split name for the retain (gold) model."""
-        return self.world.load_model(self.split if which in ("retain", "gold") else which)
-
-    def evaluate(
-        self,
-        model: Any,
-        tokenizer: Any,
-        reference: Any = None,
-        gold_model: Any = None,
-        *,
-        batch_size: int = 64,
-        max_new_tokens: int = 32,
-        generate: bool = True,
-        progress: bool = True,
-        **options: Any,
-    ) -> dict[str, Any]:
-        """TOFU-style metrics (:func:`unilogit.eval.evaluate_qa`) on the world's splits.
-
-        ``reference``: the retain model's evaluation (dict), its forget truth ratios, or the
-        retain model itself -> Forget Quality. ``gold_model``: the retain model -> KL to gold
-        on ``kl_splits``.
-        """
-        import torch
-
-        from .eval.scoring import kl_to_reference
-        from .eval.suites import evaluate_qa
-
-        splits = self.eval_splits()
-        neighbour = splits.pop("neighbour")
-        common = dict(batch_size=batch_size, progress=progress)
-        if isinstance(reference, torch.nn.Module):
-            reference = evaluate_qa(
-                reference, tokenizer, {"forget": splits["forget"]}, forget_split="forget",
-                holdout_split=None, utility_splits=[], generate=False, **common,
-            )
-        result = evaluate_qa(
-            model,
-            tokenizer,
-            splits,
-            reference=reference,
-            forget_split="forget",
-            holdout_split="holdout",
-            utility_splits=list(self.utility_splits),
-            max_new_tokens=max_new_tokens,
-            generate=generate,
-            **common,
-            **options,
-        )
-        result["splits"]["neighbour"] = _subset_summary(
-            result["splits"]["general"], splits["general"], neighbour
-        )
-        if gold_model is not None:
-            for name in self.kl_splits:
-                rows = splits[name]
-                result["splits"][name]["kl_to_gold"] = float(kl_to_reference(
-                    model, gold_model, tokenizer, [e.prompt for e in rows],
-                    [e.response for e in rows], chat_template=options.get("chat_template"),
-                    **common,
-                ))
-        return {"benchmark": self.describe(), **result}
-
-
-def _subset_summary(split: Mapping[str, Any], rows: Sequence[Any], subset: Sequence[Any]
-                    ) -> dict[str, Any]:
-    """Means of ``split``'s per-question numbers over the rows of ``subset`` (matched by
-    question and answer): the neighbour facts are general facts, scored once."""
-    import numpy as np
-
-    from .eval import metrics as M
-
-    index = {(e.prompt, e.response): i for i, e in enumerate(rows)}
-    picked = [index[(e.prompt, e.response)] for e in subset if (e.prompt, e.response) in index]
-    out: dict[str, Any] = {"n": len(picked), "derived_from": "general"}
-    if not picked:
-        return out
-    for key, name in (("probabilities", "probability"), ("rouge_l_recalls", "rouge_l_recall")):
-        if key in split:
-            out[name] = float(np.mean([split[key][i] for i in picked]))
-    if "truth_ratios" in split:
-        out["truth_ratio"] = M.truth_ratio_utility([split["truth_ratios"][i] for i in picked])
-    return out
 
 
 # ------------------------------------------------------------------------------------ records
@@ -570,34 +361,6 @@ def _merge_grids(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
     return out
 
 
-def _attach_epoch_hook(
-    method_obj: Any, n_forget: int, batch_size: int, callback: Callable[[Any, int], None]
-) -> list[int]:
-    """Call ``callback(model, epoch)`` at each epoch boundary INSIDE the training loop.
-
-    The trainer calls ``method.loss`` once per micro-batch, and (one process) an epoch is
-    ``ceil(n_forget / batch_size)`` micro-batches, whatever ``grad_accum``: optimizer steps
-    never straddle epochs. So just before the first micro-batch of epoch e + 1 the weights are
-    those at the end of epoch e, and nothing of epoch e + 1 has been computed yet. (The last
-    epoch is evaluated after ``unlearn`` returns.) Returns the list of epochs seen, for a check.
-    """
-    per_epoch = math.ceil(n_forget / batch_size)
-    calls = 0
-    seen: list[int] = []
-    inner = method_obj.loss
-
-    def loss(step: Any) -> Any:
-        nonlocal calls
-        if calls and calls % per_epoch == 0:
-            seen.append(calls // per_epoch)
-            callback(step.model, calls // per_epoch)
-        calls += 1
-        return inner(step)
-
-    method_obj.loss = loss  # an instance attribute: shadows the class's method for this run
-    return seen
-
-
 def _last_log_line(path: Path) -> dict[str, Any]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -649,8 +412,10 @@ def run_sweep(
     from .models import weights_sha256
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("run_sweep runs in one process (it evaluates between epochs); start "
-                          "it without `accelerate launch` / torchrun")
+        raise ConfigError(
+            "run_sweep runs in one process (it evaluates between epochs); start "
+            "it without `accelerate launch` / torchrun"
+        )
     grid = methods if isinstance(methods, Grid) else Grid.make(methods, lrs, epochs, seeds)
     if isinstance(methods, Grid) and (lrs is not None or epochs is not None):
         raise ConfigError("give either a Grid or methods/lrs/epochs, not both")
@@ -661,8 +426,10 @@ def run_sweep(
         if k in train_options:
             raise ConfigError(f"train_options may not set {k!r}: it is a grid axis")
     train_fp = _train_config_fingerprint(train_options)
-    eval_opts = {**dict(getattr(benchmark, "default_eval_options", {}) or {}),
-                 **dict(eval_options or {})}
+    eval_opts = {
+        **dict(getattr(benchmark, "default_eval_options", {}) or {}),
+        **dict(eval_options or {}),
+    }
     # Check every method's options before any training (a typo fails now, not in hour two).
     from .methods import get_method
 
@@ -673,15 +440,19 @@ def run_sweep(
     _log(progress, f"preparing the benchmark: {benchmark!r}")
     forget, retain = benchmark.forget(), benchmark.retain()
     target_model, gold_model, tok = _resolve_models(benchmark, target, gold, tokenizer, device)
-    config = _canonical({
-        "format": FORMAT_VERSION,
-        "benchmark": benchmark.describe(),
-        "models": {"target_sha256": weights_sha256(target_model),
-                   "retain_sha256": weights_sha256(gold_model)},
-        "train": train_fp,
-        "eval": eval_opts,
-        "method_options": {m: method_options.get(m, {}) for m in sorted(method_options)},
-    })
+    config = _canonical(
+        {
+            "format": FORMAT_VERSION,
+            "benchmark": benchmark.describe(),
+            "models": {
+                "target_sha256": weights_sha256(target_model),
+                "retain_sha256": weights_sha256(gold_model),
+            },
+            "train": train_fp,
+            "eval": eval_opts,
+            "method_options": {m: method_options.get(m, {}) for m in sorted(method_options)},
+        }
+    )
     out.mkdir(parents=True, exist_ok=True)
     _prepare_dir(out, config, grid, overwrite)
     results = out / "results.jsonl"
@@ -721,8 +492,11 @@ def run_sweep(
         from .eval.metrics import forget_quality
 
         ks = forget_quality(ratios, ratios)  # the reference against itself: p = 1
-        retain_eval.update(forget_quality=ks.p_value, forget_quality_log10=ks.log10_p_value,
-                           forget_quality_ks_statistic=ks.statistic)
+        retain_eval.update(
+            forget_quality=ks.p_value,
+            forget_quality_log10=ks.log10_p_value,
+            forget_quality_ks_statistic=ks.statistic,
+        )
         kl_splits = getattr(benchmark, "kl_splits", None)
         for name, split in retain_eval["splits"].items():
             if name != retain_eval.get("holdout_split") and (
@@ -730,16 +504,30 @@ def run_sweep(
             ):
                 split["kl_to_gold"] = 0.0  # KL of the gold model to itself
         if "retain" not in have:
-            rec = {"kind": "baseline", "method": "retain", "epoch": 0, "final": True,
-                   "run_id": "retain", **summarize(retain_eval), "eval_seconds": round(secs, 2)}
+            rec = {
+                "kind": "baseline",
+                "method": "retain",
+                "epoch": 0,
+                "final": True,
+                "run_id": "retain",
+                **summarize(retain_eval),
+                "eval_seconds": round(secs, 2),
+            }
             append(rec, retain_eval, retain_file)
         else:
             _write_json_atomic(out / retain_file, retain_eval)
     if "target" not in have:
         _log(progress, "evaluating the target model (before unlearning)")
         target_eval, secs = evaluate(target_model, retain_eval, gold_model)
-        rec = {"kind": "baseline", "method": "target", "epoch": 0, "final": True,
-               "run_id": "target", **summarize(target_eval), "eval_seconds": round(secs, 2)}
+        rec = {
+            "kind": "baseline",
+            "method": "target",
+            "epoch": 0,
+            "final": True,
+            "run_id": "target",
+            **summarize(target_eval),
+            "eval_seconds": round(secs, 2),
+        }
         append(rec, target_eval, Path("evals") / "target.json")
         _log(progress, _one_line(rec))
 
@@ -751,19 +539,36 @@ def run_sweep(
     if result.skipped:
         _log(progress, f"{len(result.skipped)} run(s) already finished in {out}: skipped")
     for n, spec in enumerate(todo, 1):
-        _log(progress, f"run {n}/{len(todo)}: {spec.method} lr={spec.lr:g} "
-                       f"epochs={spec.epochs} seed={spec.seed}")
-        _run_one(spec, benchmark, forget, retain, target_model, gold_model, tok, retain_eval,
-                 method_options.get(spec.method, {}), train_options, evaluate, append, out,
-                 progress)
+        _log(
+            progress,
+            f"run {n}/{len(todo)}: {spec.method} lr={spec.lr:g} "
+            f"epochs={spec.epochs} seed={spec.seed}",
+        )
+        _run_one(
+            spec,
+            benchmark,
+            forget,
+            retain,
+            target_model,
+            gold_model,
+            tok,
+            retain_eval,
+            method_options.get(spec.method, {}),
+            train_options,
+            evaluate,
+            append,
+            out,
+            progress,
+        )
         result.ran.append(spec.run_id)
 
     result.records = records
     if report:
         from .report import write_report
 
-        result.report = write_report(records, out, meta=json.loads(
-            (out / "sweep.json").read_text(encoding="utf-8")))
+        result.report = write_report(
+            records, out, meta=json.loads((out / "sweep.json").read_text(encoding="utf-8"))
+        )
         _log(progress, f"report: {result.report['md']}")
     return result
 
@@ -774,9 +579,11 @@ def _one_line(r: Mapping[str, Any]) -> str:
         return "–" if not isinstance(v, (int, float)) else format(v, spec)
 
     who = r["method"] if r.get("kind") == "baseline" else f"{r['method']} epoch {r['epoch']}"
-    return (f"{who}: FQ {f('forget_quality', '.2g')}, MU {f('model_utility', '.3f')}, "
-            f"KL→gold forget {f('forget/kl_to_gold', '.3g')} retain "
-            f"{f('retain/kl_to_gold', '.3g')} ({f('eval_seconds', '.0f')} s eval)")
+    return (
+        f"{who}: FQ {f('forget_quality', '.2g')}, MU {f('model_utility', '.3f')}, "
+        f"KL→gold forget {f('forget/kl_to_gold', '.3g')} retain "
+        f"{f('retain/kl_to_gold', '.3g')} ({f('eval_seconds', '.0f')} s eval)"
+    )
 
 
 def _unlearn(*args: Any, **kwargs: Any) -> Any:
@@ -810,10 +617,18 @@ def _run_one(
     method_obj = get_method(spec.method, **method_options)
     log_file = out / "logs" / f"{spec.run_id}.jsonl"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig.from_options(None, {**train_options, "lr": spec.lr,
-                                          "epochs": spec.epochs, "seed": spec.seed})
-    base = {"kind": "run", "method": spec.method, "lr": spec.lr, "epochs": spec.epochs,
-            "seed": spec.seed, "run_id": spec.run_id, "options": method_obj.config()}
+    cfg = TrainConfig.from_options(
+        None, {**train_options, "lr": spec.lr, "epochs": spec.epochs, "seed": spec.seed}
+    )
+    base = {
+        "kind": "run",
+        "method": spec.method,
+        "lr": spec.lr,
+        "epochs": spec.epochs,
+        "seed": spec.seed,
+        "run_id": spec.run_id,
+        "options": method_obj.config(),
+    }
     clock = {"start": time.perf_counter(), "eval": 0.0}
 
     def record_epoch(model: Any, epoch: int) -> None:
@@ -827,23 +642,43 @@ def _run_one(
         clock["eval"] += secs
         train_secs = time.perf_counter() - clock["start"] - clock["eval"]
         # The trainer's last log line: the step, epoch and loss terms the weights are at.
-        losses = {f"train/{k}": v for k, v in _last_log_line(log_file).items()
-                  if k.startswith("loss") or k in ("step", "epoch")}
-        rec = {**base, "epoch": epoch, "final": epoch == spec.epochs, **summarize(res),
-               **losses, "train_seconds": round(train_secs, 2), "eval_seconds": round(secs, 2)}
+        losses = {
+            f"train/{k}": v
+            for k, v in _last_log_line(log_file).items()
+            if k.startswith("loss") or k in ("step", "epoch")
+        }
+        rec = {
+            **base,
+            "epoch": epoch,
+            "final": epoch == spec.epochs,
+            **summarize(res),
+            **losses,
+            "train_seconds": round(train_secs, 2),
+            "eval_seconds": round(secs, 2),
+        }
         append(rec, res, Path("evals") / spec.run_id / f"epoch-{epoch}.json")
         _log(progress, "  " + _one_line(rec))
 
-    seen = _attach_epoch_hook(method_obj, len(forget), cfg.batch_size, record_epoch)
+    seen: list[int] = []
+
+    def on_epoch_end(model: Any, epoch: int) -> None:
+        seen.append(epoch)
+        record_epoch(model, epoch)
+
     model = copy.deepcopy(target_model).train().requires_grad_(True)
     model, _ = _unlearn(
-        model, tok, forget, retain if method_obj.retain_kind is not None else None,
-        method=method_obj, config=cfg, log_file=str(log_file),
+        model,
+        tok,
+        forget,
+        retain if method_obj.retain_kind is not None else None,
+        method=method_obj,
+        config=cfg,
+        log_file=str(log_file),
+        on_epoch_end=on_epoch_end,
     )
-    if seen != list(range(1, spec.epochs)):
+    if seen != list(range(1, spec.epochs + 1)):
         raise TrainingError(
             f"per-epoch evaluation out of step with the trainer: evaluated after epochs {seen}, "
-            f"expected {list(range(1, spec.epochs))}"
+            f"expected {list(range(1, spec.epochs + 1))}"
         )
-    record_epoch(model, spec.epochs)
     del model

@@ -22,7 +22,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,20 @@ class _FineTune(Method):
         return losses.nll_loss(*aligned(step.model, step.forget["forget"]))
 
 
+def process_rank() -> int:
+    """This process's global rank under ``accelerate launch`` / torchrun / DeepSpeed / MPI,
+    read from the launcher's environment (0 when not launched), so it is known before an
+    Accelerator exists."""
+    for key in ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0
+
+
+#: ``on_epoch_end(model, epoch)`` callback of :func:`unlearn`.
+EpochHook = Callable[[nn.Module, int], None]
+
+
 def unlearn(
     model: nn.Module,
     tokenizer: Any,
@@ -112,6 +126,7 @@ def unlearn(
     *,
     config: TrainConfig | None = None,
     refusals: Sequence[str] | None = None,
+    on_epoch_end: EpochHook | None = None,
     **options: Any,
 ) -> tuple[nn.Module, History]:
     """Unlearn ``forget`` from ``model`` (trained in place and returned) with ``method``.
@@ -119,6 +134,8 @@ def unlearn(
     ``forget`` / ``retain``: anything :func:`unilogit.data.load_examples` accepts (a path,
     ``hf:NAME:CONFIG:SPLIT``, a list of dicts, a list of Examples). ``options`` are TrainConfig
     fields (``epochs``, ``lr``, ...) and the method's own (``retain_weight``, ``beta``, ...).
+    ``on_epoch_end(model, epoch)``: called on every process after the last optimizer step of
+    each whole epoch (1, 2, ...), with the unwrapped model in training mode; e.g. to evaluate.
     """
     options = dict(options)
     cfg = TrainConfig.from_options(config, options)
@@ -137,7 +154,9 @@ def unlearn(
             f"({len(retain_examples)} rows): retain rows are reused several times per epoch",
             stacklevel=2,
         )
-    return _train(model, tokenizer, method_obj, forget_examples, retain_examples, cfg, refusals)
+    return _train(
+        model, tokenizer, method_obj, forget_examples, retain_examples, cfg, refusals, on_epoch_end
+    )
 
 
 def finetune(
@@ -279,6 +298,7 @@ def _train(
     retain: list[data_lib.Example],
     cfg: TrainConfig,
     refusals: Sequence[str] | None,
+    on_epoch_end: EpochHook | None = None,
 ) -> tuple[nn.Module, History]:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -338,6 +358,9 @@ def _train(
             frozen = copy.deepcopy(model).eval().requires_grad_(False)
             reference = Reference(frozen.to(accelerator.device))
 
+    frozen_now = [p for p in method.frozen_parameters(model) if p.requires_grad]
+    for p in frozen_now:
+        p.requires_grad_(False)
     schedule = _Schedule(len(forget), len(retain_encoded), cfg, accelerator.num_processes)
     history.total_steps = schedule.total_steps
     params = [p for p in model.parameters() if p.requires_grad]
@@ -455,10 +478,15 @@ def _train(
                 and step + 1 < schedule.total_steps
             ):
                 _save_checkpoint(accelerator, scheduler, cfg, step + 1)
+            epoch_done, within = divmod(step + 1, schedule.steps_per_epoch)
+            if on_epoch_end is not None and within == 0:
+                on_epoch_end(accelerator.unwrap_model(model), epoch_done)
     finally:
         bar.close()
         if log is not None:
             log.close()
+        for p in frozen_now:  # the caller gets its model back as trainable as it was
+            p.requires_grad_(True)
     accelerator.wait_for_everyone()
     history.seconds = time.perf_counter() - started
     model = accelerator.unwrap_model(model)

@@ -34,7 +34,7 @@ def _muse_news(data_dir: str | os.PathLike | None = None, **kw: Any) -> Any:
 def _world(data_dir: str | os.PathLike | None = None, **kw: Any) -> Any:
     """The built-in world benchmark (built or reused from the cache on first use); a
     ``data_dir`` is the cache base (``cache_dir``), kw: ``split``, ``preset``, ``max_rows``."""
-    from unilogit.sweep import WorldSplit
+    from .world_split import WorldSplit
 
     cache_dir = kw.pop("cache_dir", None) or data_dir
     return WorldSplit(cache_dir=cache_dir, **kw)

@@ -244,7 +244,7 @@ class TofuBenchmark:
         for role in EVAL_SPLITS:
             examples = self.load(configs[role])
             if role in _GOLD_TRUE_ANSWER:
-                examples = [_without_paraphrase(ex) for ex in examples]
+                examples = [without_paraphrase(ex) for ex in examples]
             _check_extras(role, configs[role], examples)
             out[role] = examples
         return out
@@ -400,7 +400,7 @@ def _is_model(obj: Any) -> bool:
     return isinstance(obj, torch.nn.Module)
 
 
-def _without_paraphrase(example: Example) -> Example:
+def without_paraphrase(example: Example) -> Example:
     if "paraphrased_answer" not in example.extras:
         return example
     extras = {k: v for k, v in example.extras.items() if k != "paraphrased_answer"}

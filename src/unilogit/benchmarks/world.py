@@ -81,7 +81,7 @@ def world_root(config: WorldConfig, cache_dir: str | Path | None = None) -> Path
     return base / "world" / config_hash(config)
 
 
-def _split_percent(split: str) -> str:
+def split_percent(split: str) -> str:
     split = _ALIASES.get(split, split)
     if split not in SPLITS:
         raise ConfigError(f"unknown world split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -110,7 +110,7 @@ class WorldBenchmark:
 
     def retain_dir(self, split: str = "forget10") -> Path:
         """The retain (gold-standard) model trained without ``split`` (e.g. ``"forget10"``)."""
-        return self.root / f"retain-forget{_split_percent(split)}"
+        return self.root / f"retain-forget{split_percent(split)}"
 
     def path(self, name: str) -> Path:
         name = _ALIASES.get(name, name)
@@ -275,7 +275,7 @@ def _build_data(config: WorldConfig, root: Path, progress: bool) -> None:
             "hash": root.name,
             "config": config.to_dict(),
             "files": {stem: f"{stem}.jsonl" for stem in files},
-            "rows": {stem: len(rows) for stem in files},
+            "rows": {stem: len(stem_rows) for stem, stem_rows in files.items()},
             "vocab_size": len(tokenizer),
             "seconds": round(time.perf_counter() - t0, 2),
         }
@@ -426,7 +426,7 @@ def build_world(
     config.validate()
     if isinstance(splits, str):
         splits = (splits,)
-    wanted = tuple(dict.fromkeys(f"forget{_split_percent(s)}" for s in splits))
+    wanted = tuple(dict.fromkeys(f"forget{split_percent(s)}" for s in splits))
     root = world_root(config, cache_dir)
     threads = _auto_threads(config, num_threads)
 
@@ -443,7 +443,7 @@ def build_world(
     for split in wanted:
         final = world.retain_dir(split)
         if not final.is_dir():
-            retain = f"retain{100 - int(_split_percent(split))}"
+            retain = f"retain{100 - int(split_percent(split))}"
             _train_model(
                 config, world, (retain, "general"), final, f"retain ({split})", progress, threads
             )
