@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
+from tiny import tiny_llama
 from unilogit.data import Example, encode_example
 from unilogit.eval import generation, scoring, suites
 from unilogit.eval import metrics as M
@@ -30,28 +31,8 @@ ANSWERS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy CI box OpenMP threads that
-    spin-wait make them tens of times slower; use one thread here, then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=256,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(vocab_size, seed=seed, hidden=32, max_positions=256)
 
 
 @pytest.fixture

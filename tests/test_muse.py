@@ -10,21 +10,15 @@ import shutil
 
 import pytest
 
+from tiny import tiny_llama
 from unilogit.benchmarks.muse import EVAL_PARTS, PARTS, MuseBenchmark
 from unilogit.benchmarks.registry import get_benchmark
 from unilogit.data import Example
 from unilogit.errors import ConfigError, DataError
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The machine's cores are shared: one intra-op thread is several times faster here."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def tiny(vocab_size: int, seed: int):
+    return tiny_llama(vocab_size, seed=seed, hidden=32, max_positions=512)
 
 
 @pytest.fixture
@@ -248,26 +242,9 @@ def test_registry(muse_dir):
 # --------------------------------------------------------------------------------------------
 
 
-def tiny_llama(vocab_size: int, seed: int):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=256,  # texts and prompts are cut to fit
-    )
-    return LlamaForCausalLM(config).eval()
-
-
 def test_evaluate_all_metrics_tiny_model(muse_dir, tiny_tokenizer, tmp_path):
     tok = tiny_tokenizer
-    model, retain_model = tiny_llama(len(tok), seed=0), tiny_llama(len(tok), seed=1)
+    model, retain_model = tiny(len(tok), seed=0), tiny(len(tok), seed=1)
     bench = MuseBenchmark(data_dir=muse_dir, max_rows=6)
     opts = dict(knowmem_max_new_tokens=6, verbmem_max_new_tokens=8, batch_size=6, progress=False)
 

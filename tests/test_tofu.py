@@ -9,21 +9,15 @@ import shutil
 
 import pytest
 
+from tiny import tiny_llama
 from unilogit.benchmarks.registry import available_benchmarks, get_benchmark
 from unilogit.benchmarks.tofu import FORGET_SPLITS, TofuBenchmark
 from unilogit.data import Example
 from unilogit.errors import ConfigError, DataError
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The machine's cores are shared: one intra-op thread is several times faster here."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def tiny(vocab_size: int, seed: int):
+    return tiny_llama(vocab_size, seed=seed, hidden=32, max_positions=512)
 
 
 @pytest.fixture
@@ -37,23 +31,6 @@ def tofu_dir(shared_dir):
 def _content(examples: list[Example]) -> list[tuple]:
     """What must not depend on the route the rows came by (row ids name the source)."""
     return [(e.prompt, e.response, e.kind, json.dumps(e.extras, sort_keys=True)) for e in examples]
-
-
-def tiny_llama(vocab_size: int, seed: int):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=512,
-    )
-    return LlamaForCausalLM(config).eval()
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,7 +253,7 @@ def _in_unit(x) -> bool:
 
 def test_evaluate_all_metrics_tiny_model(tofu_dir, tiny_tokenizer, tmp_path):
     tok = tiny_tokenizer
-    model, retain_model = tiny_llama(len(tok), seed=0), tiny_llama(len(tok), seed=1)
+    model, retain_model = tiny(len(tok), seed=0), tiny(len(tok), seed=1)
     bench = TofuBenchmark("forget01", data_dir=tofu_dir, max_rows=4)
 
     res = bench.evaluate(

@@ -6,8 +6,15 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 
-def tiny_llama(vocab_size: int, *, seed: int = 0, hidden: int = 64, layers: int = 2):
-    """A 2-layer Llama small enough to train in seconds on a CPU."""
+def tiny_llama(
+    vocab_size: int,
+    *,
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+    max_positions: int = 128,
+) -> LlamaForCausalLM:
+    """A 2-layer Llama small enough to train in seconds on a CPU (eval mode)."""
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=vocab_size,
@@ -16,7 +23,7 @@ def tiny_llama(vocab_size: int, *, seed: int = 0, hidden: int = 64, layers: int 
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=4,
-        max_position_embeddings=128,
+        max_position_embeddings=max_positions,
         tie_word_embeddings=False,
     )
     return LlamaForCausalLM(config).eval()

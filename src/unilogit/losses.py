@@ -341,12 +341,16 @@ class _ClosedFormLoss(torch.autograd.Function):
         rows = max(1, _CHUNK_ELEMENTS // vocab)
         for offset, block in _row_blocks(logits.detach()):  # views, never a copy of all logits
             for start in range(0, block.shape[0], rows):
-                chunk = block[start : start + rows].to(compute, copy=True)  # (r, V) owned
-                at = slice(offset + start, offset + start + chunk.shape[0])
+                part = block[start : start + rows]  # (r, V) view of the logits
+                at = slice(offset + start, offset + start + part.shape[0])
+                if grad is not None and not low_precision:  # work in the gradient buffer
+                    chunk = grad[at].copy_(part)
+                else:
+                    chunk = part.to(compute, copy=True)  # (r, V) owned buffer
                 loss, dlogits = loss_and_logit_grad(chunk, flat_targets[at], kind, ignore_index)
                 total += loss
-                if grad is not None:
-                    grad[at] = dlogits.mul_(scale) if low_precision else dlogits
+                if grad is not None and low_precision:
+                    grad[at] = dlogits.mul_(scale)
         if grad is not None:
             ctx.save_for_backward(grad, torch.ones_like(scale) if low_precision else scale)
             ctx.logits_shape = logits.shape

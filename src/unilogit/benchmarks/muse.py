@@ -48,7 +48,7 @@ from typing import Any
 from unilogit.data import Example, load_examples
 from unilogit.errors import ConfigError, DataError
 
-from .tofu import _check_data_dir, _check_max_rows, _is_model, load_reference
+from .source import BenchmarkSource, is_model, load_reference
 
 __all__ = ["EVAL_PARTS", "MUSE_NEWS_REPO", "PARTS", "MuseBenchmark", "MusePart"]
 
@@ -112,7 +112,7 @@ _CORPORA = {"privleak": ("privleak_forget", "privleak_retain"), "raw": ("raw_for
 Loader = Callable[[str, MusePart], tuple[str, Any]]
 
 
-class MuseBenchmark:
+class MuseBenchmark(BenchmarkSource):
     """MUSE-News from the Hub (``data_dir=None``) or a local folder.
 
     Args:
@@ -126,6 +126,7 @@ class MuseBenchmark:
     """
 
     name = "muse-news"
+    what = "MUSE"
 
     def __init__(
         self,
@@ -141,12 +142,8 @@ class MuseBenchmark:
             raise ConfigError(
                 f"unknown MUSE training corpus {corpus!r}; choose one of {', '.join(_CORPORA)}"
             )
-        self.data_dir = _check_data_dir(data_dir, "MUSE")
-        self.max_rows = _check_max_rows(max_rows)
+        super().__init__(data_dir, max_rows, repo, hub_options, loader)
         self.corpus = corpus
-        self.repo = repo
-        self.hub_options = dict(hub_options or {})
-        self.loader = loader
         self._hub_cache: dict[str, Any] = {}
         self._cache: dict[str, list[Any]] = {}
 
@@ -155,12 +152,6 @@ class MuseBenchmark:
             f"MuseBenchmark(source={self.source_name!r}, max_rows={self.max_rows!r}, "
             f"corpus={self.corpus!r})"
         )
-
-    @property
-    def source_name(self) -> str:
-        if self.loader is not None:
-            return "loader"
-        return str(self.data_dir) if self.data_dir is not None else f"hf:{self.repo}"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -319,7 +310,7 @@ class MuseBenchmark:
     ) -> tuple[float | None, dict[str, Any] | None]:
         if reference is None:
             return None, None
-        if _is_model(reference):
+        if is_model(reference):
             from unilogit.eval.suites import evaluate_muse
 
             parts = {p: data[p] for p in ("privleak_forget", "privleak_holdout")}

@@ -36,15 +36,15 @@ of it, or the model itself). Example::
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from unilogit.data import Example, load_examples
 from unilogit.errors import ConfigError, DataError
+
+from .source import BenchmarkSource, is_model, load_reference
 
 __all__ = [
     "EVAL_SPLITS",
@@ -74,26 +74,7 @@ _REQUIRED_EXTRAS = {
 Loader = Callable[[str], Any]
 
 
-def _check_max_rows(max_rows: Any) -> int | None:
-    if max_rows is None:
-        return None
-    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
-        raise ConfigError(f"max_rows must be a positive integer or None, got {max_rows!r}")
-    return max_rows
-
-
-def _check_data_dir(data_dir: str | os.PathLike | None, what: str) -> Path | None:
-    if data_dir is None:
-        return None
-    path = Path(data_dir).expanduser()
-    if not path.exists():
-        raise DataError(f"{what} data folder not found", file=path)
-    if not path.is_dir():
-        raise DataError(f"{what} data_dir must be a folder", file=path)
-    return path
-
-
-class TofuBenchmark:
+class TofuBenchmark(BenchmarkSource):
     """TOFU for one forget split (``"forget01"``, ``"forget05"`` or ``"forget10"``).
 
     Args:
@@ -110,6 +91,7 @@ class TofuBenchmark:
     """
 
     name = "tofu"
+    what = "TOFU"
 
     def __init__(
         self,
@@ -127,11 +109,7 @@ class TofuBenchmark:
             )
         self.split = split
         self.percent = int(split[len("forget") :])
-        self.data_dir = _check_data_dir(data_dir, "TOFU")
-        self.max_rows = _check_max_rows(max_rows)
-        self.repo = repo
-        self.hub_options = dict(hub_options or {})
-        self.loader = loader
+        super().__init__(data_dir, max_rows, repo, hub_options, loader)
         self._cache: dict[str, list[Example]] = {}
 
     def __repr__(self) -> str:
@@ -165,12 +143,6 @@ class TofuBenchmark:
             "world_facts": "world_facts_perturbed",
             "holdout": self.holdout_split,
         }
-
-    @property
-    def source_name(self) -> str:
-        if self.loader is not None:
-            return "loader"
-        return str(self.data_dir) if self.data_dir is not None else f"hf:{self.repo}"
 
     def describe(self) -> dict[str, Any]:
         """What an evaluation records about the benchmark (plain JSON)."""
@@ -315,7 +287,7 @@ class TofuBenchmark:
     ) -> tuple[Any, dict[str, Any] | None]:
         if reference is None:
             return None, None
-        if _is_model(reference):
+        if is_model(reference):
             from unilogit.eval.suites import evaluate_qa
 
             ref = evaluate_qa(
@@ -374,30 +346,6 @@ class TofuBenchmark:
                 stacklevel=3,
             )
         return ref, info
-
-
-def load_reference(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a saved evaluation (JSON object) used as ``reference``."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise DataError("reference evaluation file not found", file=p)
-    try:
-        value = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read reference evaluation: {e}", file=p) from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"not valid JSON: {e.msg}", file=p, line=e.lineno) from None
-    if not isinstance(value, dict):
-        raise DataError(
-            f"a reference evaluation must be a JSON object, got {type(value).__name__}", file=p
-        )
-    return value
-
-
-def _is_model(obj: Any) -> bool:
-    import torch
-
-    return isinstance(obj, torch.nn.Module)
 
 
 def without_paraphrase(example: Example) -> Example:

@@ -326,36 +326,29 @@ def load_muse_dir(path: str | Path) -> dict[str, list]:
     return data
 
 
-def _qa_pairs(key: str, rows: Sequence[Any]) -> list[tuple[str, str]]:
+def _pairs(key: str, rows: Sequence[Any], first: str, second: str) -> list[tuple[str, str]]:
+    """(prompt, answer) of Examples or of mappings with string fields ``first``/``second``."""
     out = []
     for i, r in enumerate(rows):
         if isinstance(r, Example):
             out.append((r.prompt, r.response))
         elif (
             isinstance(r, Mapping)
-            and isinstance(r.get("question"), str)
-            and isinstance(r.get("answer"), str)
+            and isinstance(r.get(first), str)
+            and isinstance(r.get(second), str)
         ):
-            out.append((r["question"], r["answer"]))
+            out.append((r[first], r[second]))
         else:
-            raise DataError("expected {'question': str, 'answer': str}", file=key, line=i + 1)
+            raise DataError(f"expected {{'{first}': str, '{second}': str}}", file=key, line=i + 1)
     return out
+
+
+def _qa_pairs(key: str, rows: Sequence[Any]) -> list[tuple[str, str]]:
+    return _pairs(key, rows, "question", "answer")
 
 
 def _prompt_pairs(key: str, rows: Sequence[Any]) -> list[tuple[str, str]]:
-    out = []
-    for i, r in enumerate(rows):
-        if isinstance(r, Example):
-            out.append((r.prompt, r.response))
-        elif (
-            isinstance(r, Mapping)
-            and isinstance(r.get("prompt"), str)
-            and isinstance(r.get("gt"), str)
-        ):
-            out.append((r["prompt"], r["gt"]))
-        else:
-            raise DataError("expected {'prompt': str, 'gt': str}", file=key, line=i + 1)
-    return out
+    return _pairs(key, rows, "prompt", "gt")
 
 
 def _texts(key: str, rows: Sequence[Any]) -> list[str]:
