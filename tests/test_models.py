@@ -119,3 +119,15 @@ def test_weights_hash_changes_with_any_weight(saved_tiny):
     with torch.no_grad():
         next(model.parameters()).view(-1)[0] += 1e-6
     assert weights_sha256(model) != digest
+
+
+def test_default_device_is_this_process_gpu(monkeypatch):
+    """Under accelerate launch / torchrun each process loads onto its own GPU (LOCAL_RANK)."""
+    from unilogit.models import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert resolve_device(None) == torch.device("cuda", 3)
+    monkeypatch.delenv("LOCAL_RANK")
+    assert resolve_device("auto") == torch.device("cuda", 0)
+    assert resolve_device("cpu") == torch.device("cpu")
