@@ -259,9 +259,20 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def silence_library_progress(args: argparse.Namespace) -> None:
+    """With ``--no-progress``, also hide the Hugging Face libraries' own bars."""
+    if getattr(args, "progress", True) is False:
+        import datasets
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
+    silence_library_progress(args)
     try:
         if getattr(args, "handler", None) is not None:
             return args.handler(args)

@@ -462,6 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["demo", *argv]
     args = parser.parse_args(argv)
+    from .cli import silence_library_progress
+
+    silence_library_progress(args)
     try:
         return args.handler(args)
     except UnilogitError as e:
