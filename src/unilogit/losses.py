@@ -86,9 +86,7 @@ def _mean(values: Tensor) -> Tensor:
     return values.sum() / max(values.numel(), 1)
 
 
-def _gold_log_prob(
-    logits: Tensor, targets: Tensor, ignore_index: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _gold_log_prob(logits: Tensor, targets: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
     """log p_k at every position with the max-shift trick (one reduction and one gather).
 
     Shifting by the row maximum before exponentiating keeps log p_k accurate to relative
@@ -97,19 +95,16 @@ def _gold_log_prob(
 
     Returns:
         logp_k: (...) log-probability of the target (graph-connected; garbage at ignored rows).
-        shifted: (..., V) ``z - max(z)`` in the compute dtype.
-        log_norm: (...) ``log Σ_i exp(shifted_i)`` so that ``log p_i = shifted_i - log_norm``.
-        gold: (...) target indices with ignored positions replaced by 0 (safe to gather).
         mask: (...) bool, True at supervised positions.
     """
     _check_targets(logits, targets)
     z = _upcast(logits)  # (..., V)
     mask = targets != ignore_index  # (...)
-    gold = torch.where(mask, targets, 0)  # (...)
+    gold = torch.where(mask, targets, 0)  # (...) safe to gather
     shifted = z - z.detach().amax(dim=-1, keepdim=True)  # (..., V), row max is 0
     log_norm = shifted.exp().sum(dim=-1).log()  # (...)
     logp_k = shifted.gather(-1, gold.unsqueeze(-1)).squeeze(-1) - log_norm  # (...)
-    return logp_k, shifted, log_norm, gold, mask
+    return logp_k, mask
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,7 +136,7 @@ def token_logps(logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDE
     Returns:
         (...) log-probabilities in the compute dtype, exactly 0 at ignored positions.
     """
-    logp_k, _, _, _, mask = _gold_log_prob(logits, targets, ignore_index)
+    logp_k, mask = _gold_log_prob(logits, targets, ignore_index)
     return torch.where(mask, logp_k, 0.0)  # (...)
 
 
@@ -168,7 +163,6 @@ def nll_loss(logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX) 
     Args: logits (..., V), targets (...). Returns a scalar (0 if nothing is supervised).
     Computed by :func:`closed_form_loss` (gradient ``softmax(z) - e_k`` in closed form).
     """
-    _check_targets(logits, targets)
     return closed_form_loss(logits, targets, "cross_entropy", ignore_index)
 
 
@@ -371,6 +365,7 @@ def closed_form_loss(
     the supervised positions of (..., V) logits, with the gradient from
     :func:`loss_and_logit_grad`: memory of one (..., V) gradient in the logits' dtype, no
     autograd graph over the vocabulary. Returns a scalar in the compute dtype."""
+    _check_targets(logits, targets)
     if not (torch.is_grad_enabled() and logits.requires_grad):
         with torch.no_grad():
             return _ClosedFormLoss.forward(_NoGrad(), logits, targets, kind, ignore_index)
