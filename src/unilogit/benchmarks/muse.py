@@ -37,18 +37,16 @@ Min-K% AUC: a saved evaluation of it, or the model itself).
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from unilogit.data import Example, load_examples
 from unilogit.errors import ConfigError, DataError
 
-from .source import BenchmarkSource, is_model, load_reference
+from .source import BenchmarkSource, is_model, load_reference, read_json_file
 
 __all__ = ["EVAL_PARTS", "MUSE_NEWS_REPO", "PARTS", "MuseBenchmark", "MusePart"]
 
@@ -171,7 +169,7 @@ class MuseBenchmark(BenchmarkSource):
             path = self.data_dir / rel
             if path.is_file():
                 if spec.kind == "prompt":
-                    return str(path), _read_json_array(path)
+                    return str(path), read_json_file(path, "MUSE file", list)
                 return str(path), path
         names = " or ".join(spec.files)
         raise DataError(
@@ -358,18 +356,6 @@ class MuseBenchmark(BenchmarkSource):
             )
         info["privleak_auc"] = float(auc)
         return float(auc), info
-
-
-def _read_json_array(path: Path) -> list[Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read MUSE file: {e}", file=path) from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"not valid JSON: {e.msg}", file=path, line=e.lineno) from None
-    if not isinstance(value, list):
-        raise DataError(f"must be a JSON array, got {type(value).__name__}", file=path)
-    return value
 
 
 def _prompt_rows(display: str, rows: Any) -> list[dict[str, str]]:

@@ -60,22 +60,27 @@ class BenchmarkSource:
         return str(self.data_dir) if self.data_dir is not None else f"hf:{self.repo}"
 
 
+def read_json_file(path: Path, what: str, kind: type) -> Any:
+    """The JSON value in ``path``, which must be a ``kind`` (dict or list); read and parse
+    errors become :class:`DataError` naming the file (and the line)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {what}: {e}", file=path) from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"not valid JSON: {e.msg}", file=path, line=e.lineno) from None
+    if not isinstance(value, kind):
+        expected = "a JSON object" if kind is dict else "a JSON array"
+        raise DataError(f"a {what} must be {expected}, got {type(value).__name__}", file=path)
+    return value
+
+
 def load_reference(path: str | os.PathLike) -> dict[str, Any]:
     """Read a saved evaluation (JSON object) used as ``reference``."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError("reference evaluation file not found", file=p)
-    try:
-        value = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read reference evaluation: {e}", file=p) from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"not valid JSON: {e.msg}", file=p, line=e.lineno) from None
-    if not isinstance(value, dict):
-        raise DataError(
-            f"a reference evaluation must be a JSON object, got {type(value).__name__}", file=p
-        )
-    return value
+    return read_json_file(p, "reference evaluation", dict)
 
 
 def is_model(obj: Any) -> bool:
