@@ -381,71 +381,18 @@ def test_eval_and_bench_commands_on_the_world(small_world, tmp_path, monkeypatch
     quick = world_data._PRESETS["quick"]
     monkeypatch.setitem(world_data._PRESETS, "quick", {**quick, "epochs": config.epochs})
     out = tmp_path / "eval.json"
-    code = demo_main(
-        [
-            "eval",
-            "--benchmark",
-            "world",
-            "--preset",
-            "quick",
-            "--cache-dir",
-            str(cache),
-            "--model",
-            str(world.target_dir),
-            "--output",
-            str(out),
-            "--max-rows",
-            "6",
-            "--no-progress",
-        ]
-    )
+    world_args = ["--benchmark", "world", "--preset", "quick", "--cache-dir", str(cache)]
+    eval_args = ["eval", *world_args, "--model", str(world.target_dir), "--output", str(out)]
+    code = demo_main([*eval_args, "--max-rows", "6", "--no-progress"])
     assert code == 0
     res = json.loads(out.read_text())
     assert res["benchmark"]["name"] == "world" and 0 <= res["forget_quality"] <= 1
     assert res["splits"]["forget"]["kl_to_gold"] > 0 and "model_utility" in res
-    assert (
-        demo_main(
-            [
-                "eval",
-                "--benchmark",
-                "world",
-                "--preset",
-                "quick",
-                "--cache-dir",
-                str(cache),
-                "--model",
-                str(world.target_dir),
-                "--output",
-                str(out),
-                "--no-progress",
-            ]
-        )
-        == 2
-    )  # exists: refused
+    assert demo_main([*eval_args, "--no-progress"]) == 2  # exists: refused
     bench_out = tmp_path / "bench"
     code = demo_main(
-        [
-            "bench",
-            "--benchmark",
-            "world",
-            "--preset",
-            "quick",
-            "--cache-dir",
-            str(cache),
-            "--methods",
-            "unilogit",
-            "--lrs",
-            "1e-3",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "6",
-            "--output",
-            str(bench_out),
-            "--max-rows",
-            "6",
-            "--no-progress",
-        ]
+        ["bench", *world_args, "--methods", "unilogit", "--lrs", "1e-3", "--epochs", "1"]
+        + ["--batch-size", "6", "--output", str(bench_out), "--max-rows", "6", "--no-progress"]
     )
     assert code == 0
     assert [r["method"] for r in _runs(bench_out)] == ["unilogit"]
