@@ -361,35 +361,37 @@ def _train(
     frozen_now = [p for p in method.frozen_parameters(model) if p.requires_grad]
     for p in frozen_now:
         p.requires_grad_(False)
-    schedule = _Schedule(len(forget), len(retain_encoded), cfg, accelerator.num_processes)
-    history.total_steps = schedule.total_steps
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(cfg.warmup_ratio * schedule.total_steps), schedule.total_steps
-    )
-    model, optimizer = accelerator.prepare(model, optimizer)
-    model.train()
+    log: Any = None
+    bar: Any = None
+    try:  # from here on, the finally below hands the frozen parameters back
+        schedule = _Schedule(len(forget), len(retain_encoded), cfg, accelerator.num_processes)
+        history.total_steps = schedule.total_steps
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, int(cfg.warmup_ratio * schedule.total_steps), schedule.total_steps
+        )
+        model, optimizer = accelerator.prepare(model, optimizer)
+        model.train()
 
-    start_step = 0
-    if cfg.resume:
-        start_step = _load_checkpoint(accelerator, scheduler, cfg)
-    log = (
-        open(cfg.log_file, "a" if cfg.resume else "w")
-        if cfg.log_file and accelerator.is_main_process
-        else None
-    )  # noqa: SIM115
-    bar = tqdm(
-        total=schedule.total_steps,
-        initial=start_step,
-        desc=f"{method.name}",
-        disable=not (cfg.progress and accelerator.is_local_main_process),
-    )
-    pad = tokenizer.pad_token_id
-    rank = accelerator.process_index
-    weights = {"forget": method.forget_weight, "retain": method.retain_weight}
-    term_keys = ["forget"] + (["retain"] if method.retain_kind and retain_encoded else [])
-    try:
+        start_step = 0
+        if cfg.resume:
+            start_step = _load_checkpoint(accelerator, scheduler, cfg)
+        log = (
+            open(cfg.log_file, "a" if cfg.resume else "w")
+            if cfg.log_file and accelerator.is_main_process
+            else None
+        )  # noqa: SIM115
+        bar = tqdm(
+            total=schedule.total_steps,
+            initial=start_step,
+            desc=f"{method.name}",
+            disable=not (cfg.progress and accelerator.is_local_main_process),
+        )
+        pad = tokenizer.pad_token_id
+        rank = accelerator.process_index
+        weights = {"forget": method.forget_weight, "retain": method.retain_weight}
+        term_keys = ["forget"] + (["retain"] if method.retain_kind and retain_encoded else [])
         for step in range(start_step, schedule.total_steps):
             micro = schedule.micro_batches(step)
             shards = [
@@ -482,7 +484,8 @@ def _train(
             if on_epoch_end is not None and within == 0:
                 on_epoch_end(accelerator.unwrap_model(model), epoch_done)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         if log is not None:
             log.close()
         for p in frozen_now:  # the caller gets its model back as trainable as it was
