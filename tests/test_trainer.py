@@ -217,6 +217,35 @@ def test_on_epoch_end_sees_each_epochs_weights(memorised):
     assert not torch.equal(seen[0][1], seen[1][1])  # copies taken at different times
 
 
+def test_on_step_end_sees_every_step_before_the_epoch_hook(memorised):
+    """The step hook runs after every optimizer step, with the step's log line already in the
+    history, and before the epoch hook of an epoch's last step."""
+    tokenizer, trained = memorised
+    calls = []
+
+    def on_step(model, step, history):
+        assert model.training and history.steps[-1]["step"] == step
+        calls.append(("step", step))
+
+    options = dict(batch_size=2, lr=1e-3, **FAST)
+    _, history = unlearn(
+        copy.deepcopy(trained),
+        tokenizer,
+        FORGET,
+        RETAIN,
+        epochs=2,
+        on_step_end=on_step,
+        on_epoch_end=lambda model, epoch: calls.append(("epoch", epoch)),
+        **options,
+    )
+    per_epoch = math.ceil(len(FORGET) / 2)
+    expected = []
+    for epoch in (1, 2):
+        expected += [("step", (epoch - 1) * per_epoch + k) for k in range(1, per_epoch + 1)]
+        expected.append(("epoch", epoch))
+    assert calls == expected and len(history.steps) == 2 * per_epoch
+
+
 def test_lora_trains_adapters_only(memorised):
     tokenizer, trained = memorised
     model = copy.deepcopy(trained)

@@ -115,6 +115,8 @@ def process_rank() -> int:
 
 #: ``on_epoch_end(model, epoch)`` callback of :func:`unlearn`.
 EpochHook = Callable[[nn.Module, int], None]
+#: ``on_step_end(model, step, history)`` callback of :func:`unlearn` (step counts from 1).
+StepHook = Callable[[nn.Module, int, "History"], None]
 
 
 def unlearn(
@@ -127,6 +129,7 @@ def unlearn(
     config: TrainConfig | None = None,
     refusals: Sequence[str] | None = None,
     on_epoch_end: EpochHook | None = None,
+    on_step_end: StepHook | None = None,
     **options: Any,
 ) -> tuple[nn.Module, History]:
     """Unlearn ``forget`` from ``model`` (trained in place and returned) with ``method``.
@@ -136,6 +139,8 @@ def unlearn(
     fields (``epochs``, ``lr``, ...) and the method's own (``retain_weight``, ``beta``, ...).
     ``on_epoch_end(model, epoch)``: called on every process after the last optimizer step of
     each whole epoch (1, 2, ...), with the unwrapped model in training mode; e.g. to evaluate.
+    ``on_step_end(model, step, history)``: the same after every optimizer step (1, 2, ...;
+    ``history.steps[-1]`` is that step's log line), before ``on_epoch_end``.
     """
     options = dict(options)
     cfg = TrainConfig.from_options(config, options)
@@ -155,7 +160,15 @@ def unlearn(
             stacklevel=2,
         )
     return _train(
-        model, tokenizer, method_obj, forget_examples, retain_examples, cfg, refusals, on_epoch_end
+        model,
+        tokenizer,
+        method_obj,
+        forget_examples,
+        retain_examples,
+        cfg,
+        refusals,
+        on_epoch_end,
+        on_step_end,
     )
 
 
@@ -299,6 +312,7 @@ def _train(
     cfg: TrainConfig,
     refusals: Sequence[str] | None,
     on_epoch_end: EpochHook | None = None,
+    on_step_end: StepHook | None = None,
 ) -> tuple[nn.Module, History]:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -480,6 +494,8 @@ def _train(
                 and step + 1 < schedule.total_steps
             ):
                 _save_checkpoint(accelerator, scheduler, cfg, step + 1)
+            if on_step_end is not None:
+                on_step_end(accelerator.unwrap_model(model), step + 1, history)
             epoch_done, within = divmod(step + 1, schedule.steps_per_epoch)
             if on_epoch_end is not None and within == 0:
                 on_epoch_end(accelerator.unwrap_model(model), epoch_done)

@@ -1,0 +1,32 @@
+"""Atomic writes: the final file holds the new content or the old one, never a part."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unilogit import files
+
+
+def test_writes_create_parents_and_leave_no_temporary_files(tmp_path):
+    target = tmp_path / "a" / "b" / "out.json"
+    files.atomic_write_json(target, {"x": 1})
+    files.atomic_write_jsonl(tmp_path / "a" / "log.jsonl", [{"s": 1}, {"s": 2}])
+    assert json.loads(target.read_text()) == {"x": 1}
+    assert (tmp_path / "a" / "log.jsonl").read_text() == '{"s": 1}\n{"s": 2}\n'
+    assert sorted(p.name for p in (tmp_path / "a").rglob("*")) == ["b", "log.jsonl", "out.json"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_removes_its_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "out.txt"
+    files.atomic_write_text(target, "old")
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="No space"):
+        files.atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
