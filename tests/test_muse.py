@@ -269,9 +269,18 @@ def test_evaluate_all_metrics_tiny_model(muse_dir, tiny_tokenizer, tmp_path):
     assert res["privleak"] == pytest.approx(100 * expected)
 
     # the retain model itself as reference: scored on the PrivLeak texts, same AUC as above
-    auc, info = bench._resolve_reference(retain_model, tok, bench.eval_data(), 6, 0.4, False)
+    resolved = bench.resolve_reference(retain_model, tok, batch_size=6, k=0.4, progress=False)
+    auc = resolved.evaluation["privleak_auc"]
     assert auc == pytest.approx(ref["privleak_auc"])
-    assert info == {"kind": "model", "privleak_auc": auc}
+    assert resolved.info == {"kind": "model", "benchmark": bench.describe(), "privleak_auc": auc}
+    # a bare AUC is not a saved evaluation; another Min-K% k compares a different attack
+    with pytest.raises(ConfigError, match="saved muse-news evaluation"):
+        bench.evaluate(model, tok, reference=0.5, **opts)
+    with pytest.raises(ConfigError, match="k=0.2"):
+        bench.evaluate(model, tok, reference={**ref, "privleak_k": 0.2}, **opts)
+    summary = bench.summarize(res)
+    assert summary["knowmem_f"] == res["knowmem_f"] and summary["privleak"] == res["privleak"]
+    assert {c.key for c in bench.columns} <= set(summary) and not bench.has_gold
 
     with pytest.raises(DataError, match="privleak_auc"):
         bench.evaluate(model, tok, reference={"knowmem_f": 0.3}, **opts)

@@ -321,6 +321,18 @@ def test_evaluate_all_metrics_tiny_model(tofu_dir, tiny_tokenizer, tmp_path):
         bench.evaluate(model, tok, reference=tmp_path / "missing.json", progress=False)
     with pytest.raises(DataError, match="truth ratios"):
         bench.evaluate(model, tok, reference={"knowmem_f": 0.3}, progress=False)
+    # one strict reference resolution: a reference must be a complete saved evaluation of the
+    # same benchmark, split and rows (a warning used to let a shorter one through)
     short = {"forget_split": "forget", "splits": {"forget": {"truth_ratios": [1.0, 2.0]}}}
-    with pytest.warns(UserWarning, match="reference has 2 forget questions"):
-        bench._resolve_reference(short, tok, bench.eval_splits(), {})
+    with pytest.raises(ConfigError, match="reference has 2 forget questions"):
+        bench.resolve_reference(short)
+    with pytest.raises(ConfigError, match="bare list of numbers"):
+        bench.evaluate(model, tok, reference=[1.0, 2.0, 3.0, 4.0], progress=False)
+    unnamed = {k: v for k, v in res.items() if k != "benchmark"}
+    with pytest.raises(DataError, match="no 'benchmark' entry"):
+        bench.resolve_reference(unnamed)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"forget_split": "forget",\n "splits": oops}', encoding="utf-8")
+    with pytest.raises(DataError, match="not valid JSON") as err:
+        bench.resolve_reference(bad)
+    assert err.value.file == str(bad) and err.value.line == 2

@@ -38,7 +38,6 @@ Min-K% AUC: a saved evaluation of it, or the model itself).
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +45,8 @@ from typing import Any
 from unilogit.data import Example, load_examples
 from unilogit.errors import ConfigError, DataError
 
-from .source import BenchmarkSource, is_model, load_reference, read_json_file
+from .base import Benchmark, Column, Curve
+from .source import BenchmarkSource, read_json_file
 
 __all__ = ["EVAL_PARTS", "MUSE_NEWS_REPO", "PARTS", "MuseBenchmark", "MusePart"]
 
@@ -110,7 +110,7 @@ _CORPORA = {"privleak": ("privleak_forget", "privleak_retain"), "raw": ("raw_for
 Loader = Callable[[str, MusePart], tuple[str, Any]]
 
 
-class MuseBenchmark(BenchmarkSource):
+class MuseBenchmark(BenchmarkSource, Benchmark):
     """MUSE-News from the Hub (``data_dir=None``) or a local folder.
 
     Args:
@@ -125,6 +125,31 @@ class MuseBenchmark(BenchmarkSource):
 
     name = "muse-news"
     what = "MUSE"
+    columns = (
+        Column("knowmem_f", "KnowMem forget", False, ".3f"),
+        Column("verbmem_f", "VerbMem forget", False, ".3f"),
+        Column("knowmem_r", "KnowMem retain", True, ".3f"),
+        Column("privleak", "PrivLeak", None, ".1f"),
+        Column("privleak_auc", "Min-K% AUC", None, ".3f"),
+    )
+    curves = (
+        Curve(
+            "knowmem_f",
+            "knowmem_r",
+            "KnowMem: forget vs retain",
+            "KnowMem on the forget set  (← better)",
+            "KnowMem on the retain set  (↑ better)",
+            x_higher_is_better=False,
+        ),
+        Curve(
+            "verbmem_f",
+            "knowmem_r",
+            "VerbMem forget vs KnowMem retain",
+            "VerbMem on the forget set  (← better)",
+            "KnowMem on the retain set  (↑ better)",
+            x_higher_is_better=False,
+        ),
+    )
 
     def __init__(
         self,
@@ -258,104 +283,102 @@ class MuseBenchmark(BenchmarkSource):
     # Evaluation
     # ----------------------------------------------------------------------------------------
 
+    def holdout(self) -> list[Example]:
+        """The PrivLeak holdout texts (never trained on)."""
+        return self.load("privleak_holdout")
+
+    # ----------------------------------------------------------------------------------------
+    # Evaluation
+    # ----------------------------------------------------------------------------------------
+
     def evaluate(
         self,
         model: Any,
         tokenizer: Any,
-        reference: Any = None,
         *,
+        reference: Any = None,
+        gold_model: Any = None,
+        progress: bool = True,
         batch_size: int = 32,
         k: float = 0.4,
-        progress: bool = True,
         **options: Any,
     ) -> dict[str, Any]:
         """``knowmem_f``, ``knowmem_r``, ``verbmem_f``, ``privleak`` (+ AUCs, generations;
         output of :func:`unilogit.eval.evaluate_muse` plus ``"benchmark"`` / ``"reference"``).
 
         Args:
-            reference: the RETAIN model's evaluation (dict returned by this method or the path
-                of its saved JSON, which must hold ``privleak_auc``), its AUC as a number, or the
-                retain model itself (scored here on the PrivLeak texts). ``None``: ``privleak``
-                is None (the AUCs are still reported).
-            k: the Min-K% fraction of the PrivLeak attack (MUSE: 0.4).
+            reference: the RETAIN model's saved evaluation (dict returned by this method or the
+                path of its JSON; see :meth:`resolve_reference`) or the retain model itself
+                (scored here on the PrivLeak texts). ``None``: ``privleak`` is None (the AUCs
+                are still reported).
+            gold_model: must be None: MUSE has no KL to a gold model.
+            k: the Min-K% fraction of the PrivLeak attack (MUSE: 0.4); a reference must use
+                the same.
             options: more :func:`evaluate_muse` arguments (``knowmem_max_new_tokens``,
                 ``verbmem_max_new_tokens``, ``keep_generations``).
         """
         from unilogit.eval.suites import evaluate_muse
 
-        data = self.eval_data()
-        ref, info = self._resolve_reference(reference, tokenizer, data, batch_size, k, progress)
+        if gold_model is not None:
+            raise ConfigError("MUSE has no KL to gold: a gold model is for TOFU / world")
+        ref = self.resolve_reference(
+            reference, tokenizer, batch_size=batch_size, k=k, progress=progress
+        )
+        if ref is not None:
+            _check_same_k(ref.evaluation, k)
         result = evaluate_muse(
             model,
             tokenizer,
-            data,
-            reference=ref,
+            self.eval_data(),
+            reference=ref.evaluation if ref is not None else None,
             batch_size=batch_size,
             k=k,
             progress=progress,
             **options,
         )
+        info = ref.info if ref is not None else None
         return {"benchmark": self.describe(), "reference": info, **result}
 
-    def _resolve_reference(
-        self,
-        reference: Any,
-        tokenizer: Any,
-        data: Mapping[str, list[Any]],
-        batch_size: int,
-        k: float,
-        progress: bool,
-    ) -> tuple[float | None, dict[str, Any] | None]:
-        if reference is None:
-            return None, None
-        if is_model(reference):
-            from unilogit.eval.suites import evaluate_muse
+    def evaluate_reference(self, model: Any, tokenizer: Any, **options: Any) -> dict[str, Any]:
+        """The reference model scored on the PrivLeak texts only (its Min-K% AUC)."""
+        from unilogit.eval.suites import evaluate_muse
 
-            parts = {p: data[p] for p in ("privleak_forget", "privleak_holdout")}
-            ref = evaluate_muse(
-                reference, tokenizer, parts, batch_size=batch_size, k=k, progress=progress
-            )
-            return float(ref["privleak_auc"]), {
-                "kind": "model",
-                "privleak_auc": ref["privleak_auc"],
-            }
-        if isinstance(reference, (int, float)) and not isinstance(reference, bool):
-            return float(reference), {"kind": "auc", "privleak_auc": float(reference)}
-        if isinstance(reference, (str, os.PathLike)):
-            ref, info = load_reference(reference), {"kind": "file", "path": str(reference)}
-        elif isinstance(reference, Mapping):
-            ref, info = reference, {"kind": "dict"}
-        else:
-            raise ConfigError(
-                "reference must be the retain model's evaluation (a dict or the path of its "
-                "saved JSON), its PrivLeak AUC, or the retain model; got "
-                f"{type(reference).__name__}"
-            )
-        auc = ref.get("privleak_auc")
+        data = self.eval_data()
+        parts = {p: data[p] for p in ("privleak_forget", "privleak_holdout")}
+        return {"benchmark": self.describe(), **evaluate_muse(model, tokenizer, parts, **options)}
+
+    def check_reference(self, evaluation: Mapping[str, Any], file: str | None) -> dict[str, Any]:
+        auc = evaluation.get("privleak_auc")
         if isinstance(auc, bool) or not isinstance(auc, (int, float)):
             raise DataError(
                 "reference has no numeric 'privleak_auc' (expected the retain model's MUSE "
                 "evaluation)",
-                file=info.get("path"),
+                file=file,
                 field="privleak_auc",
             )
-        bench = ref.get("benchmark")
-        if isinstance(bench, Mapping):
-            info["benchmark"] = dict(bench)
-            if bench.get("name") != self.name:
-                raise ConfigError(
-                    f"reference was evaluated on {bench.get('name')!r}, not {self.name!r}"
-                )
-        ref_k = ref.get("privleak_k")
-        if isinstance(ref_k, (int, float)) and abs(float(ref_k) - k) > 1e-12:
-            warnings.warn(
-                f"reference used Min-K% k={ref_k}, this evaluation k={k}: PrivLeak compares "
-                "different attacks",
-                UserWarning,
-                stacklevel=3,
-            )
-        info["privleak_auc"] = float(auc)
-        return float(auc), info
+        return {"privleak_auc": float(auc)}
+
+    def summarize(self, result: Mapping[str, Any]) -> dict[str, float]:
+        """``knowmem_f``, ``knowmem_r``, ``verbmem_f``, ``privleak``, ``privleak_auc`` and
+        ``"mia/<attack>"`` AUCs (those present and numeric)."""
+        keys = ("knowmem_f", "knowmem_r", "verbmem_f", "privleak", "privleak_auc")
+        out = {k: result[k] for k in keys if _is_number(result.get(k))}
+        for attack, auc in (result.get("mia") or {}).items():
+            out[f"mia/{attack}"] = auc
+        return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_same_k(reference: Mapping[str, Any], k: float) -> None:
+    ref_k = reference.get("privleak_k")
+    if _is_number(ref_k) and abs(float(ref_k) - k) > 1e-12:
+        raise ConfigError(
+            f"reference used Min-K% k={ref_k}, this evaluation k={k}: PrivLeak must compare "
+            "the same attack"
+        )
 
 
 def _prompt_rows(display: str, rows: Any) -> list[dict[str, str]]:

@@ -1,5 +1,6 @@
 """Benchmarks by name: ``get_benchmark("tofu", split="forget05")``, ``get_benchmark("muse-news")``,
-``get_benchmark("world:forget10", preset="quick")`` (the built-in world, :mod:`unilogit.sweep`).
+``get_benchmark("world:forget10", preset="quick")`` (the built-in world). Every benchmark is a
+:class:`unilogit.benchmarks.base.Benchmark`.
 
 A name may carry the TOFU split after a colon: ``get_benchmark("tofu:forget01", data_dir=...)``.
 Aliases: ``muse`` / ``muse_news`` -> ``muse-news``. New benchmarks are added with
@@ -14,30 +15,32 @@ from typing import Any
 
 from unilogit.errors import ConfigError
 
+from .base import Benchmark
+
 __all__ = ["available_benchmarks", "get_benchmark", "register_benchmark"]
 
-BenchmarkFactory = Callable[..., Any]
+BenchmarkFactory = Callable[..., Benchmark]
 
 
-def _tofu(data_dir: str | os.PathLike | None = None, **kw: Any) -> Any:
+def _tofu(data_dir: str | os.PathLike | None = None, **kw: Any) -> Benchmark:
     from .tofu import TofuBenchmark
 
     return TofuBenchmark(data_dir=data_dir, **kw)
 
 
-def _muse_news(data_dir: str | os.PathLike | None = None, **kw: Any) -> Any:
+def _muse_news(data_dir: str | os.PathLike | None = None, **kw: Any) -> Benchmark:
     from .muse import MuseBenchmark
 
     return MuseBenchmark(data_dir=data_dir, **kw)
 
 
-def _world(data_dir: str | os.PathLike | None = None, **kw: Any) -> Any:
+def _world(data_dir: str | os.PathLike | None = None, **kw: Any) -> Benchmark:
     """The built-in world benchmark (built or reused from the cache on first use); a
     ``data_dir`` is the cache base (``cache_dir``), kw: ``split``, ``preset``, ``max_rows``."""
-    from .world_split import WorldSplit
+    from .world_split import WorldBenchmark
 
     cache_dir = kw.pop("cache_dir", None) or data_dir
-    return WorldSplit(cache_dir=cache_dir, **kw)
+    return WorldBenchmark(cache_dir=cache_dir, **kw)
 
 
 _REGISTRY: dict[str, BenchmarkFactory] = {
@@ -74,7 +77,7 @@ def available_benchmarks() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_benchmark(name: str, data_dir: str | os.PathLike | None = None, **kw: Any) -> Any:
+def get_benchmark(name: str, data_dir: str | os.PathLike | None = None, **kw: Any) -> Benchmark:
     """The benchmark object ``name`` (``"tofu"``, ``"tofu:forget05"``, ``"muse-news"``, ...).
 
     ``data_dir``: a local copy of the data (``None`` = the Hugging Face Hub); ``kw`` goes to the
@@ -96,4 +99,10 @@ def get_benchmark(name: str, data_dir: str | os.PathLike | None = None, **kw: An
         if "split" in kw and kw["split"] != split:
             raise ConfigError(f"split given twice: {name!r} and split={kw['split']!r}")
         kw["split"] = split
-    return _REGISTRY[key](data_dir=data_dir, **kw)
+    bench = _REGISTRY[key](data_dir=data_dir, **kw)
+    if not isinstance(bench, Benchmark):
+        raise ConfigError(
+            f"benchmark {key!r}: its factory returned a {type(bench).__name__}, not a "
+            "unilogit.benchmarks.Benchmark (the benchmark contract)"
+        )
+    return bench

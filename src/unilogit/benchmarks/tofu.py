@@ -20,7 +20,8 @@ Which config plays which role, for ``split="forgetNN"`` (NN in 01, 05, 10)::
 
 ``forgetNN`` is the LAST ``NN``% of ``full`` and ``retain{100-NN}`` the rows before it.
 
-Evaluation (:meth:`TofuBenchmark.evaluate`) runs :func:`unilogit.eval.evaluate_qa` with the
+Evaluation (:meth:`TofuBenchmark.evaluate`, shared with the world benchmark in
+:class:`unilogit.benchmarks.qa.QABenchmark`) runs :func:`unilogit.eval.evaluate_qa` with the
 metrics of ``docs/metrics.md``: Model Utility = harmonic mean of {Probability, ROUGE-L recall,
 truth-ratio utility} x {retain, real authors, world facts} (nine numbers), and Forget Quality =
 KS p-value of the forget-set truth ratios against those of the RETAIN model (a saved evaluation
@@ -37,14 +38,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from unilogit.data import Example, load_examples
-from unilogit.errors import ConfigError, DataError
+from unilogit.errors import DataError
 
-from .source import BenchmarkSource, is_model, load_reference
+from .qa import QABenchmark
+from .source import BenchmarkSource, load_reference
 
 __all__ = [
     "EVAL_SPLITS",
@@ -74,7 +75,7 @@ _REQUIRED_EXTRAS = {
 Loader = Callable[[str], Any]
 
 
-class TofuBenchmark(BenchmarkSource):
+class TofuBenchmark(BenchmarkSource, QABenchmark):
     """TOFU for one forget split (``"forget01"``, ``"forget05"`` or ``"forget10"``).
 
     Args:
@@ -92,6 +93,8 @@ class TofuBenchmark(BenchmarkSource):
 
     name = "tofu"
     what = "TOFU"
+    utility_splits = UTILITY_SPLITS
+    kl_splits = ("forget", *UTILITY_SPLITS)
 
     def __init__(
         self,
@@ -220,132 +223,6 @@ class TofuBenchmark(BenchmarkSource):
             _check_extras(role, configs[role], examples)
             out[role] = examples
         return out
-
-    # ----------------------------------------------------------------------------------------
-    # Evaluation
-    # ----------------------------------------------------------------------------------------
-
-    def evaluate(
-        self,
-        model: Any,
-        tokenizer: Any,
-        reference: Any = None,
-        gold_model: Any = None,
-        *,
-        chat_template: bool | str | None = None,
-        batch_size: int = 32,
-        max_new_tokens: int = 200,
-        generate: bool = True,
-        progress: bool = True,
-        **options: Any,
-    ) -> dict[str, Any]:
-        """All TOFU metrics of ``model`` (output of :func:`unilogit.eval.evaluate_qa` plus a
-        ``"benchmark"`` and a ``"reference"`` entry; plain JSON).
-
-        Args:
-            reference: the RETAIN model's evaluation (a dict returned by this method, or the path
-                of its saved JSON), or the retain model itself (scored here on the forget set
-                only) -> ``forget_quality`` (KS p-value) and ``forget_quality_log10``. ``None``:
-                no Forget Quality.
-            gold_model: the retain model -> ``kl_to_gold`` per split.
-            generate: greedy-decode answers for ROUGE-L recall (the slow part); without it
-                Model Utility is the harmonic mean of the six remaining numbers
-                (``model_utility_components`` names them).
-            options: more :func:`evaluate_qa` arguments (``mia_k``, ``keep_generations``, ...).
-
-        Model Utility uses retain + real authors + world facts (nine numbers); the forget split
-        gives Forget Quality and the forget-set summaries, the holdout split the
-        forget-vs-holdout membership AUCs (``mia``).
-        """
-        from unilogit.eval.suites import evaluate_qa
-
-        splits = self.eval_splits()
-        common = dict(chat_template=chat_template, batch_size=batch_size, progress=progress)
-        ref, ref_info = self._resolve_reference(reference, tokenizer, splits, common)
-        result = evaluate_qa(
-            model,
-            tokenizer,
-            splits,
-            reference=ref,
-            gold_model=gold_model,
-            forget_split="forget",
-            holdout_split="holdout",
-            utility_splits=list(UTILITY_SPLITS),
-            max_new_tokens=max_new_tokens,
-            generate=generate,
-            **common,
-            **options,
-        )
-        return {"benchmark": self.describe(), "reference": ref_info, **result}
-
-    def _resolve_reference(
-        self,
-        reference: Any,
-        tokenizer: Any,
-        splits: Mapping[str, list[Example]],
-        common: Mapping[str, Any],
-    ) -> tuple[Any, dict[str, Any] | None]:
-        if reference is None:
-            return None, None
-        if is_model(reference):
-            from unilogit.eval.suites import evaluate_qa
-
-            ref = evaluate_qa(
-                reference,
-                tokenizer,
-                {"forget": splits["forget"]},
-                forget_split="forget",
-                holdout_split=None,
-                utility_splits=[],
-                generate=False,
-                **common,
-            )
-            return ref, {"kind": "model", "n_forget": ref["splits"]["forget"]["n"]}
-        if isinstance(reference, (str, os.PathLike)):
-            ref, info = load_reference(reference), {"kind": "file", "path": str(reference)}
-        elif isinstance(reference, Mapping):
-            ref, info = reference, {"kind": "dict"}
-        elif isinstance(reference, Sequence) and all(
-            isinstance(r, (int, float)) and not isinstance(r, bool) for r in reference
-        ):
-            return list(reference), {"kind": "truth_ratios", "n_forget": len(reference)}
-        else:
-            raise ConfigError(
-                "reference must be the retain model's evaluation (a dict or the path of its "
-                f"saved JSON), the retain model, or its forget truth ratios; got "
-                f"{type(reference).__name__}"
-            )
-        bench = ref.get("benchmark") if isinstance(ref, Mapping) else None
-        if isinstance(bench, Mapping):
-            info["benchmark"] = dict(bench)
-            if bench.get("name") != self.name or bench.get("split") != self.split:
-                raise ConfigError(
-                    f"reference was evaluated on {bench.get('name')} {bench.get('split')}, but "
-                    f"this is {self.name} {self.split}: Forget Quality must compare the same "
-                    "forget questions"
-                )
-        try:
-            ratios = ref["splits"][ref["forget_split"]]["truth_ratios"]
-            if not isinstance(ratios, list) or not ratios:
-                raise TypeError
-        except (KeyError, TypeError):
-            raise DataError(
-                "reference is not a TOFU evaluation of the retain model: it has no per-question "
-                "truth ratios on its forget split (['splits'][forget_split]['truth_ratios'])",
-                file=info.get("path"),
-                field="truth_ratios",
-            ) from None
-        n_ref = len(ratios)
-        info["n_forget"] = n_ref
-        if n_ref != len(splits["forget"]):
-            warnings.warn(
-                f"reference has {n_ref} forget questions, this evaluation "
-                f"{len(splits['forget'])} (different max_rows?): Forget Quality compares "
-                "different question sets",
-                UserWarning,
-                stacklevel=3,
-            )
-        return ref, info
 
 
 def without_paraphrase(example: Example) -> Example:

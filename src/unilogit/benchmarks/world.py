@@ -46,10 +46,11 @@ from pathlib import Path
 from typing import Any
 
 from unilogit.errors import ConfigError, DataError
+from unilogit.files import atomic_write_json, atomic_write_text
 
 from .world_data import FORGET_PERCENTS, WorldConfig, generate_world
 
-__all__ = ["FORMAT_VERSION", "WorldBenchmark", "WorldConfig", "build_world", "world_root"]
+__all__ = ["FORMAT_VERSION", "World", "WorldConfig", "build_world", "world_root"]
 
 FORMAT_VERSION = 1
 SPLITS = tuple(f"forget{p}" for p in FORGET_PERCENTS)
@@ -71,8 +72,32 @@ def config_hash(config: WorldConfig) -> str:
 
 
 def default_cache_dir() -> Path:
+    """``$UNILOGIT_CACHE``, else ``~/.cache/unilogit``."""
     base = os.environ.get("UNILOGIT_CACHE")
-    return Path(base).expanduser() if base else Path.home() / ".cache" / "unilogit"
+    if base:
+        return Path(base).expanduser()
+    try:
+        return Path.home() / ".cache" / "unilogit"
+    except RuntimeError as e:  # no HOME and no password entry
+        raise ConfigError(
+            f"no cache folder: the home directory is unknown ({e}); set UNILOGIT_CACHE to a "
+            "writable folder"
+        ) from None
+
+
+def check_cache_dir(base: Path) -> Path:
+    """``base`` created if needed; a :class:`ConfigError` naming the path when it is a file or
+    cannot be created or written (set ``UNILOGIT_CACHE`` / ``--cache-dir`` elsewhere)."""
+    hint = "set UNILOGIT_CACHE (or --cache-dir) to a writable folder"
+    if base.exists() and not base.is_dir():
+        raise ConfigError(f"cache folder {base} is a file, not a folder; {hint}")
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create cache folder {base}: {e.strerror or e}; {hint}") from None
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ConfigError(f"cache folder {base} is not writable; {hint}")
+    return base
 
 
 def world_root(config: WorldConfig, cache_dir: str | Path | None = None) -> Path:
@@ -92,8 +117,9 @@ def split_percent(split: str) -> str:
 
 
 @dataclass
-class WorldBenchmark:
-    """A built world: paths to its files and models, and loaders."""
+class World:
+    """A built world: paths to its files and models, and loaders (the benchmark object over
+    one of its splits is :class:`unilogit.benchmarks.world_split.WorldBenchmark`)."""
 
     root: Path
     config: WorldConfig
@@ -162,9 +188,7 @@ class WorldBenchmark:
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def _tokenizer_corpus(files: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -279,7 +303,7 @@ def _build_data(config: WorldConfig, root: Path, progress: bool) -> None:
             "vocab_size": len(tokenizer),
             "seconds": round(time.perf_counter() - t0, 2),
         }
-        (tmp / "world.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        atomic_write_json(tmp / "world.json", manifest, indent=1)
         if root.exists() and not (root / "world.json").exists():
             shutil.rmtree(root)  # a foreign or broken directory under our hash
         _publish(tmp, root)
@@ -321,7 +345,7 @@ def _auto_threads(config: WorldConfig, num_threads: int | None) -> int | None:
 
 def _train_model(
     config: WorldConfig,
-    world: WorldBenchmark,
+    world: World,
     train_sets: Sequence[str],
     final: Path,
     label: str,
@@ -370,7 +394,7 @@ def _train_model(
             "seconds": round(seconds, 1),
             "history": _history_summary(history),
         }
-        (tmp / "train.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+        atomic_write_json(tmp / "train.json", info, indent=1)
         _publish(tmp, final)
     finally:
         if tmp.exists():
@@ -394,10 +418,10 @@ def _history_summary(history: Any) -> dict[str, Any]:
     }
 
 
-def _collect(config: WorldConfig, root: Path, splits: tuple[str, ...]) -> WorldBenchmark:
+def _collect(config: WorldConfig, root: Path, splits: tuple[str, ...]) -> World:
     manifest = json.loads((root / "world.json").read_text(encoding="utf-8"))
     files = {stem: root / name for stem, name in manifest["files"].items()}
-    return WorldBenchmark(root=root, config=config, data_files=files, splits=splits)
+    return World(root=root, config=config, data_files=files, splits=splits)
 
 
 def build_world(
@@ -406,9 +430,9 @@ def build_world(
     splits: Sequence[str] = ("forget10",),
     progress: bool = True,
     num_threads: int | None = None,
-) -> WorldBenchmark:
+) -> World:
     """Build (or find in the cache) the world of ``config`` with its target model and the
-    retain model of each split in ``splits``; return a :class:`WorldBenchmark`.
+    retain model of each split in ``splits``; return a :class:`World`.
 
     ``config``: a :class:`WorldConfig`, a preset name (``"quick"``, ``"default"``) or None
     (the default preset). ``cache_dir``: the cache base (default ``$UNILOGIT_CACHE`` or
@@ -428,6 +452,11 @@ def build_world(
         splits = (splits,)
     wanted = tuple(dict.fromkeys(f"forget{split_percent(s)}" for s in splits))
     root = world_root(config, cache_dir)
+    built = [root / "world.json", root / "target"]
+    built += [root / f"retain-forget{split_percent(s)}" for s in wanted]
+    if not all(p.exists() for p in built):  # something to write: the cache must take it
+        check_cache_dir(root.parent.parent)
+        check_cache_dir(root.parent)
     threads = _auto_threads(config, num_threads)
 
     if not (root / "world.json").is_file():

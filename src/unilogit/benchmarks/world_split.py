@@ -1,5 +1,7 @@
-"""The built-in ``world`` benchmark as a benchmark object: one forget split of a built world
-(:func:`unilogit.benchmarks.build_world`) with the interface of the TOFU and MUSE benchmarks."""
+"""The built-in ``world`` benchmark as a benchmark object (:class:`WorldBenchmark`): one forget
+split of a built world (:func:`unilogit.benchmarks.build_world`, which returns the built files
+and models, a :class:`~unilogit.benchmarks.world.World`). ``WorldSplit`` is the old name of
+:class:`WorldBenchmark`, kept for one release."""
 
 from __future__ import annotations
 
@@ -9,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .qa import QABenchmark
 from .tofu import without_paraphrase
-from .world import build_world, split_percent
+from .world import World, build_world, split_percent
+
+__all__ = ["WorldBenchmark", "WorldSplit"]
 
 
-class WorldSplit:
-    """The built-in ``world`` benchmark for one forget split, with the interface of
-    :class:`unilogit.benchmarks.tofu.TofuBenchmark` (``forget``, ``retain``, ``eval_splits``,
-    ``evaluate``, ``describe``) plus its models (``load_model``, ``load_tokenizer``).
+class WorldBenchmark(QABenchmark):
+    """The built-in ``world`` benchmark for one forget split (the benchmark contract, like
+    :class:`unilogit.benchmarks.tofu.TofuBenchmark`), with its own target and gold models.
 
     The world is built (or found in the cache) on first use by
     :func:`unilogit.benchmarks.build_world`. Evaluation splits, as in TOFU::
@@ -65,8 +69,8 @@ class WorldSplit:
         self._world = world
 
     @property
-    def world(self) -> Any:
-        """The built :class:`~unilogit.benchmarks.WorldBenchmark` (built on first access)."""
+    def world(self) -> World:
+        """The built :class:`~unilogit.benchmarks.world.World` (built on first access)."""
         if self._world is None:
             self._world = build_world(
                 self.config if self.config is not None else self.preset,
@@ -77,7 +81,7 @@ class WorldSplit:
         return self._world
 
     def __repr__(self) -> str:
-        return f"WorldSplit({self.split!r}, preset={self.preset!r}, max_rows={self.max_rows!r})"
+        return f"WorldBenchmark({self.split!r}, preset={self.preset!r}, max_rows={self.max_rows!r})"
 
     @property
     def retain_split(self) -> str:
@@ -128,82 +132,33 @@ class WorldSplit:
             out[role] = examples
         return out
 
+    def holdout(self) -> list[Any]:
+        return self.load(self.configs["holdout"])
+
+    def target_model(self) -> tuple[Any, Any]:
+        """The world's target model (trained on everything) and its tokenizer."""
+        return self.world.load_model("target"), self.world.load_tokenizer()
+
+    def gold_model(self) -> tuple[Any, Any]:
+        """The retain model of this split (never saw the forget set) and the tokenizer."""
+        return self.world.load_model(self.split), self.world.load_tokenizer()
+
     def load_tokenizer(self) -> Any:
+        """The world's tokenizer (kept for callers of the old interface)."""
         return self.world.load_tokenizer()
 
     def load_model(self, which: str = "target") -> Any:
-        """``"target"``, or ``"retain"`` / the split name for the retain (gold) model."""
+        """``"target"``, or ``"retain"`` / the split name for the retain (gold) model (kept for
+        callers of the old interface; the contract's are :meth:`target_model` /
+        :meth:`gold_model`)."""
         return self.world.load_model(self.split if which in ("retain", "gold") else which)
 
-    def evaluate(
-        self,
-        model: Any,
-        tokenizer: Any,
-        reference: Any = None,
-        gold_model: Any = None,
-        *,
-        batch_size: int = 64,
-        max_new_tokens: int = 32,
-        generate: bool = True,
-        progress: bool = True,
-        **options: Any,
-    ) -> dict[str, Any]:
-        """TOFU-style metrics (:func:`unilogit.eval.evaluate_qa`) on the world's splits.
-
-        ``reference``: the retain model's evaluation (dict), its forget truth ratios, or the
-        retain model itself -> Forget Quality. ``gold_model``: the retain model -> KL to gold
-        on ``kl_splits``.
-        """
-        import torch
-
-        from ..eval.scoring import kl_to_reference
-        from ..eval.suites import evaluate_qa
-
-        splits = self.eval_splits()
-        neighbour = splits.pop("neighbour")
-        common = dict(batch_size=batch_size, progress=progress)
-        if isinstance(reference, torch.nn.Module):
-            reference = evaluate_qa(
-                reference,
-                tokenizer,
-                {"forget": splits["forget"]},
-                forget_split="forget",
-                holdout_split=None,
-                utility_splits=[],
-                generate=False,
-                **common,
-            )
-        result = evaluate_qa(
-            model,
-            tokenizer,
-            splits,
-            reference=reference,
-            forget_split="forget",
-            holdout_split="holdout",
-            utility_splits=list(self.utility_splits),
-            max_new_tokens=max_new_tokens,
-            generate=generate,
-            **common,
-            **options,
-        )
+    def complete(self, result: dict[str, Any], splits: Mapping[str, list[Any]]) -> None:
+        """The neighbour split's numbers: the general split's per-question numbers averaged over
+        the neighbour rows (they are general facts, scored once)."""
         result["splits"]["neighbour"] = _subset_summary(
-            result["splits"]["general"], splits["general"], neighbour
+            result["splits"]["general"], splits["general"], splits["neighbour"]
         )
-        if gold_model is not None:
-            for name in self.kl_splits:
-                rows = splits[name]
-                result["splits"][name]["kl_to_gold"] = float(
-                    kl_to_reference(
-                        model,
-                        gold_model,
-                        tokenizer,
-                        [e.prompt for e in rows],
-                        [e.response for e in rows],
-                        chat_template=options.get("chat_template"),
-                        **common,
-                    )
-                )
-        return {"benchmark": self.describe(), **result}
 
 
 def _subset_summary(
@@ -226,3 +181,7 @@ def _subset_summary(
     if "truth_ratios" in split:
         out["truth_ratio"] = M.truth_ratio_utility([split["truth_ratios"][i] for i in picked])
     return out
+
+
+#: The old name of :class:`WorldBenchmark` (one release).
+WorldSplit = WorldBenchmark

@@ -35,7 +35,7 @@ from unilogit.eval import metrics as M
 from unilogit.eval.generation import generate_answers, generate_continuations
 from unilogit.eval.scoring import answer_token_scores, kl_to_reference, text_logprobs
 
-__all__ = ["evaluate_muse", "evaluate_qa", "load_muse_dir"]
+__all__ = ["evaluate_muse", "evaluate_qa", "kl_to_gold", "load_muse_dir"]
 
 TRUTH_RATIO_CONVENTION = "geometric"  # P_pert = geometric mean over perturbed answers
 MUSE_KNOWMEM_STOP = ("\n\n", "Question:")
@@ -112,6 +112,7 @@ def evaluate_qa(
     forget_split: str | None = "forget",
     holdout_split: str | None = "holdout",
     utility_splits: Sequence[str] | None = None,
+    kl_splits: Sequence[str] | None = None,
     chat_template: bool | str | None = None,
     batch_size: int = 32,
     max_new_tokens: int = 200,
@@ -130,7 +131,8 @@ def evaluate_qa(
             utility splits unless ``utility_splits`` names them.
         reference: the RETAIN model's output of this function (or directly its per-question
             forget-set truth ratios) -> ``forget_quality``.
-        gold_model: the retain model -> ``kl_to_gold`` on every split but the holdout.
+        gold_model: the retain model -> ``kl_to_gold`` on ``kl_splits`` (default: every split
+            but the holdout).
         generate: greedy-decode answers for ROUGE (the slow part); off = no ROUGE.
         mia_k: k of Min-K% / Min-K%++ for the forget-vs-holdout attacks.
 
@@ -143,7 +145,7 @@ def evaluate_qa(
           geometric mean over perturbed answers; ã = ``paraphrased_answer`` if present, else the
           gold answer), and ``truth_ratio``: mean min(R, 1/R) on the forget split, mean
           max(0, 1 - R) elsewhere (``truth_ratio_summary`` names it).
-        * ``kl_to_gold`` when ``gold_model`` is given.
+        * ``kl_to_gold`` when ``gold_model`` is given and the split is in ``kl_splits``.
 
     Top level: ``forget_quality`` (KS p-value), ``forget_quality_log10``, ``model_utility``
     (harmonic mean of ``model_utility_components``, named ``"metric/split"``), ``mia``
@@ -152,18 +154,10 @@ def evaluate_qa(
     if not splits:
         raise DataError("evaluate_qa: no splits")
     data = {name: _as_examples(name, rows) for name, rows in splits.items()}
-    forget = _pick_split(data, forget_split, "forget")
-    holdout = _pick_split(data, holdout_split, "holdout")
-    if utility_splits is None:
-        utility = [n for n in data if n not in (forget, holdout)]
-    else:
-        missing = [n for n in utility_splits if n not in data]
-        if missing:
-            raise DataError(f"utility_splits {missing} are not among the splits {list(data)}")
-        utility = list(utility_splits)
+    forget, holdout, utility = _qa_roles(data, forget_split, holdout_split, utility_splits)
+    kl_names = [n for n in data if n != holdout] if kl_splits is None else list(kl_splits)
     common = dict(batch_size=batch_size, chat_template=chat_template, progress=progress)
     want_mia = forget is not None and holdout is not None
-
     result: dict[str, Any] = {
         "forget_split": forget,
         "holdout_split": holdout,
@@ -173,108 +167,200 @@ def evaluate_qa(
     }
     mia_inputs: dict[str, dict[str, np.ndarray]] = {}
     for name, examples in data.items():
-        questions = [ex.prompt for ex in examples]
-        answers = [ex.response for ex in examples]
-        is_holdout = name == holdout
-        out: dict[str, Any] = {"n": len(examples), "row_ids": [ex.row_id for ex in examples]}
-        with_stats = want_mia and name in (forget, holdout)
-        gold = answer_token_scores(
-            model, tokenizer, questions, answers, with_stats=with_stats, **common
+        out, mia = _score_split(
+            model,
+            tokenizer,
+            examples,
+            name=name,
+            is_forget=name == forget,
+            is_holdout=name == holdout,
+            with_stats=want_mia and name in (forget, holdout),
+            mia_k=mia_k,
+            common=common,
         )
-        gold_nll = np.array([M.mean_nll(s.logprobs) for s in gold])
-        if with_stats:
-            mia_inputs[name] = M.mia_scores(
-                [s.logprobs for s in gold],
-                texts=answers,
-                mu=[s.mu for s in gold],
-                sigma=[s.sigma for s in gold],
-                k=mia_k,
+        if generate and name != holdout:
+            out.update(
+                _generation_metrics(
+                    model, tokenizer, examples, max_new_tokens, keep_generations, common
+                )
             )
-
-        perturbed = None if is_holdout else _perturbed_lists(name, examples)
-        pert_nll: list[np.ndarray] | None = None
-        if perturbed is not None:
-            flat_q = [q for q, ps in zip(questions, perturbed, strict=True) for _ in ps]
-            flat_a = [p for ps in perturbed for p in ps]
-            flat = _mean_nlls(model, tokenizer, flat_q, flat_a, **common)
-            bounds = np.cumsum([0] + [len(ps) for ps in perturbed])
-            pert_nll = [flat[bounds[i] : bounds[i + 1]] for i in range(len(perturbed))]
-
-        paraphrased = perturbed is not None and all(
-            isinstance(ex.extras.get("paraphrased_answer"), str) for ex in examples
-        )
-        if pert_nll is not None and not paraphrased:
-            probs = M.normalised_probability(gold_nll, pert_nll)
-            out["probability_kind"] = "normalised_by_perturbed"
-        else:
-            probs = np.exp(-gold_nll)
-            out["probability_kind"] = "length_normalised"
-        out["probability"] = float(probs.mean())
-        out["probabilities"] = _floats(probs)
-
-        if pert_nll is not None:
-            if paraphrased:
-                para = [ex.extras["paraphrased_answer"] for ex in examples]
-                true_nll = _mean_nlls(model, tokenizer, questions, para, **common)
-            else:
-                true_nll = gold_nll
-            ratios = M.truth_ratios(true_nll, pert_nll)
-            out["truth_ratio_true_answer"] = "paraphrased" if paraphrased else "gold"
-            out["truth_ratios"] = _floats(ratios)
-            if name == forget:
-                out["truth_ratio"] = M.truth_ratio_forget_summary(ratios)
-                out["truth_ratio_summary"] = "mean(min(R, 1/R))"
-            else:
-                out["truth_ratio"] = M.truth_ratio_utility(ratios)
-                out["truth_ratio_summary"] = "mean(max(0, 1 - R))"
-
-        if generate and not is_holdout:
-            gens = generate_answers(
-                model, tokenizer, questions, max_new_tokens=max_new_tokens, **common
-            )
-            recall = M.rouge_l(gens, answers).recall
-            out["rouge_l_recall"] = float(recall.mean())
-            out["rouge_l_recalls"] = _floats(recall)
-            out["fluency"] = M.fluency(gens)
-            if keep_generations:
-                out["generations"] = gens
-
-        if gold_model is not None and not is_holdout:
-            out["kl_to_gold"] = float(
-                kl_to_reference(model, gold_model, tokenizer, questions, answers, **common)
-            )
+        if gold_model is not None and name in kl_names and name != holdout:
+            out["kl_to_gold"] = kl_to_gold(model, gold_model, tokenizer, examples, **common)
+        if mia is not None:
+            mia_inputs[name] = mia
         result["splits"][name] = out
-
-    # Forget Quality against the retain model's per-question forget truth ratios.
     if reference is not None:
-        if forget is None or "truth_ratios" not in result["splits"][forget]:
-            raise DataError(
-                "evaluate_qa: forget_quality needs a forget split with 'perturbed_answer' "
-                "(and 'paraphrased_answer') columns"
-            )
-        ks = M.forget_quality(
-            result["splits"][forget]["truth_ratios"], _reference_ratios(reference)
-        )
-        result["forget_quality"] = ks.p_value
-        result["forget_quality_log10"] = ks.log10_p_value
-        result["forget_quality_ks_statistic"] = ks.statistic
+        result.update(_forget_quality(result["splits"], forget, reference))
+    result.update(_model_utility(result["splits"], utility))
+    if want_mia:
+        result["mia"] = M.mia_aucs(mia_inputs[forget], mia_inputs[holdout])
+        result["mia_k"] = mia_k
+    return result
 
+
+def kl_to_gold(
+    model: torch.nn.Module,
+    gold_model: torch.nn.Module,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    **common: Any,
+) -> float:
+    """Mean per answer token KL(p_gold ‖ p_model) on QA ``examples``: the one KL-to-gold
+    computation (:func:`unilogit.eval.scoring.kl_to_reference`)."""
+    questions = [ex.prompt for ex in examples]
+    answers = [ex.response for ex in examples]
+    return float(kl_to_reference(model, gold_model, tokenizer, questions, answers, **common))
+
+
+def _qa_roles(
+    data: Mapping[str, list[Example]],
+    forget_split: str | None,
+    holdout_split: str | None,
+    utility_splits: Sequence[str] | None,
+) -> tuple[str | None, str | None, list[str]]:
+    """The forget split, the holdout split and the utility splits of ``data``."""
+    forget = _pick_split(data, forget_split, "forget")
+    holdout = _pick_split(data, holdout_split, "holdout")
+    if utility_splits is None:
+        return forget, holdout, [n for n in data if n not in (forget, holdout)]
+    missing = [n for n in utility_splits if n not in data]
+    if missing:
+        raise DataError(f"utility_splits {missing} are not among the splits {list(data)}")
+    return forget, holdout, list(utility_splits)
+
+
+def _score_split(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    examples: list[Example],
+    *,
+    name: str,
+    is_forget: bool,
+    is_holdout: bool,
+    with_stats: bool,
+    mia_k: float,
+    common: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+    """Probability, truth ratios (and membership scores) of one split, without generation."""
+    questions = [ex.prompt for ex in examples]
+    answers = [ex.response for ex in examples]
+    out: dict[str, Any] = {"n": len(examples), "row_ids": [ex.row_id for ex in examples]}
+    gold = answer_token_scores(
+        model, tokenizer, questions, answers, with_stats=with_stats, **common
+    )
+    gold_nll = np.array([M.mean_nll(s.logprobs) for s in gold])
+    mia = None
+    if with_stats:
+        mia = M.mia_scores(
+            [s.logprobs for s in gold],
+            texts=answers,
+            mu=[s.mu for s in gold],
+            sigma=[s.sigma for s in gold],
+            k=mia_k,
+        )
+    perturbed = None if is_holdout else _perturbed_lists(name, examples)
+    pert_nll = None
+    if perturbed is not None:
+        flat_q = [q for q, ps in zip(questions, perturbed, strict=True) for _ in ps]
+        flat = _mean_nlls(model, tokenizer, flat_q, [p for ps in perturbed for p in ps], **common)
+        bounds = np.cumsum([0] + [len(ps) for ps in perturbed])
+        pert_nll = [flat[bounds[i] : bounds[i + 1]] for i in range(len(perturbed))]
+    paraphrased = perturbed is not None and all(
+        isinstance(ex.extras.get("paraphrased_answer"), str) for ex in examples
+    )
+    if pert_nll is not None and not paraphrased:
+        probs = M.normalised_probability(gold_nll, pert_nll)
+        out["probability_kind"] = "normalised_by_perturbed"
+    else:
+        probs = np.exp(-gold_nll)
+        out["probability_kind"] = "length_normalised"
+    out["probability"] = float(probs.mean())
+    out["probabilities"] = _floats(probs)
+    if pert_nll is not None:
+        true_nll = gold_nll
+        if paraphrased:
+            para = [ex.extras["paraphrased_answer"] for ex in examples]
+            true_nll = _mean_nlls(model, tokenizer, questions, para, **common)
+        out.update(_truth_ratio_block(true_nll, pert_nll, paraphrased, is_forget))
+    return out, mia
+
+
+def _truth_ratio_block(
+    true_nll: np.ndarray, pert_nll: list[np.ndarray], paraphrased: bool, is_forget: bool
+) -> dict[str, Any]:
+    """Per-question truth ratios R = P_pert / P_true and their summary (forget: mean
+    min(R, 1/R); elsewhere: mean max(0, 1 - R))."""
+    ratios = M.truth_ratios(true_nll, pert_nll)
+    out: dict[str, Any] = {
+        "truth_ratio_true_answer": "paraphrased" if paraphrased else "gold",
+        "truth_ratios": _floats(ratios),
+    }
+    if is_forget:
+        out["truth_ratio"] = M.truth_ratio_forget_summary(ratios)
+        out["truth_ratio_summary"] = "mean(min(R, 1/R))"
+    else:
+        out["truth_ratio"] = M.truth_ratio_utility(ratios)
+        out["truth_ratio_summary"] = "mean(max(0, 1 - R))"
+    return out
+
+
+def _generation_metrics(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    examples: list[Example],
+    max_new_tokens: int,
+    keep_generations: bool,
+    common: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Greedy answers: ROUGE-L recall against the gold answers, fluency (and the answers)."""
+    questions = [ex.prompt for ex in examples]
+    gens = generate_answers(model, tokenizer, questions, max_new_tokens=max_new_tokens, **common)
+    recall = M.rouge_l(gens, [ex.response for ex in examples]).recall
+    out: dict[str, Any] = {
+        "rouge_l_recall": float(recall.mean()),
+        "rouge_l_recalls": _floats(recall),
+        "fluency": M.fluency(gens),
+    }
+    if keep_generations:
+        out["generations"] = gens
+    return out
+
+
+def _forget_quality(
+    splits: Mapping[str, Mapping[str, Any]],
+    forget: str | None,
+    reference: Mapping[str, Any] | Sequence[float],
+) -> dict[str, float]:
+    """KS test of the forget truth ratios against the reference (retain) model's."""
+    if forget is None or "truth_ratios" not in splits[forget]:
+        raise DataError(
+            "evaluate_qa: forget_quality needs a forget split with 'perturbed_answer' "
+            "(and 'paraphrased_answer') columns"
+        )
+    ks = M.forget_quality(splits[forget]["truth_ratios"], _reference_ratios(reference))
+    return {
+        "forget_quality": ks.p_value,
+        "forget_quality_log10": ks.log10_p_value,
+        "forget_quality_ks_statistic": ks.statistic,
+    }
+
+
+def _model_utility(splits: Mapping[str, Mapping[str, Any]], utility: Sequence[str]) -> dict:
+    """Harmonic mean of {probability, ROUGE-L recall, truth ratio} over the utility splits."""
     components: dict[str, float] = {}
     for name in utility:
-        s = result["splits"][name]
+        s = splits[name]
         components[f"probability/{name}"] = s["probability"]
         if "rouge_l_recall" in s:
             components[f"rouge_l_recall/{name}"] = s["rouge_l_recall"]
         if "truth_ratio" in s:
             components[f"truth_ratio/{name}"] = s["truth_ratio"]
-    if components:
-        result["model_utility"] = M.model_utility(components)
-        result["model_utility_components"] = components
-
-    if want_mia:
-        result["mia"] = M.mia_aucs(mia_inputs[forget], mia_inputs[holdout])
-        result["mia_k"] = mia_k
-    return result
+    if not components:
+        return {}
+    return {
+        "model_utility": M.model_utility(components),
+        "model_utility_components": components,
+    }
 
 
 def _reference_ratios(reference: Mapping[str, Any] | Sequence[float]) -> list[float]:
@@ -408,63 +494,96 @@ def evaluate_muse(
     result: dict[str, Any] = {}
     common = dict(batch_size=batch_size, progress=progress)
     for split, short in (("forget", "f"), ("retain", "r")):
-        key = f"knowmem_{split}"
-        if key not in data:
-            continue
-        pairs = _qa_pairs(key, data[key])
-        icl = _qa_pairs(f"{key}_icl", data.get(f"{key}_icl", []))
-        prompts = [_icl_prompt(icl, q) for q, _ in pairs]
-        gens = generate_continuations(
-            model,
-            tokenizer,
-            prompts,
-            max_new_tokens=knowmem_max_new_tokens,
-            stop_strings=MUSE_KNOWMEM_STOP,
-            **common,
-        )
-        result[f"knowmem_{short}"] = M.knowmem(gens, [a for _, a in pairs])
-        if keep_generations:
-            result[f"knowmem_{short}_generations"] = gens
-
+        if f"knowmem_{split}" in data:
+            gens, score = _knowmem(model, tokenizer, data, split, knowmem_max_new_tokens, common)
+            result[f"knowmem_{short}"] = score
+            if keep_generations:
+                result[f"knowmem_{short}_generations"] = gens
     if "verbmem_forget" in data:
-        pairs = _prompt_pairs("verbmem_forget", data["verbmem_forget"])
-        limits = [
-            min(
-                verbmem_max_new_tokens,
-                max(1, len(tokenizer(gt, add_special_tokens=False)["input_ids"])),
-            )
-            for _, gt in pairs
-        ]
-        gens = generate_continuations(
-            model, tokenizer, [p for p, _ in pairs], max_new_tokens=limits, **common
-        )
-        result["verbmem_f"] = M.verbmem(gens, [gt for _, gt in pairs])
+        gens, score = _verbmem(model, tokenizer, data, verbmem_max_new_tokens, common)
+        result["verbmem_f"] = score
         if keep_generations:
             result["verbmem_f_generations"] = gens
-
     if "privleak_forget" in data and "privleak_holdout" in data:
-        scores = {}
-        for split in ("forget", "holdout"):
-            texts = _texts(f"privleak_{split}", data[f"privleak_{split}"])
-            ts = text_logprobs(model, tokenizer, texts, with_stats=True, **common)
-            scores[split] = M.mia_scores(
-                [s.logprobs for s in ts],
-                texts=texts,
-                mu=[s.mu for s in ts],
-                sigma=[s.sigma for s in ts],
-                k=k,
-            )
-        aucs = M.mia_aucs(scores["forget"], scores["holdout"])
-        auc = aucs["min_k"]
-        result["mia"] = aucs
-        result["privleak_auc"] = auc
-        result["privleak_auc_muse"] = 1.0 - auc
-        result["privleak_k"] = k
-        ref_auc = None
-        if isinstance(reference, Mapping):
-            ref_auc = reference.get("privleak_auc")
-        elif reference is not None:
-            ref_auc = float(reference)
-        result["privleak_retain_auc"] = ref_auc
-        result["privleak"] = None if ref_auc is None else M.privleak(auc, ref_auc)
+        result.update(_privleak(model, tokenizer, data, reference, k, common))
     return result
+
+
+def _knowmem(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    data: Mapping[str, Sequence[Any]],
+    split: str,
+    max_new_tokens: int,
+    common: Mapping[str, Any],
+) -> tuple[list[str], float]:
+    """Greedy in-context answers to the KnowMem questions of ``split`` and their ROUGE-L F1."""
+    key = f"knowmem_{split}"
+    pairs = _qa_pairs(key, data[key])
+    icl = _qa_pairs(f"{key}_icl", data.get(f"{key}_icl", []))
+    prompts = [_icl_prompt(icl, q) for q, _ in pairs]
+    gens = generate_continuations(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        stop_strings=MUSE_KNOWMEM_STOP,
+        **common,
+    )
+    return gens, M.knowmem(gens, [a for _, a in pairs])
+
+
+def _verbmem(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    data: Mapping[str, Sequence[Any]],
+    max_new_tokens: int,
+    common: Mapping[str, Any],
+) -> tuple[list[str], float]:
+    """Greedy continuations (≤ min(max_new_tokens, |gt| tokens)) and their ROUGE-L F1."""
+    pairs = _prompt_pairs("verbmem_forget", data["verbmem_forget"])
+    limits = [
+        min(max_new_tokens, max(1, len(tokenizer(gt, add_special_tokens=False)["input_ids"])))
+        for _, gt in pairs
+    ]
+    gens = generate_continuations(
+        model, tokenizer, [p for p, _ in pairs], max_new_tokens=limits, **common
+    )
+    return gens, M.verbmem(gens, [gt for _, gt in pairs])
+
+
+def _privleak(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    data: Mapping[str, Sequence[Any]],
+    reference: Mapping[str, Any] | float | None,
+    k: float,
+    common: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Membership AUCs of forget vs holdout texts and PrivLeak against the reference's AUC."""
+    scores = {}
+    for split in ("forget", "holdout"):
+        texts = _texts(f"privleak_{split}", data[f"privleak_{split}"])
+        ts = text_logprobs(model, tokenizer, texts, with_stats=True, **common)
+        scores[split] = M.mia_scores(
+            [s.logprobs for s in ts],
+            texts=texts,
+            mu=[s.mu for s in ts],
+            sigma=[s.sigma for s in ts],
+            k=k,
+        )
+    aucs = M.mia_aucs(scores["forget"], scores["holdout"])
+    auc = aucs["min_k"]
+    ref_auc = None
+    if isinstance(reference, Mapping):
+        ref_auc = reference.get("privleak_auc")
+    elif reference is not None:
+        ref_auc = float(reference)
+    return {
+        "mia": aucs,
+        "privleak_auc": auc,
+        "privleak_auc_muse": 1.0 - auc,
+        "privleak_k": k,
+        "privleak_retain_auc": ref_auc,
+        "privleak": None if ref_auc is None else M.privleak(auc, ref_auc),
+    }

@@ -1,0 +1,215 @@
+"""What the TOFU-style QA benchmarks (TOFU, world) share on top of the benchmark contract:
+evaluation with :func:`unilogit.eval.evaluate_qa`, the Forget Quality reference (the retain
+model's per-question forget truth ratios), the gold baseline, the flat summary and the report's
+columns and curves."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from unilogit.errors import ConfigError, DataError
+
+from .base import Benchmark, Column, Curve
+
+__all__ = ["QA_COLUMNS", "QA_CURVES", "QABenchmark", "summarize_qa"]
+
+#: Per-split metrics of :func:`unilogit.eval.evaluate_qa` copied into the flat summary.
+SPLIT_METRICS = ("probability", "rouge_l_recall", "truth_ratio", "kl_to_gold", "fluency")
+TOP_METRICS = (
+    "forget_quality",
+    "forget_quality_log10",
+    "forget_quality_ks_statistic",
+    "model_utility",
+)
+QA_COLUMNS = (
+    Column("forget_quality", "Forget Quality", True, "p"),
+    Column("model_utility", "Model Utility", True, ".3f"),
+    Column("forget/kl_to_gold", "KL→gold forget", False, ".3g"),
+    Column("retain/kl_to_gold", "KL→gold retain", False, ".3g"),
+    Column("forget/probability", "P(forget)", None, ".3f"),
+    Column("forget/rouge_l_recall", "ROUGE forget", None, ".3f"),
+    Column("forget/truth_ratio", "TR forget", None, ".3f"),
+    Column("mia/min_k", "MIA AUC", None, ".3f"),
+)
+QA_CURVES = (
+    Curve(
+        "forget_quality_log10",
+        "model_utility",
+        "Forget quality vs model utility",
+        "Forget Quality, log10 KS p-value vs retain model  (→ better)",
+        "Model Utility  (↑ better)",
+    ),
+)
+#: How many generations per split :meth:`QABenchmark.evaluate` copies into ``"examples"``.
+N_EXAMPLES = 3
+
+
+def summarize_qa(result: Mapping[str, Any]) -> dict[str, float]:
+    """The flat numbers of an :func:`~unilogit.eval.evaluate_qa` result: ``forget_quality``,
+    ``forget_quality_log10``, ``model_utility``, ``"<split>/<metric>"`` for every split and
+    metric in :data:`SPLIT_METRICS`, and ``"mia/<attack>"`` AUCs."""
+    out: dict[str, Any] = {k: result[k] for k in TOP_METRICS if k in result}
+    for split, s in (result.get("splits") or {}).items():
+        for m in SPLIT_METRICS:
+            if m in s and isinstance(s[m], (int, float)):
+                out[f"{split}/{m}"] = s[m]
+    for attack, auc in (result.get("mia") or {}).items():
+        out[f"mia/{attack}"] = auc
+    return out
+
+
+class QABenchmark(Benchmark):
+    """A TOFU-style QA benchmark with a gold (retain) model. Subclasses give the data
+    (:meth:`eval_splits`, ``utility_splits``, ``kl_splits``) and may complete the result
+    (:meth:`complete`)."""
+
+    has_gold = True
+    columns = QA_COLUMNS
+    curves = QA_CURVES
+    #: The splits of :meth:`eval_splits` that make up Model Utility.
+    utility_splits: ClassVar[tuple[str, ...]] = ()
+
+    @abc.abstractmethod
+    def eval_splits(self) -> dict[str, list[Any]]:
+        """Evaluation sets keyed ``forget``, ``holdout`` and the utility splits."""
+
+    def holdout(self) -> list[Any] | None:
+        return self.eval_splits().get("holdout")
+
+    def complete(self, result: dict[str, Any], splits: Mapping[str, list[Any]]) -> None:
+        """Add benchmark-specific entries to an evaluation (default: nothing)."""
+
+    def evaluate(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        reference: Any = None,
+        gold_model: Any = None,
+        progress: bool = True,
+        chat_template: bool | str | None = None,
+        batch_size: int | None = None,
+        max_new_tokens: int | None = None,
+        generate: bool = True,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """QA metrics of ``model`` (:func:`unilogit.eval.evaluate_qa`) plus ``"benchmark"``,
+        ``"reference"`` and ``"examples"`` (a few greedy answers per split).
+
+        ``reference``: see :meth:`resolve_reference` -> Forget Quality. ``gold_model``: the
+        retain model -> ``kl_to_gold`` on ``kl_splits``. ``batch_size`` / ``max_new_tokens``:
+        default ``default_eval_options``' (else 32 / 200). ``options``: more ``evaluate_qa``
+        arguments (``mia_k``, ``keep_generations``).
+        """
+        from unilogit.eval.suites import evaluate_qa
+
+        defaults = {"batch_size": 32, "max_new_tokens": 200, **self.default_eval_options}
+        batch_size = batch_size or defaults["batch_size"]
+        max_new_tokens = max_new_tokens or defaults["max_new_tokens"]
+        common = dict(chat_template=chat_template, batch_size=batch_size, progress=progress)
+        ref = self.resolve_reference(reference, tokenizer, **common)
+        splits = self.eval_splits()
+        result = evaluate_qa(
+            model,
+            tokenizer,
+            {k: v for k, v in splits.items() if k in self._scored_splits()},
+            reference=ref.evaluation if ref is not None else None,
+            gold_model=gold_model,
+            forget_split="forget",
+            holdout_split="holdout",
+            utility_splits=list(self.utility_splits),
+            kl_splits=list(self.kl_splits),
+            max_new_tokens=max_new_tokens,
+            generate=generate,
+            **common,
+            **options,
+        )
+        self.complete(result, splits)
+        examples = _examples(result, splits)
+        return {
+            "benchmark": self.describe(),
+            "reference": ref.info if ref is not None else None,
+            **result,
+            **({"examples": examples} if examples else {}),
+        }
+
+    def _scored_splits(self) -> tuple[str, ...]:
+        """The splits scored by ``evaluate_qa`` (others are derived in :meth:`complete`)."""
+        return ("forget", *self.utility_splits, "holdout")
+
+    def evaluate_reference(self, model: Any, tokenizer: Any, **common: Any) -> dict[str, Any]:
+        """The reference model scored on the forget split only (its truth ratios)."""
+        from unilogit.eval.suites import evaluate_qa
+
+        result = evaluate_qa(
+            model,
+            tokenizer,
+            {"forget": self.eval_splits()["forget"]},
+            forget_split="forget",
+            holdout_split=None,
+            utility_splits=[],
+            generate=False,
+            **common,
+        )
+        return {"benchmark": self.describe(), **result}
+
+    def check_reference(self, evaluation: Mapping[str, Any], file: str | None) -> dict[str, Any]:
+        """The reference must hold per-question truth ratios on its forget split, one per
+        forget question of this benchmark."""
+        try:
+            ratios = evaluation["splits"][evaluation["forget_split"]]["truth_ratios"]
+            if not isinstance(ratios, list) or not ratios:
+                raise TypeError
+        except (KeyError, TypeError):
+            raise DataError(
+                "reference is not a QA evaluation of the retain model: it has no per-question "
+                "truth ratios on its forget split (['splits'][forget_split]['truth_ratios'])",
+                file=file,
+                field="truth_ratios",
+            ) from None
+        n = len(self.eval_splits()["forget"])
+        if len(ratios) != n:
+            raise ConfigError(
+                f"reference has {len(ratios)} forget questions, this evaluation {n} (different "
+                "max_rows?): Forget Quality must compare the same questions"
+            )
+        return {"n_forget": len(ratios)}
+
+    def summarize(self, result: Mapping[str, Any]) -> dict[str, float]:
+        return summarize_qa(result)
+
+    def gold_baseline(self, result: Mapping[str, Any]) -> dict[str, Any]:
+        """The gold model's evaluation as the reference row: its Forget Quality is the KS test
+        of its forget truth ratios against themselves (p = 1), and its KL to itself is 0 by
+        definition on every split in ``kl_splits``."""
+        from unilogit.eval.metrics import forget_quality
+
+        out = {**result, "splits": {k: dict(v) for k, v in result["splits"].items()}}
+        ratios = out["splits"][out["forget_split"]]["truth_ratios"]
+        ks = forget_quality(ratios, ratios)
+        out.update(
+            forget_quality=ks.p_value,
+            forget_quality_log10=ks.log10_p_value,
+            forget_quality_ks_statistic=ks.statistic,
+            reference={"kind": "self"},
+        )
+        for name in self.kl_splits:
+            if name in out["splits"]:
+                out["splits"][name]["kl_to_gold"] = 0.0
+        return out
+
+
+def _examples(result: Mapping[str, Any], splits: Mapping[str, list[Any]]) -> list[dict]:
+    """The first :data:`N_EXAMPLES` greedy answers of each split that kept its generations."""
+    out = []
+    for name, s in result["splits"].items():
+        gens = s.get("generations")
+        if not gens or name not in splits:
+            continue
+        for ex, gen in list(zip(splits[name], gens, strict=False))[:N_EXAMPLES]:
+            out.append(
+                {"kind": name, "prompt": ex.prompt, "answer_key": ex.response, "generation": gen}
+            )
+    return out
