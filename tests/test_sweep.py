@@ -13,23 +13,26 @@ import pytest
 import torch
 
 from tiny import qa_rows, tiny_llama, word_tokenizer
-from unilogit import sweep as sweep_mod
 from unilogit.data import load_examples
 from unilogit.demo import main as demo_main
 from unilogit.demo import parse_lrs, parse_method_options, run_demo
 from unilogit.errors import ConfigError
-from unilogit.eval.suites import evaluate_qa
+from unilogit.benchmarks.qa import QABenchmark
+from unilogit.experiment import runner
 from unilogit.report import read_records
 from unilogit.sweep import Grid, RunSpec, run_sweep
 
 TRAIN = {"batch_size": 2, "mixed_precision": "no", "progress": False, "max_length": 32}
 
 
-class TinyBench:
-    """A QA benchmark over tests/tiny.py's 24 rows: 4 forget rows, 8 retain rows."""
+class TinyBench(QABenchmark):
+    """A QA benchmark over tests/tiny.py's 24 rows: 4 forget rows, 8 retain rows, its own
+    target and gold models (the benchmark contract, like the world benchmark)."""
 
     name = "tiny"
     default_eval_options = {"max_new_tokens": 4, "batch_size": 16}
+    utility_splits = ("retain",)
+    kl_splits = ("forget", "retain")
 
     def __init__(self):
         rows = qa_rows()
@@ -57,24 +60,17 @@ class TinyBench:
     def retain(self):
         return self.rows[:8]
 
+    def eval_splits(self):
+        return {"forget": self.forget(), "retain": self.retain()}
+
     def load_model(self, which):
         return copy.deepcopy(self.target if which == "target" else self.gold)
 
-    def load_tokenizer(self):
-        return self.tok
+    def target_model(self):
+        return self.load_model("target"), self.tok
 
-    def evaluate(self, model, tokenizer, reference=None, gold_model=None, **kw):
-        splits = {"forget": self.forget(), "retain": self.retain()}
-        return evaluate_qa(
-            model,
-            tokenizer,
-            splits,
-            reference=reference,
-            gold_model=gold_model,
-            holdout_split=None,
-            utility_splits=["retain"],
-            **kw,
-        )
+    def gold_model(self):
+        return self.load_model("gold"), self.tok
 
 
 @pytest.fixture(scope="module")
@@ -86,14 +82,14 @@ def bench():
 def count_unlearn(monkeypatch):
     """Count the training runs (and keep the trained models)."""
     calls = []
-    real = sweep_mod._unlearn
+    real = runner.default_train_fn
 
     def counted(*args, **kwargs):
         model, history = real(*args, **kwargs)
         calls.append((kwargs["method"].name, kwargs["config"].lr, model, history))
         return model, history
 
-    monkeypatch.setattr(sweep_mod, "_unlearn", counted)
+    monkeypatch.setattr(runner, "default_train_fn", counted)
     return calls
 
 
@@ -245,25 +241,25 @@ def test_evaluates_after_every_epoch_without_changing_training(bench, tmp_path, 
 
 def test_interrupted_run_is_run_again(bench, tmp_path, monkeypatch):
     out = tmp_path / "interrupted"
-    real = sweep_mod._unlearn
+    real = runner.default_train_fn
 
     def crash(*args, **kwargs):
-        record = kwargs["on_epoch_end"]
+        record = kwargs["on_step_end"]
 
-        def crash_at_epoch_2(model, epoch):
-            if epoch == 2:  # epoch 1 was evaluated and recorded, then we "crash"
+        def crash_at_epoch_2(model, step, history):
+            if step == history.total_steps:  # epoch 1 was evaluated and recorded, then we "crash"
                 raise KeyboardInterrupt
-            record(model, epoch)
+            record(model, step, history)
 
-        return real(*args, **{**kwargs, "on_epoch_end": crash_at_epoch_2})
+        return real(*args, **{**kwargs, "on_step_end": crash_at_epoch_2})
 
-    monkeypatch.setattr(sweep_mod, "_unlearn", crash)
+    monkeypatch.setattr(runner, "default_train_fn", crash)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(
             bench, ["simnpo"], [1e-3], [2], out, train_options=TRAIN, progress=False, report=False
         )
     assert [(r["epoch"], r["final"]) for r in _runs(out)] == [(1, False)]
-    monkeypatch.setattr(sweep_mod, "_unlearn", real)
+    monkeypatch.setattr(runner, "default_train_fn", real)
     result = run_sweep(
         bench, ["simnpo"], [1e-3], [2], out, train_options=TRAIN, progress=False, report=False
     )

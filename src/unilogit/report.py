@@ -1,10 +1,17 @@
 """Sweep reports: a table of every run, a CSV, PNG plots and a self-contained Markdown/HTML page.
 
 Everything here is a pure function of the sweep's records (the lines of ``results.jsonl``, see
-:mod:`unilogit.sweep`), so a report can be rebuilt at any time without a model::
+:mod:`unilogit.experiment`) and, for the "Examples" section, of the saved evaluations they point
+to, so a report can be rebuilt at any time without a model::
 
     from unilogit.report import read_records, write_report
-    write_report(read_records("runs/demo/results.jsonl"), "runs/demo")
+    write_report(read_records("runs/demo/results.jsonl"), "runs/demo",
+                 meta=json.load(open("runs/demo/sweep.json")))
+
+What the tables and Pareto plots show comes from the benchmark's declared ``columns`` and
+``curves`` (:class:`unilogit.benchmarks.base.Benchmark`), saved in ``sweep.json``'s ``layout``
+(or given to :func:`write_report`); without one, the TOFU-style QA layout (Forget Quality, Model
+Utility, KL to gold).
 
 A record is a flat dict: identity (``kind`` = ``"run"`` | ``"baseline"``, ``method``, ``lr``,
 ``epochs`` = the run's total, ``epoch`` = when it was evaluated, ``seed``, ``final``) and metrics
@@ -12,11 +19,11 @@ A record is a flat dict: identity (``kind`` = ``"run"`` | ``"baseline"``, ``meth
 ``"forget/kl_to_gold"``, ``"mia/min_k"``). Baselines are the ``target`` model (before
 unlearning) and the ``retain`` model (never saw the forget set: the gold standard).
 
-The headline plot is Forget Quality (log10 of the KS p-value, higher = closer to the retain
-model) against Model Utility (higher = more kept), with the Pareto front of every evaluation
-and of each method: a point is on the front when no other point is at least as good on both
-axes and better on one. Nothing is filtered: every evaluation of every run is in the CSV and the
-full table, and the plots show all of them.
+Each curve is a Pareto plot, x (forgetting) against y (what must survive), e.g. Forget Quality
+(log10 of the KS p-value, higher = closer to the retain model) against Model Utility, with the
+Pareto front of every evaluation and of each method: a point is on the front when no other point
+is at least as good on both axes and better on one. Nothing is filtered: every evaluation of
+every run is in the CSV and the full table, and the plots show all of them.
 """
 
 from __future__ import annotations
@@ -24,14 +31,18 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import io
 import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .benchmarks.base import Column, Curve
 from .errors import DataError
+from .files import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "ID_COLUMNS",
@@ -43,18 +54,10 @@ __all__ = [
 
 #: Identity columns, first in the CSV, in this order.
 ID_COLUMNS = ("kind", "method", "lr", "epochs", "epoch", "seed", "final", "run_id")
-#: Columns of the Markdown tables: (record key, header, format).
-TABLE_COLUMNS = (
-    ("forget_quality", "Forget Quality ↑", "p"),
-    ("model_utility", "Model Utility ↑", ".3f"),
-    ("forget/kl_to_gold", "KL→gold forget ↓", ".3g"),
-    ("retain/kl_to_gold", "KL→gold retain ↓", ".3g"),
-    ("forget/probability", "P(forget)", ".3f"),
-    ("forget/rouge_l_recall", "ROUGE forget", ".3f"),
-    ("forget/truth_ratio", "TR forget", ".3f"),
-    ("mia/min_k", "MIA AUC", ".3f"),
-)
-X_KEY, Y_KEY = "forget_quality_log10", "model_utility"
+#: Record keys of the KL-to-gold plot (drawn when the records hold them).
+KL_KEYS = ("forget/kl_to_gold", "retain/kl_to_gold")
+#: How many examples per kind the "Examples" section shows.
+EXAMPLES_PER_KIND = 3
 _COLORS = {
     "unilogit": "#d62728",
     "npo": "#1f77b4",
@@ -72,6 +75,43 @@ PLOTS = {
     "epochs": "forget_quality_epochs.png",
     "kl": "kl_to_gold.png",
 }
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a report shows: table columns, Pareto curves (the first one ranks and stars)."""
+
+    columns: tuple[Column, ...]
+    curves: tuple[Curve, ...]
+
+    @classmethod
+    def resolve(
+        cls,
+        meta: Mapping[str, Any],
+        columns: Sequence[Column] | None = None,
+        curves: Sequence[Curve] | None = None,
+    ) -> Layout:
+        """Explicit ``columns`` / ``curves``, else ``meta["layout"]``, else the QA layout."""
+        from .benchmarks.qa import QA_COLUMNS, QA_CURVES
+
+        saved = meta.get("layout") if isinstance(meta.get("layout"), Mapping) else {}
+        if columns is None:
+            columns = [Column(**c) for c in saved.get("columns") or []] or QA_COLUMNS
+        if curves is None:
+            curves = [Curve(**c) for c in saved.get("curves") or []] or QA_CURVES
+        if not curves:
+            raise DataError("a report needs at least one curve")
+        return cls(tuple(columns), tuple(curves))
+
+    @property
+    def main(self) -> Curve:
+        return self.curves[0]
+
+    def plot_names(self) -> list[tuple[str, str, Curve]]:
+        """(paths key, file name, curve): ``pareto`` / ``pareto.png`` first, then numbered."""
+        out = [("pareto", PLOTS["pareto"], self.main)]
+        out += [(f"pareto_{i}", f"pareto_{i}.png", c) for i, c in enumerate(self.curves[1:], 2)]
+        return out
 
 
 # ----------------------------------------------------------------------------------- numbers
@@ -179,6 +219,7 @@ def _sort_key(r: Mapping[str, Any]) -> tuple:
         _num(r.get("epochs")) or 0.0,
         _num(r.get("seed")) or 0.0,
         _num(r.get("epoch")) or 0.0,
+        _num(r.get("step")) or 0.0,
     )
 
 
@@ -189,7 +230,7 @@ def _runs(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, A
         if r.get("kind") == "run":
             out.setdefault(str(r.get("run_id") or _label(r)), []).append(r)
     for evals in out.values():
-        evals.sort(key=lambda r: _num(r.get("epoch")) or 0.0)
+        evals.sort(key=lambda r: (_num(r.get("epoch")) or 0.0, _num(r.get("step")) or 0.0))
     return out
 
 
@@ -208,19 +249,18 @@ def write_csv(records: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> 
         for k in sorted(r):
             keys.setdefault(k, None)
     columns = list(ID_COLUMNS) + sorted(k for k in keys if k not in ID_COLUMNS)
-    path = Path(path)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(columns)
-        for r in sorted(records, key=_sort_key):
-            row = []
-            for k in columns:
-                v = r.get(k)
-                if isinstance(v, (dict, list)):
-                    v = json.dumps(v)
-                row.append("" if v is None else v)
-            writer.writerow(row)
-    return path
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(columns)
+    for r in sorted(records, key=_sort_key):
+        row = []
+        for k in columns:
+            v = r.get(k)
+            if isinstance(v, (dict, list)):
+                v = json.dumps(v)
+            row.append("" if v is None else v)
+        writer.writerow(row)
+    return atomic_write_text(path, buf.getvalue())
 
 
 # ----------------------------------------------------------------------------------- plots
@@ -249,8 +289,9 @@ def _figure(width: float = 7.0, height: float = 5.0):
 
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    return path
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def _legend(ax: Any, **kw: Any) -> None:
@@ -258,53 +299,61 @@ def _legend(ax: Any, **kw: Any) -> None:
         ax.legend(**kw)
 
 
-def _xy(r: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    return _num(r.get(X_KEY)), _num(r.get(Y_KEY))
+def _xy(r: Mapping[str, Any], curve: Curve) -> tuple[float | None, float | None]:
+    return _num(r.get(curve.x_key)), _num(r.get(curve.y_key))
 
 
-def plot_pareto(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Forget Quality (log10) vs Model Utility: every evaluation, each method's front, the
-    global front and the two baselines."""
+def _front(rows: Sequence[Mapping[str, Any]], curve: Curve) -> list[int]:
+    """Indices of ``rows`` on the Pareto front of ``curve``."""
+    return pareto_front(
+        [_xy(r, curve) for r in rows], (curve.x_higher_is_better, curve.y_higher_is_better)
+    )
+
+
+def plot_pareto(records: Sequence[Mapping[str, Any]], path: Path, curve: Curve) -> Path:
+    """``curve.x_key`` vs ``curve.y_key``: every evaluation, each method's front, the global
+    front and the baselines (target, retain)."""
     fig = _figure(7.5, 5.5)
     ax = fig.add_subplot(1, 1, 1)
     runs = [r for r in records if r.get("kind") == "run"]
     methods = list(dict.fromkeys(str(r.get("method")) for r in sorted(runs, key=_sort_key)))
     colors = _colors(methods)
     for m in methods:
-        pts = [r for r in runs if r.get("method") == m and None not in _xy(r)]
+        pts = [r for r in runs if r.get("method") == m and None not in _xy(r, curve)]
         if not pts:
             continue
-        xs, ys = zip(*(_xy(r) for r in pts), strict=True)
+        xs, ys = zip(*(_xy(r, curve) for r in pts), strict=True)
         sizes = [46 if r.get("final") else 18 for r in pts]
         ax.scatter(xs, ys, s=sizes, color=colors[m], alpha=0.75, label=m, zorder=3)
-        front = pareto_front([_xy(r) for r in pts])
+        front = _front(pts, curve)
         if len(front) > 1:
-            fx, fy = zip(*(_xy(pts[i]) for i in front), strict=True)
+            fx, fy = zip(*(_xy(pts[i], curve) for i in front), strict=True)
             ax.plot(fx, fy, color=colors[m], lw=1.2, alpha=0.6, zorder=2)
-    everything = [r for r in runs if None not in _xy(r)]
-    front = pareto_front([_xy(r) for r in everything])
+    everything = [r for r in runs if None not in _xy(r, curve)]
+    front = _front(everything, curve)
     if front:
-        fx, fy = zip(*(_xy(everything[i]) for i in front), strict=True)
+        fx, fy = zip(*(_xy(everything[i], curve) for i in front), strict=True)
         ax.plot(fx, fy, color="black", ls="--", lw=1.0, zorder=1, label="Pareto front (all)")
         ax.scatter(fx, fy, s=110, facecolors="none", edgecolors="black", lw=1.0, zorder=4)
     for name, marker, color in (("target", "X", "#444444"), ("retain", "*", "#000000")):
         b = _baseline(records, name)
-        if b is not None and None not in _xy(b):
-            x, y = _xy(b)
+        if b is not None and None not in _xy(b, curve):
+            x, y = _xy(b, curve)
             ax.scatter([x], [y], marker=marker, s=170, color=color, zorder=5, label=name)
-    ax.axvline(math.log10(0.05), color="#999999", lw=0.8, ls=":", zorder=0)
-    ax.text(math.log10(0.05), ax.get_ylim()[0], " p=0.05", color="#777777", fontsize=7, va="bottom")
-    ax.set_xlabel("Forget Quality, log10 KS p-value vs retain model  (→ better)")
-    ax.set_ylabel("Model Utility  (↑ better)")
-    ax.set_title("Forget quality vs model utility (all evaluations; large = final epoch)")
+    if curve.x_key == "forget_quality_log10":
+        ax.axvline(math.log10(0.05), color="#999999", lw=0.8, ls=":", zorder=0)
+        ax.text(math.log10(0.05), ax.get_ylim()[0], " p=0.05", color="#777777", fontsize=7)
+    ax.set_xlabel(curve.x_label or curve.x_key)
+    ax.set_ylabel(curve.y_label or curve.y_key)
+    ax.set_title(f"{curve.title} (all evaluations; large = final)")
     ax.grid(alpha=0.3)
     _legend(ax, fontsize=8, loc="best")
     return _save(fig, path)
 
 
-def plot_epochs(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """log10 Forget Quality and Model Utility after each epoch, one line per run (epoch 0 =
-    the target model)."""
+def plot_epochs(records: Sequence[Mapping[str, Any]], path: Path, curve: Curve) -> Path:
+    """The main curve's two numbers at each evaluation (x: epoch, fractional between epoch
+    ends), one line per run (epoch 0 = the target model)."""
     from matplotlib.ticker import MaxNLocator
 
     fig = _figure(11.0, 4.5)
@@ -318,7 +367,7 @@ def plot_epochs(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
     for evals in sorted(runs.values(), key=lambda ev: _sort_key(ev[0])):
         m = str(evals[0].get("method"))
         k = style_of[m] = style_of.get(m, -1) + 1
-        for ax, key in zip(axes, (X_KEY, Y_KEY), strict=True):
+        for ax, key in zip(axes, (curve.x_key, curve.y_key), strict=True):
             pts = [(_num(r.get("epoch")), _num(r.get(key))) for r in evals]
             if target is not None and _num(target.get(key)) is not None:
                 pts.insert(0, (0.0, _num(target.get(key))))
@@ -334,16 +383,16 @@ def plot_epochs(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
                     ls=_LINESTYLES[k % len(_LINESTYLES)],
                     label=_label(evals[0]),
                 )
-    for ax, key, title in zip(
-        axes, (X_KEY, Y_KEY), ("Forget Quality (log10 p) ↑", "Model Utility ↑"), strict=True
-    ):
+    titles = (curve.x_label or curve.x_key, curve.y_label or curve.y_key)
+    for ax, key, title in zip(axes, (curve.x_key, curve.y_key), titles, strict=True):
         if retain is not None and _num(retain.get(key)) is not None:
             ax.axhline(_num(retain.get(key)), color="black", lw=0.9, ls="--", label="retain")
         ax.set_xlabel("epoch (0 = target model)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0].axhline(math.log10(0.05), color="#999999", lw=0.8, ls=":")
+    if curve.x_key == "forget_quality_log10":
+        axes[0].axhline(math.log10(0.05), color="#999999", lw=0.8, ls=":")
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
         axes[1].legend(handles, labels, fontsize=7, loc="best", ncol=1 + len(labels) // 12)
@@ -391,27 +440,32 @@ def plot_kl(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
 # ----------------------------------------------------------------------------------- document
 
 
-def _table(rows: Sequence[Mapping[str, Any]], front: set[int]) -> tuple[list[str], list[list]]:
-    headers = ["Model / run", "epoch", *[h for _, h, _ in TABLE_COLUMNS], "Pareto"]
+def _table(
+    rows: Sequence[Mapping[str, Any]], front: set[int], columns: Sequence[Column]
+) -> tuple[list[str], list[list]]:
+    headers = ["Model / run", "epoch", *[c.header for c in columns], "Pareto"]
     body = []
     for r in rows:
         run = r.get("kind") == "run"
-        cells = [_label(r), f"{r.get('epoch')}/{r.get('epochs')}" if run else "–"]
-        cells += [_fmt(r.get(k), spec) for k, _, spec in TABLE_COLUMNS]
+        cells = [_label(r), f"{_fmt(r.get('epoch'), 'g')}/{r.get('epochs')}" if run else "–"]
+        cells += [_fmt(r.get(c.key), c.fmt) for c in columns]
         cells.append("★" if id(r) in front else "")
         body.append(cells)
     return headers, body
 
 
-def _best_per_method(runs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """One rule for every method: the evaluation with the highest Forget Quality (ties: the
-    higher Model Utility, then the earlier epoch)."""
+def _best_per_method(runs: Sequence[Mapping[str, Any]], curve: Curve) -> list[Mapping[str, Any]]:
+    """One rule for every method: the evaluation best on the main curve's x (ties: the better
+    y, then the earlier evaluation)."""
+    sx = 1.0 if curve.x_higher_is_better else -1.0
+    sy = 1.0 if curve.y_higher_is_better else -1.0
 
     def rank(r: Mapping[str, Any]) -> tuple[float, float, float]:
-        x, y, e = _num(r.get(X_KEY)), _num(r.get(Y_KEY)), _num(r.get("epoch"))
+        x, y = _xy(r, curve)
+        e = _num(r.get("step")) or _num(r.get("epoch"))
         return (
-            -math.inf if x is None else x,
-            -math.inf if y is None else y,
+            -math.inf if x is None else sx * x,
+            -math.inf if y is None else sy * y,
             -(e if e is not None else 0.0),
         )
 
@@ -513,9 +567,11 @@ def write_report(
     meta: Mapping[str, Any] | None = None,
     title: str | None = None,
     html_report: bool = True,
+    columns: Sequence[Column] | None = None,
+    curves: Sequence[Curve] | None = None,
 ) -> dict[str, Path]:
     """Write ``results.csv``, the PNG plots, ``report.md`` (and ``report.html``) to
-    ``output_dir``; return their paths by name.
+    ``output_dir`` (every file atomically); return their paths by name.
 
     Args:
         records: every evaluation (see the module docstring); nothing is dropped.
@@ -524,7 +580,9 @@ def write_report(
             listed first in the tables; a reference given here is added to the records when
             they do not hold one.
         meta: the sweep's configuration (``benchmark``, ``models``, ``train``, ``eval``,
-            ``method_options``, ``grid``), printed in the report's set-up section.
+            ``method_options``, ``grid``, ``layout``), printed in the set-up section.
+        columns / curves: what the tables and Pareto plots show (default: ``meta["layout"]``,
+            else the QA layout; see :class:`Layout`).
         html_report: also write ``report.html`` with the plots inlined (one file to share).
     """
     out = Path(output_dir)
@@ -532,39 +590,116 @@ def write_report(
     records = [dict(r) for r in records]
     if reference is not None and _baseline(records, "retain") is None:
         records.append({**reference, "kind": "baseline", "method": "retain", "epoch": 0})
-    runs = [r for r in records if r.get("kind") == "run"]
     if not records:
         raise DataError("write_report: no records")
-    baselines = sorted((r for r in records if r.get("kind") == "baseline"), key=_sort_key)
-    finals = sorted((r for r in runs if r.get("final")), key=_sort_key)
-    every = sorted(runs, key=_sort_key)
-
-    paths = {"csv": write_csv(records, out / "results.csv")}
-    paths["pareto"] = plot_pareto(records, out / PLOTS["pareto"])
-    paths["epochs"] = plot_epochs(records, out / PLOTS["epochs"])
-    paths["kl"] = plot_kl(records, out / PLOTS["kl"])
-
-    scored = [r for r in runs if None not in _xy(r)]
-    front_idx = pareto_front([_xy(r) for r in scored])
-    front_records = [scored[i] for i in front_idx]
-    front = {id(r) for r in front_records}
-
     meta = dict(meta or {})
+    layout = Layout.resolve(meta, columns, curves)
+    paths = {"csv": write_csv(records, out / "results.csv")}
+    for key, name, curve in layout.plot_names():
+        paths[key] = plot_pareto(records, out / name, curve)
+    paths["epochs"] = plot_epochs(records, out / PLOTS["epochs"], layout.main)
+    if any(_num(r.get(k)) is not None for r in records for k in KL_KEYS):
+        paths["kl"] = plot_kl(records, out / PLOTS["kl"])
+    blocks = _document(records, out, meta, layout, title, paths)
+    md, page = _render(blocks, out)
+    paths["md"] = atomic_write_text(out / "report.md", md)
+    if html_report:
+        paths["html"] = atomic_write_text(out / "report.html", page)
+    return paths
+
+
+def _document(
+    records: list[dict[str, Any]],
+    out: Path,
+    meta: Mapping[str, Any],
+    layout: Layout,
+    title: str | None,
+    paths: Mapping[str, Path],
+) -> list[tuple]:
+    """The report's blocks, in order (see :func:`_render`)."""
+    runs = [r for r in records if r.get("kind") == "run"]
+    baselines = sorted((r for r in records if r.get("kind") == "baseline"), key=_sort_key)
+    scored = [r for r in runs if None not in _xy(r, layout.main)]
+    front_records = [scored[i] for i in _front(scored, layout.main)]
+    front = {id(r) for r in front_records}
     bench = meta.get("benchmark") if isinstance(meta.get("benchmark"), Mapping) else {}
     name = " ".join(str(bench[k]) for k in ("name", "split") if bench.get(k))
     blocks: list[tuple] = [("h1", title or f"Unlearning report{': ' + name if name else ''}")]
-    n_runs = len(_runs(records))
-    summary = (
-        f"{n_runs} run(s) of {len({r.get('method') for r in runs})} method(s), "
-        f"{len(runs)} evaluation(s) (after every epoch). Forget Quality: KS-test p-value of "
-        "the forget-set truth ratios against the retain model's (higher is better; above 0.05 "
-        "the two are statistically indistinguishable). Model Utility: harmonic mean of "
-        "probability, ROUGE-L recall and truth-ratio utility on the utility splits (higher is "
-        "better). KL→gold: mean per answer token of KL(p_retain ‖ p_model) (0 = predicts "
-        "exactly like the model that never saw the forget set). Every run is listed; ★ marks "
-        "evaluations on the Pareto front of (Forget Quality, Model Utility) over all runs."
+    blocks += _summary(records, runs, front_records, layout)
+    for _key, file_name, curve in layout.plot_names():
+        blocks += [("h2", curve.title), ("img", file_name, curve.title)]
+    finals = sorted((r for r in runs if r.get("final")), key=_sort_key)
+    blocks += [
+        ("h2", "Final epoch of every run"),
+        ("table", *_table(baselines + finals, front, layout.columns)),
+    ]
+    best = _best_per_method(runs, layout.main)
+    if best:
+        rule = (
+            f"Best {layout.main.x_label or layout.main.x_key} over all learning rates and "
+            f"evaluations of the method; ties broken by {layout.main.y_key}, then the earlier "
+            "evaluation."
+        )
+        rows = baselines + sorted(best, key=_sort_key)
+        blocks += [("h2", "Best evaluation per method (same rule for all)"), ("p", rule)]
+        blocks.append(("table", *_table(rows, front, layout.columns)))
+    blocks += [
+        ("h2", "Over epochs"),
+        ("img", PLOTS["epochs"], "The main curve's numbers along every run"),
+    ]
+    if "kl" in paths:
+        blocks += [
+            ("h2", "KL to the gold standard"),
+            ("img", PLOTS["kl"], "KL to the retain model"),
+        ]
+    blocks += _examples_blocks(records, out, best)
+    blocks.append(("h2", "Every evaluation"))
+    blocks.append(
+        ("table", *_table(baselines + sorted(runs, key=_sort_key), front, layout.columns))
     )
-    blocks.append(("p", summary))
+    setup = _describe(meta)
+    setup.append(
+        "Files: results.jsonl (every evaluation, all metrics), results.csv (the same "
+        "as a table), evals/ (full evaluation outputs with generations)."
+    )
+    blocks += [("h2", "Set-up"), ("ul", setup)]
+    return blocks
+
+
+def _summary(
+    records: Sequence[Mapping[str, Any]],
+    runs: Sequence[Mapping[str, Any]],
+    front_records: Sequence[Mapping[str, Any]],
+    layout: Layout,
+) -> list[tuple]:
+    n_runs = len(_runs(records))
+    text = (
+        f"{n_runs} run(s) of {len({r.get('method') for r in runs})} method(s), {len(runs)} "
+        "evaluation(s) (along every run). "
+    )
+    keys = {c.key for c in layout.columns}
+    if "forget_quality" in keys:
+        text += (
+            "Forget Quality: KS-test p-value of the forget-set truth ratios against the retain "
+            "model's (higher is better; above 0.05 the two are statistically "
+            "indistinguishable). "
+        )
+    if "model_utility" in keys:
+        text += (
+            "Model Utility: harmonic mean of probability, ROUGE-L recall and truth-ratio "
+            "utility on the utility splits (higher is better). "
+        )
+    if keys & set(KL_KEYS):
+        text += (
+            "KL→gold: mean per answer token of KL(p_retain ‖ p_model) (0 = predicts exactly "
+            "like the model that never saw the forget set). "
+        )
+    main = layout.main
+    text += (
+        f"Every run is listed; ★ marks evaluations on the Pareto front of ({main.x_key}, "
+        f"{main.y_key}) over all runs."
+    )
+    blocks: list[tuple] = [("p", text)]
     if front_records:
         counts: dict[str, int] = {}
         for r in front_records:
@@ -573,47 +708,53 @@ def write_report(
         blocks.append(
             ("p", f"Pareto-optimal evaluations by method ({len(front_records)} in all): {share}.")
         )
-    blocks.append(("h2", "Forget quality vs model utility"))
-    blocks.append(("img", PLOTS["pareto"], "Forget Quality vs Model Utility"))
+    return blocks
 
-    blocks.append(("h2", "Final epoch of every run"))
-    headers, body = _table(baselines + finals, front)
-    blocks.append(("table", headers, body))
 
-    best = _best_per_method(runs)
-    if best:
-        blocks.append(("h2", "Best evaluation per method (same rule for all)"))
-        blocks.append(
-            (
-                "p",
-                "Highest Forget Quality over all learning rates and epochs of the "
-                "method; ties broken by Model Utility, then the earlier epoch.",
-            )
-        )
-        headers, body = _table(baselines + sorted(best, key=_sort_key), front)
-        blocks.append(("table", headers, body))
+def _load_examples(out: Path, record: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The ``examples`` of a record's saved evaluation ([] when it has none or is missing)."""
+    if record is None or not isinstance(record.get("eval_file"), str):
+        return []
+    path = out / record["eval_file"]
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return []
+    examples = value.get("examples") if isinstance(value, dict) else None
+    return [e for e in examples or [] if isinstance(e, dict)]
 
-    blocks.append(("h2", "Over epochs"))
-    blocks.append(("img", PLOTS["epochs"], "Forget Quality and Model Utility after each epoch"))
-    blocks.append(("h2", "KL to the gold standard"))
-    blocks.append(("img", PLOTS["kl"], "KL to the retain model"))
 
-    blocks.append(("h2", "Every evaluation"))
-    headers, body = _table(baselines + every, front)
-    blocks.append(("table", headers, body))
+def _examples_blocks(
+    records: Sequence[Mapping[str, Any]], out: Path, best: Sequence[Mapping[str, Any]]
+) -> list[tuple]:
+    """Before/after generations: the target model's (before), the retain model's and each
+    method's best evaluation's (after), for the first prompts of each kind."""
+    before = _load_examples(out, _baseline(records, "target"))
+    if not before:
+        return []
+    after = [("retain (gold)", _load_examples(out, _baseline(records, "retain")))]
+    after += [(_label(r, with_epoch=True), _load_examples(out, r)) for r in best]
+    blocks: list[tuple] = [
+        ("h2", "Examples"),
+        ("p", "Greedy answers before unlearning (target) and after (best evaluation of each "
+              "method), beside the answer key."),
+    ]  # fmt: skip
+    kinds = list(dict.fromkeys(str(e.get("kind")) for e in before))
+    for kind in kinds:
+        shown = [e for e in before if str(e.get("kind")) == kind][:EXAMPLES_PER_KIND]
+        rows = []
+        for e in shown:
+            row = [str(e.get("prompt")), str(e.get("answer_key")), str(e.get("generation"))]
+            for _, exs in after:
+                match = [x for x in exs if x.get("kind") == e.get("kind")
+                         and x.get("prompt") == e.get("prompt")]  # fmt: skip
+                row.append(str(match[0].get("generation")) if match else "–")
+            rows.append([_one_line_text(c) for c in row])
+        headers = ["prompt", "answer key", "target", *[who for who, _ in after]]
+        blocks += [("h3", kind), ("table", headers, rows)]
+    return blocks
 
-    blocks.append(("h2", "Set-up"))
-    setup = _describe(meta)
-    setup.append(
-        "Files: results.jsonl (every evaluation, all metrics), results.csv (the same "
-        "as a table), evals/ (full evaluation outputs with generations)."
-    )
-    blocks.append(("ul", setup))
 
-    md, page = _render(blocks, out)
-    paths["md"] = out / "report.md"
-    paths["md"].write_text(md, encoding="utf-8")
-    if html_report:
-        paths["html"] = out / "report.html"
-        paths["html"].write_text(page, encoding="utf-8")
-    return paths
+def _one_line_text(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

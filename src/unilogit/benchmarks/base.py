@@ -67,12 +67,6 @@ class Curve:
     x_higher_is_better: bool = True
     y_higher_is_better: bool = True
 
-    @property
-    def file_name(self) -> str:
-        """The PNG file of this curve (record keys made file-name safe)."""
-        safe = [k.replace("/", "_") for k in (self.x_key, self.y_key)]
-        return f"pareto_{safe[0]}__{safe[1]}.png"
-
 
 @dataclass(frozen=True)
 class Reference:

@@ -1,0 +1,487 @@
+"""The run loop: baselines, then every run of the grid, evaluated along the way.
+
+A RUN is one training of the target model with one (method, lr, epochs, seed). It is evaluated
+every ``eval_every`` optimizer steps, at the end of every epoch (``eval_epochs``) and always
+after its last step, from inside the training through the trainer's
+``on_step_end(model, step, history)`` hook (``history.steps[-1]`` holds the losses the weights
+are at; no log file is parsed). Before the runs the baselines are evaluated once: the GOLD model
+when the benchmark has one (``has_gold``; its evaluation, completed by
+:meth:`~unilogit.benchmarks.base.Benchmark.gold_baseline`, is the reference of every later
+evaluation, stored as the ``retain`` baseline) and the TARGET model (step 0 of every run).
+
+The training function is injectable (``train_fn``, default :func:`unilogit.trainer.unlearn`),
+and so is ``on_evaluation(model, step, history)``: called at every evaluation point, its
+numbers (a mapping, or None) are added to that evaluation's record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unilogit.benchmarks.base import Benchmark
+from unilogit.errors import ConfigError, TrainingError
+
+from .grid import Grid, RunSpec
+from .store import ResultsStore
+
+__all__ = [
+    "FORMAT_VERSION",
+    "EvalSchedule",
+    "ExperimentResult",
+    "run_experiment",
+]
+
+FORMAT_VERSION = 2
+#: TrainConfig fields that belong to a run (grid axes) or to bookkeeping, not to the
+#: configuration fingerprint.
+_PER_RUN = {"lr", "epochs", "seed", "log_file", "checkpoint_dir", "checkpoint_every", "resume"}
+_PER_RUN |= {"progress"}
+
+TrainFn = Callable[..., tuple[Any, Any]]
+EvaluationHook = Callable[[Any, int, Any], Mapping[str, Any] | None]
+
+
+def log(progress: bool, msg: str) -> None:
+    if progress:
+        from tqdm.auto import tqdm
+
+        # tqdm.write: a line printed while the trainer's progress bar is open stays readable.
+        tqdm.write(f"[unilogit sweep] {msg}", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class EvalSchedule:
+    """When a run is evaluated: every ``every`` optimizer steps (None or 0: not by steps), at
+    each epoch boundary (``epochs``), and always after the last step."""
+
+    every: int | None = None
+    epochs: bool = True
+
+    def __post_init__(self) -> None:
+        if self.every is not None and (
+            isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 0
+        ):
+            raise ConfigError(f"eval_every must be a non-negative integer, got {self.every!r}")
+
+    def due(self, step: int, total_steps: int, steps_per_epoch: int) -> bool:
+        return (
+            step == total_steps
+            or (bool(self.every) and step % self.every == 0)
+            or (self.epochs and step % max(1, steps_per_epoch) == 0)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"every": self.every or None, "epochs": self.epochs}
+
+
+@dataclass
+class ExperimentResult:
+    """What :func:`run_experiment` did: every record in the folder, the runs it trained and
+    skipped, and the report's files."""
+
+    records: list[dict[str, Any]]
+    output_dir: Path
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    report: dict[str, Path] | None = None
+
+
+@dataclass
+class _Context:
+    """Everything a run needs, resolved once."""
+
+    benchmark: Benchmark
+    store: ResultsStore
+    forget: list[Any]
+    retain: list[Any] | None
+    target: Any
+    gold: Any
+    tokenizer: Any
+    eval_options: dict[str, Any]
+    train_options: dict[str, Any]
+    method_options: dict[str, dict[str, Any]]
+    schedule: EvalSchedule
+    train_fn: TrainFn
+    on_evaluation: EvaluationHook | None
+    progress: bool
+    reference: dict[str, Any] | None = None
+
+
+def default_train_fn(*args: Any, **kwargs: Any) -> Any:
+    """:func:`unilogit.trainer.unlearn` (imported on first use)."""
+    from unilogit.trainer import unlearn
+
+    return unlearn(*args, **kwargs)
+
+
+def run_experiment(
+    benchmark: Benchmark,
+    grid: Grid,
+    output_dir: str | os.PathLike,
+    *,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    train_options: Mapping[str, Any] | None = None,
+    eval_options: Mapping[str, Any] | None = None,
+    eval_every: int | None = None,
+    eval_epochs: bool = True,
+    target: Any = None,
+    gold: Any = None,
+    tokenizer: Any = None,
+    device: str | None = None,
+    overwrite: bool = False,
+    report: bool = True,
+    progress: bool = True,
+    train_fn: TrainFn | None = None,
+    on_evaluation: EvaluationHook | None = None,
+) -> ExperimentResult:
+    """Run every point of ``grid`` on ``benchmark``; record every evaluation in ``output_dir``
+    (:class:`~unilogit.experiment.store.ResultsStore`: resumable, refuses mixed results);
+    write the report.
+
+    Args:
+        benchmark: a :class:`~unilogit.benchmarks.base.Benchmark`. Models come from its
+            ``target_model()`` / ``gold_model()`` unless ``target`` / ``gold`` (objects or
+            paths) are given; ``gold`` only for benchmarks with ``has_gold``.
+        method_options: method -> its options (``{"npo": {"beta": 0.1}}``).
+        train_options: :class:`~unilogit.trainer.TrainConfig` fields shared by every run (not
+            ``lr`` / ``epochs`` / ``seed``: grid axes).
+        eval_options: ``benchmark.evaluate`` options on top of its ``default_eval_options``.
+        eval_every / eval_epochs: the evaluation schedule (:class:`EvalSchedule`).
+        train_fn: ``unlearn``-compatible training function (tests, other trainers).
+        on_evaluation: ``fn(model, step, history) -> mapping | None`` at each evaluation.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(
+            "run_sweep runs in one process (it evaluates during training); start it without "
+            "`accelerate launch` / torchrun"
+        )
+    ctx = _context(
+        benchmark,
+        grid,
+        Path(output_dir),
+        dict(method_options or {}),
+        dict(train_options or {}),
+        dict(eval_options or {}),
+        EvalSchedule(eval_every, eval_epochs),
+        (target, gold, tokenizer, device),
+        overwrite,
+        progress,
+        train_fn or default_train_fn,
+        on_evaluation,
+    )
+    ctx.reference = _baselines(ctx)
+    result = ExperimentResult(records=ctx.store.records, output_dir=ctx.store.root)
+    done = ctx.store.finished(ctx.store.records)
+    todo = [s for s in grid.runs() if s.key not in done]
+    result.skipped = [s.run_id for s in grid.runs() if s.key in done]
+    if result.skipped:
+        log(progress, f"{len(result.skipped)} run(s) already finished: skipped")
+    for n, spec in enumerate(todo, 1):
+        log(
+            progress,
+            f"run {n}/{len(todo)}: {spec.method} lr={spec.lr:g} epochs={spec.epochs} "
+            f"seed={spec.seed}",
+        )
+        _run_one(ctx, spec)
+        result.ran.append(spec.run_id)
+    result.records = ctx.store.records
+    if report:
+        from unilogit.report import write_report
+
+        result.report = write_report(result.records, ctx.store.root, meta=ctx.store.saved_config())
+        log(progress, f"report: {result.report['md']}")
+    return result
+
+
+def _context(
+    benchmark: Benchmark,
+    grid: Grid,
+    out: Path,
+    method_options: dict[str, Any],
+    train_options: dict[str, Any],
+    eval_options: dict[str, Any],
+    schedule: EvalSchedule,
+    models: tuple[Any, Any, Any, str | None],
+    overwrite: bool,
+    progress: bool,
+    train_fn: TrainFn,
+    on_evaluation: EvaluationHook | None,
+) -> _Context:
+    """Check every option before any model loads or trains; load the data and models; open
+    the results store."""
+    from unilogit.methods import get_method
+    from unilogit.models import weights_sha256
+
+    if not isinstance(benchmark, Benchmark):
+        raise ConfigError(
+            f"{type(benchmark).__name__} is not a unilogit.benchmarks.Benchmark (the contract)"
+        )
+    method_options = {m: dict(o) for m, o in method_options.items()}
+    train_options.setdefault("progress", progress)
+    for k in ("lr", "epochs", "seed"):
+        if k in train_options:
+            raise ConfigError(f"train_options may not set {k!r}: it is a grid axis")
+    train_fp = _train_fingerprint(train_options)
+    for m in grid.methods:  # a typo fails now, not in hour two
+        get_method(m, **method_options.get(m, {}))
+    eval_opts = {**benchmark.default_eval_options, **eval_options}
+    log(progress, f"preparing the benchmark: {benchmark!r}")
+    forget, retain = benchmark.forget(), benchmark.retain()
+    target, gold, tok = _resolve_models(benchmark, *models)
+    hashes = {"target_sha256": weights_sha256(target)}
+    if gold is not None:
+        hashes["retain_sha256"] = weights_sha256(gold)
+    config = {
+        "format": FORMAT_VERSION,
+        "benchmark": benchmark.describe(),
+        "models": hashes,
+        "train": train_fp,
+        "eval": eval_opts,
+        "schedule": schedule.to_dict(),
+        "method_options": {m: method_options[m] for m in sorted(method_options)},
+    }
+    store = ResultsStore(out, config, grid, overwrite=overwrite, layout=_layout(benchmark))
+    if store.dropped:
+        log(progress, f"dropped {store.dropped} evaluation(s) of unfinished runs")
+    return _Context(
+        benchmark, store, forget, retain, target, gold, tok, eval_opts, train_options,
+        method_options, schedule, train_fn, on_evaluation, progress,
+    )  # fmt: skip
+
+
+def _layout(benchmark: Benchmark) -> dict[str, Any]:
+    """What the report shows for this benchmark (saved beside the results, so the report can
+    be rebuilt from the folder alone)."""
+    return {
+        "has_gold": benchmark.has_gold,
+        "columns": [dataclasses.asdict(c) for c in benchmark.columns],
+        "curves": [dataclasses.asdict(c) for c in benchmark.curves],
+    }
+
+
+def _train_fingerprint(train_options: Mapping[str, Any]) -> dict[str, Any]:
+    from unilogit.trainer import TrainConfig
+
+    options = dict(train_options)
+    cfg = TrainConfig.from_options(None, options)
+    if options:
+        raise ConfigError(f"unknown training option(s): {sorted(options)}")
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _PER_RUN}
+
+
+def _resolve_models(
+    benchmark: Benchmark, target: Any, gold: Any, tokenizer: Any, device: str | None
+) -> tuple[Any, Any, Any]:
+    """Target model, gold model (None without ``has_gold``) and tokenizer: given objects or
+    paths, else the benchmark's own."""
+    from unilogit.models import load_model, resolve_device
+
+    dev = resolve_device(device)
+
+    def get(spec: Any, own: Callable[[], tuple[Any, Any] | None], which: str) -> tuple[Any, Any]:
+        if spec is None:
+            pair = own()
+            if pair is None:
+                raise ConfigError(
+                    f"benchmark {benchmark.name!r} has no {which} model of its own: give it "
+                    f"({which}= / --model / --gold-model)"
+                )
+            return pair
+        if isinstance(spec, (str, os.PathLike)):
+            return load_model(spec, device=str(dev))
+        return spec, None
+
+    if gold is not None and not benchmark.has_gold:
+        raise ConfigError(f"benchmark {benchmark.name!r} has no gold model: do not give one")
+    target_model, tok_t = get(target, benchmark.target_model, "target")
+    gold_model = None
+    if benchmark.has_gold:
+        gold_model = get(gold, benchmark.gold_model, "gold")[0].to(dev).eval()
+        gold_model.requires_grad_(False)
+    tok = tokenizer or tok_t
+    if tok is None:
+        raise ConfigError("no tokenizer: pass tokenizer=... (the target model's)")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return target_model.to(dev).eval(), gold_model, tok
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+@contextlib.contextmanager
+def _evaluating(model: Any) -> Iterator[None]:
+    """Eval mode, no gradients, full precision (even if the run trains under autocast); the
+    model's mode is restored afterwards."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    device_type = next(model.parameters()).device.type
+    try:
+        with torch.no_grad(), torch.autocast(device_type, enabled=False):
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _evaluate(ctx: _Context, model: Any, reference: Any, gold: Any) -> tuple[dict, float]:
+    t0 = time.perf_counter()
+    with _evaluating(model):
+        res = ctx.benchmark.evaluate(
+            model,
+            ctx.tokenizer,
+            reference=reference,
+            gold_model=gold,
+            progress=False,
+            **ctx.eval_options,
+        )
+    return res, time.perf_counter() - t0
+
+
+def _baselines(ctx: _Context) -> dict[str, Any] | None:
+    """Evaluate the gold model (the reference) and the target model unless already stored;
+    return the reference evaluation (None without a gold model)."""
+    have = {r.get("method") for r in ctx.store.records if r.get("kind") == "baseline"}
+    reference = None
+    if ctx.gold is not None:
+        reference = ctx.store.baseline("retain")
+        if reference is None:
+            log(ctx.progress, "evaluating the gold (retain) model: the reference")
+            res, secs = _evaluate(ctx, ctx.gold, None, None)
+            reference = ctx.benchmark.gold_baseline(res)
+            _store_baseline(ctx, "retain", reference, secs, file_only="retain" in have)
+    if "target" not in have:
+        log(ctx.progress, "evaluating the target model (before unlearning)")
+        res, secs = _evaluate(ctx, ctx.target, reference, ctx.gold)
+        _store_baseline(ctx, "target", res, secs)
+    return reference
+
+
+def _store_baseline(
+    ctx: _Context, name: str, res: Mapping[str, Any], secs: float, file_only: bool = False
+) -> None:
+    path = f"evals/{name}.json"
+    if file_only:  # the record is kept but its file went missing: write the file again
+        from unilogit.files import atomic_write_json
+
+        atomic_write_json(ctx.store.root / path, res, indent=1)
+        return
+    rec = {
+        "kind": "baseline",
+        "method": name,
+        "epoch": 0,
+        "step": 0,
+        "final": True,
+        "run_id": name,
+        **ctx.benchmark.summarize(res),
+        "eval_seconds": round(secs, 2),
+    }
+    log(ctx.progress, one_line(ctx.store.append(rec, res, path), ctx.benchmark))
+
+
+def one_line(r: Mapping[str, Any], benchmark: Benchmark) -> str:
+    """A record in one line: who, the benchmark's first four columns, the evaluation time."""
+
+    def f(key: str) -> str:
+        v = r.get(key)
+        return "–" if not isinstance(v, (int, float)) else f"{v:.3g}"
+
+    who = r["method"] if r.get("kind") == "baseline" else f"{r['method']} step {r.get('step')}"
+    cols = ", ".join(f"{c.label} {f(c.key)}" for c in benchmark.columns[:4])
+    return f"{who}: {cols} ({f('eval_seconds')} s eval)"
+
+
+# ------------------------------------------------------------------------------ one run
+
+
+def _run_one(ctx: _Context, spec: RunSpec) -> None:
+    """Train one run from a copy of the target model, evaluating on ``ctx.schedule``."""
+    from unilogit.methods import get_method
+    from unilogit.trainer import TrainConfig
+
+    method = get_method(spec.method, **ctx.method_options.get(spec.method, {}))
+    log_file = ctx.store.root / "logs" / f"{spec.run_id}.jsonl"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    cfg = TrainConfig.from_options(
+        None, {**ctx.train_options, "lr": spec.lr, "epochs": spec.epochs, "seed": spec.seed}
+    )
+    base = {
+        "kind": "run",
+        "method": spec.method,
+        "lr": spec.lr,
+        "epochs": spec.epochs,
+        "seed": spec.seed,
+        "run_id": spec.run_id,
+        "options": method.config(),
+    }
+    clock = {"start": time.perf_counter(), "eval": 0.0, "final": False}
+
+    def on_step_end(model: Any, step: int, history: Any) -> None:
+        steps_per_epoch = max(1, history.total_steps // spec.epochs)
+        if ctx.schedule.due(step, history.total_steps, steps_per_epoch):
+            _record_evaluation(ctx, base, model, step, history, clock)
+
+    model = copy.deepcopy(ctx.target).train().requires_grad_(True)
+    ctx.train_fn(
+        model,
+        ctx.tokenizer,
+        ctx.forget,
+        ctx.retain if method.retain_kind is not None else None,
+        method=method,
+        config=cfg,
+        log_file=str(log_file),
+        on_step_end=on_step_end,
+    )
+    if not clock["final"]:
+        raise TrainingError(
+            f"run {spec.run_id}: the training function returned without its last step's "
+            "evaluation (on_step_end was not called for the last optimizer step)"
+        )
+    del model
+
+
+def _record_evaluation(
+    ctx: _Context,
+    base: Mapping[str, Any],
+    model: Any,
+    step: int,
+    history: Any,
+    clock: dict[str, Any],
+) -> None:
+    """Evaluate ``model`` at ``step`` and store the record (losses from ``history``)."""
+    res, secs = _evaluate(ctx, model, ctx.reference, ctx.gold)
+    extra: Mapping[str, Any] | None = None
+    if ctx.on_evaluation is not None:
+        with _evaluating(model):
+            extra = ctx.on_evaluation(model, step, history)
+    clock["eval"] += secs
+    last = history.steps[-1]
+    losses = {
+        f"train/{k}": v for k, v in last.items() if k.startswith("loss") or k in ("step", "epoch")
+    }
+    epoch = float(last["epoch"])
+    final = step == history.total_steps
+    rec = {
+        **base,
+        "epoch": int(epoch) if epoch.is_integer() else epoch,
+        "step": step,
+        "final": final,
+        **ctx.benchmark.summarize(res),
+        **losses,
+        **dict(extra or {}),
+        "train_seconds": round(time.perf_counter() - clock["start"] - clock["eval"], 2),
+        "eval_seconds": round(secs, 2),
+    }
+    stored = ctx.store.append(rec, res, f"evals/{base['run_id']}/step-{step}.json")
+    clock["final"] = clock["final"] or final
+    log(ctx.progress, "  " + one_line(stored, ctx.benchmark))
