@@ -8,7 +8,7 @@ from typing import Any
 
 from unilogit.errors import ConfigError
 
-__all__ = ["Grid", "RunSpec", "merge_grids"]
+__all__ = ["Grid", "RunSpec", "merge_grids", "parse_lrs"]
 
 
 @dataclass(frozen=True)
@@ -127,3 +127,37 @@ def merge_grids(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
         lrs[m] = list(dict.fromkeys([*lrs.get(m, []), *values]))
     out["lrs"] = lrs
     return out
+
+
+def parse_lrs(text: str, methods: Sequence[str]) -> list[float] | dict[str, list[float]]:
+    """Learning rates from text: ``"1e-4,3e-4"`` (every method) or
+    ``"unilogit:1e-3,npo:3e-4,npo:1e-3"`` (per method; plain values then apply to the methods
+    without their own). The result is what :meth:`Grid.make` takes as ``lrs``."""
+    shared: list[float] = []
+    per: dict[str, list[float]] = {}
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        method, sep, value = item.rpartition(":")
+        try:
+            lr = float(value)
+        except ValueError:
+            raise ConfigError(
+                f"learning rates: {item!r} is not a number (or METHOD:NUMBER)"
+            ) from None
+        if sep:
+            per.setdefault(method.strip().lower(), []).append(lr)
+        else:
+            shared.append(lr)
+    if not per:
+        if not shared:
+            raise ConfigError("learning rates: none given")
+        return shared
+    wanted = [m.lower() for m in methods]
+    extra = sorted(set(per) - set(wanted))
+    if extra:
+        raise ConfigError(f"learning rates name method(s) {extra} that are not in the methods")
+    missing = [m for m in wanted if m not in per and not shared]
+    if missing:
+        raise ConfigError(f"learning rates: none for {missing}")
+    return {m: per.get(m, shared) for m in wanted}
