@@ -231,11 +231,12 @@ def _context(
         if k in train_options:
             raise ConfigError(f"train_options may not set {k!r}: it is a grid axis")
     train_fp = _train_fingerprint(train_options)
-    for m in grid.methods:  # a typo fails now, not in hour two
-        get_method(m, **method_options.get(m, {}))
-    eval_opts = {**benchmark.default_eval_options, **eval_options}
     log(progress, f"preparing the benchmark: {benchmark!r}")
     forget, retain = benchmark.forget(), benchmark.retain()
+    for m in grid.methods:  # a typo fails now, not in hour two
+        if get_method(m, **method_options.get(m, {})).retain_kind is not None and retain is None:
+            method_options[m] = _forget_only(benchmark, m, method_options.get(m, {}))
+    eval_opts = {**benchmark.default_eval_options, **eval_options}
     target, gold, tok = _resolve_models(benchmark, *models)
     hashes = {"target_sha256": weights_sha256(target)}
     if gold is not None:
@@ -256,6 +257,18 @@ def _context(
         benchmark, store, forget, retain, target, gold, tok, eval_opts, train_options,
         method_options, schedule, train_fn, on_evaluation, progress,
     )  # fmt: skip
+
+
+def _forget_only(benchmark: Benchmark, method: str, options: Mapping[str, Any]) -> dict:
+    """``method``'s options without a retain term, for a benchmark without retain data (the
+    forget-only setting); a retain term the user asked for is an error."""
+    if options.get("retain_loss") not in (None, "default"):
+        raise ConfigError(
+            f"benchmark {benchmark.name!r} has no retain data, but {method} was given "
+            f"retain_loss={options['retain_loss']!r}; drop it (forget-only) or use a "
+            "benchmark with retain data"
+        )
+    return {**options, "retain_loss": None}
 
 
 def _layout(benchmark: Benchmark) -> dict[str, Any]:
