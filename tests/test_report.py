@@ -229,3 +229,99 @@ def test_best_per_method_uses_one_rule(tmp_path):
     rows = [ln for ln in best.splitlines() if ln.startswith("| npo") or ln.startswith("| uni")]
     assert rows[0].startswith("| npo lr=3e-3 | 4/4 | 1 | 0.100 |")
     assert rows[1].startswith("| unilogit lr=1e-3 | 3/3 | 0.16 |")  # 10**-0.8, its best FQ
+
+
+# ------------------------------------------------------------------------------ layout
+
+
+def test_declared_columns_and_curves_drive_the_report(tmp_path):
+    """A benchmark without a gold model declares its own columns and curves (here in the
+    sweep's saved layout): the tables use them, each curve gets a Pareto plot, the front is
+    taken with the declared directions, and the QA columns (FQ, KL) are absent."""
+    from unilogit.benchmarks.base import Column, Curve
+
+    def rec(method, step, forget, utility, final=False):
+        return {
+            "kind": "run", "method": method, "lr": 1e-3, "epochs": 1, "seed": 0,
+            "epoch": step / 4, "step": step, "final": final, "run_id": f"{method}-x",
+            "forget/score": forget, "utility/score": utility, "neighbour/score": utility - 0.1,
+        }  # fmt: skip
+
+    records = [
+        {"kind": "baseline", "method": "target", "epoch": 0, "step": 0,
+         "forget/score": 1.0, "utility/score": 0.9, "neighbour/score": 0.8},
+        rec("ga", 2, 0.6, 0.8), rec("ga", 4, 0.1, 0.3, True),
+        rec("npo", 2, 0.5, 0.85), rec("npo", 4, 0.2, 0.2, True),
+    ]  # fmt: skip
+    layout = {
+        "columns": [
+            {"key": "forget/score", "label": "forget", "higher_is_better": False, "fmt": ".2f"},
+            {"key": "utility/score", "label": "utility", "higher_is_better": True, "fmt": ".2f"},
+        ],
+        "curves": [
+            {"x_key": "forget/score", "y_key": "utility/score", "title": "forget vs utility",
+             "x_higher_is_better": False},
+            {"x_key": "forget/score", "y_key": "neighbour/score", "title": "forget vs neighbour",
+             "x_higher_is_better": False},
+        ],
+    }  # fmt: skip
+    paths = write_report(records, tmp_path, meta={"benchmark": {"name": "facts"}, "layout": layout})
+    md = paths["md"].read_text(encoding="utf-8")
+    assert "| Model / run | epoch | forget ↓ | utility ↑ | Pareto |" in md
+    assert "Forget Quality" not in md and "KL" not in md and "kl" not in paths
+    assert "## forget vs utility" in md and "## forget vs neighbour" in md
+    for key in ("pareto", "pareto_2", "epochs"):
+        assert paths[key].read_bytes().startswith(PNG_MAGIC)
+    # minimising forget, maximising utility (hand check): npo step 2 (0.5, 0.85) dominates
+    # ga step 2 (0.6, 0.8); ga step 4 (0.1, 0.3) dominates npo step 4 (0.2, 0.2)
+    every = md.split("## Every evaluation")[1].split("## Set-up")[0]
+    starred = [ln.split(" | ")[:2] for ln in every.splitlines() if ln.endswith("★ |")]
+    assert sorted(starred) == [["| ga lr=1e-3", "1/1"], ["| npo lr=1e-3", "0.5/1"]]
+    # best per method: the lowest forget score (declared direction)
+    best = md.split("## Best evaluation per method")[1].split("## Over epochs")[0]
+    assert "| ga lr=1e-3 | 1/1 | 0.10 |" in best and "| npo lr=1e-3 | 1/1 | 0.20 |" in best
+    # the same layout given directly instead of through meta
+    again = write_report(
+        records,
+        tmp_path / "direct",
+        columns=[Column(**c) for c in layout["columns"]],
+        curves=[Curve(**c) for c in layout["curves"]],
+    )
+    assert (
+        again["md"].read_text(encoding="utf-8").split("## Set-up")[0]
+        == md.replace("Unlearning report: facts", "Unlearning report").split("## Set-up")[0]
+    )
+
+
+def test_examples_section_shows_before_and_after(tmp_path):
+    records = _records()
+    examples = [
+        {"kind": "forget", "prompt": "Where was Ada born?", "answer_key": "In Oslo.",
+         "generation": "In Oslo."},
+        {"kind": "retain", "prompt": "Where was Bo born?", "answer_key": "In Rome.",
+         "generation": "In Rome."},
+    ]  # fmt: skip
+    (tmp_path / "evals").mkdir()
+    for r in records:
+        if r["kind"] == "baseline" or (r["method"] == "npo" and r["lr"] == 1e-3):
+            name = f"{r['run_id']}-{r['epoch']}.json"
+            gen = "In Oslo." if r["kind"] == "baseline" else "lies lies lies"
+            exs = [{**e, "generation": gen if e["kind"] == "forget" else e["generation"]}
+                   for e in examples]  # fmt: skip
+            (tmp_path / "evals" / name).write_text(json.dumps({"examples": exs}))
+            r["eval_file"] = f"evals/{name}"
+    md = write_report(records, tmp_path, html_report=False)["md"].read_text(encoding="utf-8")
+    section = md.split("## Examples")[1].split("## Every evaluation")[0]
+    assert "### forget" in section and "### retain" in section
+    # columns: before, the gold model, each method's best evaluation (npo: lr 1e-3 epoch 3;
+    # unilogit's has no saved evaluation here: "–")
+    head = (
+        "| prompt | answer key | target | retain (gold) | npo lr=1e-3 ep3 | unilogit lr=1e-3 ep3 |"
+    )
+    assert head in section
+    assert (
+        "| Where was Ada born? | In Oslo. | In Oslo. | In Oslo. | lies lies lies | – |" in section
+    )
+    # a report without saved evaluations has no such section
+    plain = write_report(_records(), tmp_path / "plain", html_report=False)["md"]
+    assert "## Examples" not in plain.read_text(encoding="utf-8")

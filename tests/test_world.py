@@ -209,6 +209,24 @@ def test_cache_dir_from_environment(monkeypatch, tmp_path):
     assert world_root(WorldConfig(**{**QUICK.to_dict(), "name": "mine"})) == root
 
 
+def test_unusable_cache_is_one_clear_config_error(monkeypatch, tmp_path):
+    """A file given as UNILOGIT_CACHE, or a cache folder that cannot be created, gives one
+    ConfigError naming the path before anything is generated (not a traceback)."""
+    afile = tmp_path / "cache.txt"
+    afile.write_text("not a folder")
+    monkeypatch.setenv("UNILOGIT_CACHE", str(afile))
+    with pytest.raises(ConfigError, match=f"{afile} is a file, not a folder.*UNILOGIT_CACHE"):
+        build_world(QUICK, progress=False)
+    below = afile / "sub"
+    with pytest.raises(ConfigError, match=f"cannot create cache folder {below}"):
+        build_world(QUICK, cache_dir=below, progress=False)
+    monkeypatch.delenv("UNILOGIT_CACHE")
+    monkeypatch.setenv("HOME", str(afile))
+    with pytest.raises(ConfigError, match="cannot create cache folder"):
+        build_world(QUICK, progress=False)
+    assert afile.read_text() == "not a folder"
+
+
 # ------------------------------------------------------------------------------ building
 
 
