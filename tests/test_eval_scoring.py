@@ -275,6 +275,18 @@ def test_evaluate_qa_end_to_end(tiny_tokenizer, model):
         gold, tiny_tokenizer, splits, reference=ref, generate=False, progress=False
     )
     assert self_ref["forget_quality"] == pytest.approx(1.0)
+    # KL to gold only on the named splits, the same number the one KL function gives
+    some = suites.evaluate_qa(
+        model, tiny_tokenizer, splits, gold_model=gold, kl_splits=["retain"], generate=False,
+        batch_size=8, progress=False,
+    )  # fmt: skip
+    assert [n for n, s in some["splits"].items() if "kl_to_gold" in s] == ["retain"]
+    assert some["splits"]["retain"]["kl_to_gold"] == pytest.approx(
+        suites.kl_to_gold(model, gold, tiny_tokenizer, splits["retain"], batch_size=8)
+    )
+    assert some["splits"]["retain"]["kl_to_gold"] == pytest.approx(
+        out["splits"]["retain"]["kl_to_gold"]
+    )
 
 
 def _memorise(model, tokenizer, texts, steps=12):

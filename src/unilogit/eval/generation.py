@@ -97,57 +97,16 @@ def generate_from_ids(
         limits = [
             max(0, min(lim, n_pos - len(p))) for lim, p in zip(limits, prompt_ids, strict=True)
         ]
-    pad, eos = _pad_id(tokenizer), _eos_ids(model, tokenizer)
-    device = _model_device(model)
     out: list[str | None] = [None] * n
     batches = _length_sorted_batches([len(p) for p in prompt_ids], batch_size)
     with _eval_mode(model), tqdm(total=n, desc=desc, disable=not progress, leave=False) as bar:
         for idx in batches:
-            width = max(len(prompt_ids[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)  # (B, T)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)  # (B, T)
-            for row, i in enumerate(idx):
-                p = list(prompt_ids[i])
-                ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-                mask[row, width - len(p) :] = 1
-            budget = max(limits[i] for i in idx)
-            if budget <= 0:
-                for i in idx:
-                    out[i] = ""
-                bar.update(len(idx))
-                continue
-            # Plain greedy: every logits processor that a model's own generation_config could
-            # switch on (unset fields are filled from it) is set to its neutral value here.
-            config = GenerationConfig(
-                max_new_tokens=budget,
-                min_new_tokens=0,
-                do_sample=False,
-                num_beams=1,
-                repetition_penalty=1.0,
-                no_repeat_ngram_size=0,
-                pad_token_id=pad,
-                eos_token_id=eos or None,
-            )
-            criteria = (
-                StoppingCriteriaList([_StopOnStrings(tokenizer, width, stop_strings)])
-                if stop_strings
-                else None
-            )
-            gen = model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                generation_config=config,
-                stopping_criteria=criteria,
-            )
-            new = gen[:, width:].tolist()  # (B, <= budget)
-            for row, i in enumerate(idx):
-                toks = new[row][: limits[i]]
-                for j, t in enumerate(toks):
-                    if t in eos:
-                        toks = toks[:j]
-                        break
-                text = tokenizer.decode(toks, skip_special_tokens=True)
-                out[i] = _cut_at_stop(text, stop_strings).strip()
+            texts = _generate_batch(
+                model, tokenizer, [prompt_ids[i] for i in idx], [limits[i] for i in idx],
+                stop_strings,
+            )  # fmt: skip
+            for i, text in zip(idx, texts, strict=True):
+                out[i] = text
             bar.update(len(idx))
     return out  # type: ignore[return-value]
 
@@ -223,3 +182,59 @@ def generate_continuations(
         progress=progress,
         desc="generating continuations",
     )
+
+
+def _generate_batch(
+    model: torch.nn.Module,
+    tokenizer,
+    prompts: Sequence[Sequence[int]],
+    limits: Sequence[int],
+    stop_strings: Sequence[str] | None,
+) -> list[str]:
+    """Greedy continuations of one batch of prompts (left-padded), each cut to its own limit,
+    at the first EOS and at the first stop string."""
+    pad, eos = _pad_id(tokenizer), _eos_ids(model, tokenizer)
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)  # (B, T)
+    for row, p in enumerate(prompts):
+        ids[row, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
+        mask[row, width - len(p) :] = 1
+    budget = max(limits)
+    if budget <= 0:
+        return [""] * len(prompts)
+    # Plain greedy: every logits processor that a model's own generation_config could switch
+    # on (unset fields are filled from it) is set to its neutral value here.
+    config = GenerationConfig(
+        max_new_tokens=budget,
+        min_new_tokens=0,
+        do_sample=False,
+        num_beams=1,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        pad_token_id=pad,
+        eos_token_id=eos or None,
+    )
+    criteria = (
+        StoppingCriteriaList([_StopOnStrings(tokenizer, width, stop_strings)])
+        if stop_strings
+        else None
+    )
+    device = _model_device(model)
+    gen = model.generate(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        generation_config=config,
+        stopping_criteria=criteria,
+    )
+    new = gen[:, width:].tolist()  # (B, <= budget)
+    texts = []
+    for row, limit in enumerate(limits):
+        toks = new[row][:limit]
+        for j, t in enumerate(toks):
+            if t in eos:
+                toks = toks[:j]
+                break
+        text = tokenizer.decode(toks, skip_special_tokens=True)
+        texts.append(_cut_at_stop(text, stop_strings).strip())
+    return texts

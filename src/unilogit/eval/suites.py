@@ -165,9 +165,47 @@ def evaluate_qa(
         "truth_ratio_convention": TRUTH_RATIO_CONVENTION,
         "splits": {},
     }
+    result["splits"], mia_inputs = _score_splits(
+        model,
+        tokenizer,
+        data,
+        roles=(forget, holdout),
+        want_mia=want_mia,
+        mia_k=mia_k,
+        generation=(max_new_tokens, keep_generations) if generate else None,
+        gold=(gold_model, kl_names),
+        common=common,
+    )
+    if reference is not None:
+        result.update(_forget_quality(result["splits"], forget, reference))
+    result.update(_model_utility(result["splits"], utility))
+    if want_mia:
+        result["mia"] = M.mia_aucs(mia_inputs[forget], mia_inputs[holdout])
+        result["mia_k"] = mia_k
+    return result
+
+
+def _score_splits(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    data: Mapping[str, list[Example]],
+    *,
+    roles: tuple[str | None, str | None],
+    want_mia: bool,
+    mia_k: float,
+    generation: tuple[int, bool] | None,
+    gold: tuple[torch.nn.Module | None, Sequence[str]],
+    common: Mapping[str, Any],
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
+    """Every split's numbers (see :func:`evaluate_qa`) and the membership scores of the
+    forget and holdout splits. ``roles``: (forget, holdout) split names; ``generation``:
+    (max_new_tokens, keep_generations) or None; ``gold``: (gold model, KL split names)."""
+    forget, holdout = roles
+    gold_model, kl_names = gold
+    out: dict[str, dict[str, Any]] = {}
     mia_inputs: dict[str, dict[str, np.ndarray]] = {}
     for name, examples in data.items():
-        out, mia = _score_split(
+        split, mia = _score_split(
             model,
             tokenizer,
             examples,
@@ -178,24 +216,14 @@ def evaluate_qa(
             mia_k=mia_k,
             common=common,
         )
-        if generate and name != holdout:
-            out.update(
-                _generation_metrics(
-                    model, tokenizer, examples, max_new_tokens, keep_generations, common
-                )
-            )
+        if generation is not None and name != holdout:
+            split.update(_generation_metrics(model, tokenizer, examples, *generation, common))
         if gold_model is not None and name in kl_names and name != holdout:
-            out["kl_to_gold"] = kl_to_gold(model, gold_model, tokenizer, examples, **common)
+            split["kl_to_gold"] = kl_to_gold(model, gold_model, tokenizer, examples, **common)
         if mia is not None:
             mia_inputs[name] = mia
-        result["splits"][name] = out
-    if reference is not None:
-        result.update(_forget_quality(result["splits"], forget, reference))
-    result.update(_model_utility(result["splits"], utility))
-    if want_mia:
-        result["mia"] = M.mia_aucs(mia_inputs[forget], mia_inputs[holdout])
-        result["mia_k"] = mia_k
-    return result
+        out[name] = split
+    return out, mia_inputs
 
 
 def kl_to_gold(
