@@ -278,6 +278,8 @@ def test_evaluate_all_metrics_tiny_model(muse_dir, tiny_tokenizer, tmp_path):
         bench.evaluate(model, tok, reference=0.5, **opts)
     with pytest.raises(ConfigError, match="k=0.2"):
         bench.evaluate(model, tok, reference={**ref, "privleak_k": 0.2}, **opts)
+    with pytest.raises(ConfigError, match="no evaluation option.*max_new_tokens"):
+        bench.evaluate(model, tok, max_new_tokens=5, **opts)
     summary = bench.summarize(res)
     assert summary["knowmem_f"] == res["knowmem_f"] and summary["privleak"] == res["privleak"]
     assert {c.key for c in bench.columns} <= set(summary) and not bench.has_gold

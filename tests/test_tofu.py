@@ -326,6 +326,8 @@ def test_evaluate_all_metrics_tiny_model(tofu_dir, tiny_tokenizer, tmp_path):
     short = {"forget_split": "forget", "splits": {"forget": {"truth_ratios": [1.0, 2.0]}}}
     with pytest.raises(ConfigError, match="reference has 2 forget questions"):
         bench.resolve_reference(short)
+    with pytest.raises(ConfigError, match="no evaluation option.*'k'.*keep_generations"):
+        bench.evaluate(model, tok, k=0.4, progress=False)
     with pytest.raises(ConfigError, match="bare list of numbers"):
         bench.evaluate(model, tok, reference=[1.0, 2.0, 3.0, 4.0], progress=False)
     unnamed = {k: v for k, v in res.items() if k != "benchmark"}

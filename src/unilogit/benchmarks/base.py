@@ -151,6 +151,16 @@ class Benchmark(abc.ABC):
         reference row. Only for benchmarks with ``has_gold``."""
         raise ConfigError(f"benchmark {self.name!r} has no gold model")
 
+    def check_options(self, options: Mapping[str, Any], allowed: Sequence[str]) -> None:
+        """Refuse evaluation options this benchmark does not take (one clear error instead of
+        a TypeError deep in the evaluation)."""
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ConfigError(
+                f"benchmark {self.name!r} has no evaluation option(s) {unknown}; it takes: "
+                f"{', '.join(sorted(allowed)) or 'none'}"
+            )
+
     # ----------------------------------------------------------------------------- reference
 
     def evaluate_reference(self, model: Any, tokenizer: Any, **options: Any) -> dict[str, Any]:

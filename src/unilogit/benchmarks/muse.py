@@ -321,6 +321,9 @@ class MuseBenchmark(BenchmarkSource, Benchmark):
 
         if gold_model is not None:
             raise ConfigError("MUSE has no KL to gold: a gold model is for TOFU / world")
+        self.check_options(
+            options, ("knowmem_max_new_tokens", "verbmem_max_new_tokens", "keep_generations")
+        )
         ref = self.resolve_reference(
             reference, tokenizer, batch_size=batch_size, k=k, progress=progress
         )

@@ -105,6 +105,7 @@ class QABenchmark(Benchmark):
         """
         from unilogit.eval.suites import evaluate_qa
 
+        self.check_options(options, ("mia_k", "keep_generations"))
         defaults = {"batch_size": 32, "max_new_tokens": 200, **self.default_eval_options}
         batch_size = batch_size or defaults["batch_size"]
         max_new_tokens = max_new_tokens or defaults["max_new_tokens"]
