@@ -358,6 +358,8 @@ class Method:
         if retain_loss not in ("nll", "kl", None, "none"):
             raise ConfigError(f"retain_loss must be 'nll', 'kl' or None, got {retain_loss!r}")
         self.retain_kind = None if retain_loss == "none" else retain_loss
+        check_option(self.name, "retain_weight", retain_weight, 1.0)
+        check_option(self.name, "forget_weight", forget_weight, 1.0)
         self.retain_weight = float(retain_weight)
         self.forget_weight = float(forget_weight)
         unknown = set(hyperparameters) - set(self.hyperparameters)
@@ -367,8 +369,6 @@ class Method:
                 f"method {self.name!r} got unknown option(s) {sorted(unknown)}; "
                 f"its options are: {valid}"
             )
-        check_option(self.name, "retain_weight", retain_weight, 1.0)
-        check_option(self.name, "forget_weight", forget_weight, 1.0)
         for key, value in hyperparameters.items():
             check_option(self.name, key, value, self.hyperparameters[key])
         self.hp = {**self.hyperparameters, **hyperparameters}
