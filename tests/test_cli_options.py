@@ -201,3 +201,14 @@ def test_a_real_os_error_from_the_output_path(shared_dir, forget_file, capsys):
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: /proc/") and last.count("error") == 1
+
+
+def test_eval_malformed_reference_is_one_line_before_any_work(tmp_path, capsys):
+    bad = tmp_path / "retain-eval.json"
+    bad.write_text('{"truth_ratios": [0.5,\n')
+    argv = ["eval", "--benchmark", "tofu", "--model", str(tmp_path / "no-such-model")]
+    argv += ["--reference", str(bad), "--output", str(tmp_path / "e.json")]
+    assert main(argv) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"error: {bad}:2: not valid JSON")
+    assert not (tmp_path / "e.json").exists()

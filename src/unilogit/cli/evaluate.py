@@ -66,10 +66,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{out} exists; pass --overwrite to replace it")
     if out.is_dir():
         raise ConfigError(f"--output {out} is a directory; give a JSON file name")
+    saved = _saved_reference(args.reference)  # read first: a bad file fails before any work
     bench = opt.get_benchmark(args)
     loading = opt.load_options(args)
     model, tok = load_model(args.model, **loading)
-    reference, gold = _reference_and_gold(args, bench, model, loading)
+    reference, gold = _reference_and_gold(args, bench, model, loading, saved)
     t0 = time.perf_counter()
     result = _evaluate(args, bench, model, tok, reference, gold)
     result = {"model": str(args.model), "seconds": round(time.perf_counter() - t0, 1), **result}
@@ -79,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_reference(path: Path) -> Any:
+def _saved_reference(spec: str | None) -> Any:
+    """The ``--reference`` JSON file's content (a saved evaluation), or None for a model."""
+    if not spec or not (Path(spec).is_file() and Path(spec).suffix == ".json"):
+        return None
+    path = Path(spec)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -89,20 +94,16 @@ def _read_reference(path: Path) -> Any:
 
 
 def _reference_and_gold(
-    args: argparse.Namespace, bench: Any, model: Any, loading: dict[str, Any]
+    args: argparse.Namespace, bench: Any, model: Any, loading: dict[str, Any], saved: Any
 ) -> tuple[Any, Any]:
-    """The Forget Quality / PrivLeak reference (saved evaluation or model) and the gold model;
-    the world benchmark supplies its own retain model for whichever is not given."""
+    """The Forget Quality / PrivLeak reference (``saved`` evaluation or a model) and the gold
+    model; the world benchmark supplies its own retain model for whichever is not given."""
     from ..models import load_model
 
-    reference: Any = None
+    reference: Any = saved
     gold: Any = None
-    if args.reference:
-        ref_path = Path(args.reference)
-        if ref_path.is_file() and ref_path.suffix == ".json":
-            reference = _read_reference(ref_path)
-        else:
-            reference, _ = load_model(args.reference, **loading)
+    if args.reference and saved is None:
+        reference, _ = load_model(args.reference, **loading)
     if args.gold_model:
         gold, _ = load_model(args.gold_model, **loading)
     if args.benchmark.strip().lower() == "world" and (reference is None or gold is None):

@@ -63,12 +63,16 @@ def load_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_benchmark_options(
-    p: argparse.ArgumentParser, *, default: str | None, what: str
+    p: argparse.ArgumentParser,
+    *,
+    default: str | None,
+    what: str,
+    names: str = "world | tofu | muse-news",
 ) -> argparse._ArgumentGroup:
     """``--benchmark --split --data-dir --max-rows --preset --cache-dir``; returns the group."""
     g = p.add_argument_group("benchmark")
     shown = f" (default {default})" if default else ""
-    g.add_argument("--benchmark", default=default, help=f"world | tofu | muse-news: {what}{shown}")
+    g.add_argument("--benchmark", default=default, help=f"{names}: {what}{shown}")
     g.add_argument(
         "--split",
         help="forget split: forget01 | forget05 | forget10 (default: the benchmark's, forget10)",
