@@ -92,6 +92,8 @@ def test_bench_validates_the_same_training_options(flags, field, tmp_path, capsy
         (["--method", "unilogit", "-O", "fused=perhaps"], "expects true or false"),
         (["--method", "npo", "-O", "npo:beta=1"], "KEY=VALUE"),
         (["--method", "npo", "-O", "betta=1"], "unknown option"),
+        (["--method", "npo", "-O", "lr=1"], "'lr' is a training setting, not a method option"),
+        (["--method", "npo", "-O", "seed=1"], "unknown option(s) ['seed']"),
         (["--method", "idkdpo", "--refusals", "no-such-refusals.txt"], "no-such-refusals.txt"),
     ],
 )

@@ -257,6 +257,8 @@ def add_option_flag(g: argparse._ArgumentGroup, *, per_method: bool) -> None:
 
 def parse_assignment(item: str, *, per_method: bool) -> tuple[str | None, str, str]:
     """``"[METHOD:]KEY=VALUE"`` -> ``(method or None, key with - as _, value text)``."""
+    from ..trainer import TrainConfig
+
     head, sep, value = item.partition("=")
     method, colon, key = head.rpartition(":")
     if not per_method and colon:
@@ -265,6 +267,11 @@ def parse_assignment(item: str, *, per_method: bool) -> tuple[str | None, str, s
     if not sep or not key or (colon and not method.strip()):
         form = "[METHOD:]KEY=VALUE" if per_method else "KEY=VALUE"
         raise ConfigError(f"--option expects {form}, got {item!r}")
+    if key in TrainConfig.field_names() and key != "seed":  # RMU has a seed option of its own
+        raise ConfigError(
+            f"--option {item!r}: {key!r} is a training setting, not a method option; "
+            f"use its own flag (--{key.replace('_', '-')})"
+        )
     return (method.strip().lower() if colon else None), key, value
 
 
