@@ -22,7 +22,8 @@ def test_rmu_seed_option_is_the_method_seed_not_the_training_seed(
     shared_dir, forget_file, tmp_path, monkeypatch, capsys
 ):
     """`-O seed=3` with RMU: the control vector comes from seed 3, the training seed stays the
-    default 0, and the audit record says exactly that (old code: training seed 3, RMU seed 0)."""
+    default 0, and the audit record says exactly that (old code: training seed 3, RMU seed 0,
+    and two RMU objects: one for the record, one for training)."""
     used: list[int] = []
     real = RMU.control
 
@@ -31,12 +32,21 @@ def test_rmu_seed_option_is_the_method_seed_not_the_training_seed(
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(RMU, "control", spy)
+    built: list[RMU] = []
+    real_init = RMU.__init__
+
+    def count(self, *args, **kwargs):
+        built.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(RMU, "__init__", count)
     out = tmp_path / "o"
     argv = ["unlearn", "--model", str(shared_dir / "models" / "stories260K.gguf")]
     argv += ["--forget", str(forget_file), "--method", "rmu", "-O", "seed=3", "-O", "layer=0"]
     argv += ["--epochs", "1", "--no-progress", "--output", str(out)]
     assert main(argv) == 0, capsys.readouterr().err
     assert used and set(used) == {3}
+    assert len(built) == 1  # one Method object: the one recorded is the one trained
     record = json.loads((out / "unlearn_record.json").read_text())
     assert record["config"]["method"]["seed"] == 3
     assert record["config"]["train"]["seed"] == 0
