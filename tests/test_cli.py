@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -226,6 +227,37 @@ def test_resume_after_kill_gives_the_same_weights(stories, tmp_path):
     )
     torch.testing.assert_close(_weights(killed), _weights(full), atol=1e-6, rtol=1e-5)
     assert len((killed / "train_log.jsonl").read_text().splitlines()) >= 45
+
+
+def test_ctrl_c_says_how_to_resume_and_that_command_resumes(stories, tmp_path):
+    """SIGINT (Ctrl-C) after the first checkpoint: exit 130, one line on stderr naming the
+    checkpoint and the exact command that resumes; running that command finishes the run."""
+    gguf, root, _ = stories
+    out = tmp_path / "run"
+    args = ["unlearn", "--model", str(gguf), "--forget", str(root / "forget.jsonl")]
+    args += ["--retain", str(root / "retain.jsonl"), "--epochs", "15", "--batch-size", "1"]
+    args += ["--lr", "1e-3", "--no-progress", "--checkpoint-every", "5", "--output", str(out)]
+    module = [sys.executable, "-m", "unilogit.cli"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    state = tmp_path / ".run.checkpoints" / "checkpoint" / "trainer_state.json"
+    proc = subprocess.Popen(
+        [*module, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 300
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"interrupted; last checkpoint: {state.parent} (step ")
+    command = shlex.split(last.partition("resume with: ")[2])
+    assert command == ["unilogit", *args, "--resume"]
+    assert not out.exists()
+    done = subprocess.run([*module, *command[1:]], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len((out / "train_log.jsonl").read_text().splitlines()) >= 45
 
 
 def test_benchmark_data_for_unlearn_and_finetune(shared_dir, tmp_path, capsys):

@@ -22,7 +22,6 @@ from unilogit.data import (
     encode_examples,
     encode_prompt,
     load_examples,
-    make_dataloader,
     sha256_file,
 )
 from unilogit.errors import ConfigError, DataError
@@ -645,11 +644,11 @@ def test_collate_right_and_left_padding():
         collate([{"input_ids": [1, 2], "labels": [1]}], 0)
 
 
-def test_dataloader_masks_padding_and_keeps_eos(tiny_tokenizer):
+def test_collate_masks_padding_and_keeps_eos(tiny_tokenizer):
     tok = tiny_tokenizer
     examples = load_examples(QA_ROWS)
-    batch = next(iter(make_dataloader(examples, tok, batch_size=3, shuffle=False, seed=0)))
     encoded = encode_examples(tok, examples)
+    batch = collate(encoded, tok.pad_token_id)
     for row, enc in enumerate(encoded):
         n = len(enc.input_ids)
         assert batch["input_ids"][row, :n].tolist() == enc.input_ids
@@ -658,36 +657,6 @@ def test_dataloader_masks_padding_and_keeps_eos(tiny_tokenizer):
         assert batch["labels"][row, n:].eq(IGNORE_INDEX).all()
         assert batch["input_ids"][row, n:].eq(tok.pad_token_id).all()
         assert batch["attention_mask"][row].sum().item() == n
-
-
-def test_dataloader_shuffle_is_seeded(tiny_tokenizer):
-    rows = [{"question": f"question number {i}?", "answer": f"answer {i}"} for i in range(32)]
-    examples = load_examples(rows)
-
-    def order(seed, shuffle=True, epochs=2):
-        loader = make_dataloader(
-            examples,
-            tiny_tokenizer,
-            batch_size=4,
-            shuffle=shuffle,
-            seed=seed,
-            max_length=None,
-            chat_template=None,
-        )
-        return [tuple(b["input_ids"].flatten().tolist()) for _ in range(epochs) for b in loader]
-
-    assert order(3) == order(3)  # same seed -> same batches, epoch after epoch
-    assert order(3) != order(4)
-    plain = make_dataloader(examples, tiny_tokenizer, batch_size=32, shuffle=False, seed=0)
-    first = next(iter(plain))
-    assert first["input_ids"].shape[0] == 32
-    expected = encode_examples(tiny_tokenizer, examples)
-    for row, enc in enumerate(expected):  # unshuffled = source order
-        assert first["input_ids"][row, : len(enc.input_ids)].tolist() == enc.input_ids
-    with pytest.raises(ConfigError, match="batch_size"):
-        make_dataloader(examples, tiny_tokenizer, batch_size=0)
-    with pytest.raises(DataError, match="no examples"):
-        make_dataloader([], tiny_tokenizer, batch_size=2)
 
 
 # ------------------------------------------------------------------------------------------

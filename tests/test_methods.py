@@ -137,3 +137,37 @@ def test_new_method_is_one_small_class():
         torch.testing.assert_close(value.total(), 2 * ga.total())
     finally:
         METHODS.pop("test-double-ga")
+
+
+def test_options_are_typed_by_their_defaults():
+    """The CLI's text values take the type of the option's default; a wrong one is refused
+    with the option and method named."""
+    from unilogit.methods import parse_option
+
+    assert parse_option("npo", "beta", "0.25") == 0.25
+    assert parse_option("undial", "gamma", "10") == 10
+    assert parse_option("unilogit", "fused", "true") is True
+    assert parse_option("unilogit", "chunk_size", "64") == 64
+    assert parse_option("unilogit", "divergence", "forward") == "forward"
+    assert parse_option("unilogit", "retain_weight", "0") == 0
+    assert parse_option("rmu", "layer", "3") == 3  # default None: JSON
+    assert parse_option("npo", "retain_loss", "kl") == "kl"
+    cases = [
+        ("npo", "beta", "abc", "option 'beta' of method 'npo' expects a number, got 'abc'"),
+        ("npo", "beta", "nan", "option 'beta' of method 'npo' expects a number"),
+        ("unilogit", "fused", "maybe", "expects true or false"),
+        ("unilogit", "chunk_size", "1.5", "option 'chunk_size' of method 'unilogit' expects an"),
+        ("npo", "forget_weight", "x", "option 'forget_weight' of method 'npo'"),
+    ]
+    for method, key, text, message in cases:
+        with pytest.raises(ConfigError) as err:
+            parse_option(method, key, text)
+        assert message in str(err.value)
+
+
+def test_methods_check_option_types_from_python():
+    with pytest.raises(ConfigError, match="option 'beta' of method 'npo' expects a number"):
+        get_method("npo", beta="abc")
+    with pytest.raises(ConfigError, match="option 'retain_weight' of method 'ga'"):
+        get_method("ga", retain_weight="heavy")
+    assert get_method("undial", gamma=3).hp["gamma"] == 3  # an int passes for a float

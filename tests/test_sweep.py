@@ -13,10 +13,12 @@ import pytest
 import torch
 
 from tiny_bench import TinyBench
-from unilogit.demo import main as demo_main
-from unilogit.demo import parse_lrs, parse_method_options, run_demo
+from unilogit.cli import main as cli_main
+from unilogit.cli.options import parse_method_options
+from unilogit.demo import run_demo
 from unilogit.errors import ConfigError
 from unilogit.experiment import runner
+from unilogit.experiment.grid import parse_lrs
 from unilogit.report import read_records
 from unilogit.sweep import Grid, RunSpec, run_sweep
 
@@ -76,15 +78,29 @@ def test_grid_and_cli_parsing():
         "npo": [3e-4, 1e-3],
     }
     assert parse_lrs("2e-3,npo:1e-3", ["unilogit", "npo"]) == {"unilogit": [2e-3], "npo": [1e-3]}
-    with pytest.raises(ConfigError, match="not in --methods"):
+    with pytest.raises(ConfigError, match="not in the methods"):
         parse_lrs("ga:1e-3", ["npo"])
     with pytest.raises(ConfigError, match="not a number"):
         parse_lrs("fast", ["npo"])
-    assert parse_method_options(["npo:beta=0.2", "npo:retain-loss=kl"]) == {
+    assert parse_method_options(["npo:beta=0.2", "npo:retain-loss=kl"], ["npo"]) == {
         "npo": {"beta": 0.2, "retain_loss": "kl"}
     }
-    with pytest.raises(ConfigError, match="METHOD:KEY=VALUE"):
-        parse_method_options(["beta=0.2"])
+    # KEY=VALUE: every method of the sweep that has the option; METHOD:KEY=VALUE then wins
+    assert parse_method_options(
+        ["beta=0.2", "simnpo:beta=3", "retain_weight=2"], ["unilogit", "npo", "simnpo"]
+    ) == {
+        "npo": {"beta": 0.2, "retain_weight": 2},
+        "simnpo": {"beta": 3, "retain_weight": 2},
+        "unilogit": {"retain_weight": 2},
+    }
+    with pytest.raises(ConfigError, match=r"METHOD:\]KEY=VALUE"):
+        parse_method_options(["npo:beta"], ["npo"])
+    with pytest.raises(ConfigError, match="none of the methods"):
+        parse_method_options(["chunk_size=8"], ["npo"])
+    with pytest.raises(ConfigError, match="not in --methods"):
+        parse_method_options(["ga:retain_weight=1"], ["npo"])
+    with pytest.raises(ConfigError, match="option 'beta' of method 'npo' expects a number"):
+        parse_method_options(["npo:beta=abc"], ["npo"])
 
 
 # ------------------------------------------------------------------------------ sweeps
@@ -329,14 +345,14 @@ def test_eval_and_bench_commands_on_the_world(small_world, tmp_path, monkeypatch
     out = tmp_path / "eval.json"
     world_args = ["--benchmark", "world", "--preset", "quick", "--cache-dir", str(cache)]
     eval_args = ["eval", *world_args, "--model", str(world.target_dir), "--output", str(out)]
-    code = demo_main([*eval_args, "--max-rows", "6", "--no-progress"])
+    code = cli_main([*eval_args, "--max-rows", "6", "--no-progress"])
     assert code == 0
     res = json.loads(out.read_text())
     assert res["benchmark"]["name"] == "world" and 0 <= res["forget_quality"] <= 1
     assert res["splits"]["forget"]["kl_to_gold"] > 0 and "model_utility" in res
-    assert demo_main([*eval_args, "--no-progress"]) == 2  # exists: refused
+    assert cli_main([*eval_args, "--no-progress"]) == 2  # exists: refused
     bench_out = tmp_path / "bench"
-    code = demo_main(
+    code = cli_main(
         ["bench", *world_args, "--methods", "unilogit", "--lrs", "1e-3", "--epochs", "1"]
         + ["--batch-size", "6", "--output", str(bench_out), "--max-rows", "6", "--no-progress"]
     )

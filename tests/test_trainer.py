@@ -326,11 +326,71 @@ def test_empty_forget_set_is_an_error(memorised):
 
 def test_config_fields_and_unknown_options(memorised):
     tokenizer, trained = memorised
-    cfg = TrainConfig.from_options(None, {"lr": 0.5, "beta": 1})
+    cfg = TrainConfig.from_options(None, {"lr": 0.5})
     assert cfg.lr == 0.5
+    with pytest.raises(ConfigError, match=r"unknown training option\(s\) \['beta'\]"):
+        TrainConfig.from_options(None, {"lr": 0.5, "beta": 1})  # method options stay out
     with pytest.raises(ConfigError, match="unknown option"):
         unlearn(trained, tokenizer, FORGET, RETAIN, method="unilogit", bogus=1, **FAST)
 
 
 def test_every_registered_method_is_covered():
     assert set(SETTINGS) == set(METHODS)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("epochs", 0),
+        ("epochs", float("inf")),
+        ("lr", -1.0),
+        ("lr", float("nan")),
+        ("lr", 0.0),
+        ("batch_size", 0),
+        ("grad_accum", 0),
+        ("warmup_ratio", 5.0),
+        ("warmup_ratio", -0.1),
+        ("max_grad_norm", -1.0),
+        ("max_grad_norm", float("nan")),
+        ("weight_decay", -0.5),
+        ("max_length", 0),
+        ("mixed_precision", "fp8"),
+        ("checkpoint_every", -1),
+        ("seed", 1.5),
+    ],
+)
+def test_train_config_refuses_bad_values_naming_the_field(field, value):
+    with pytest.raises(ConfigError, match=f"'{field}'"):
+        TrainConfig(**{field: value})
+    with pytest.raises(ConfigError, match=f"'{field}'"):  # and so does every copy
+        TrainConfig.from_options(TrainConfig(), {field: value})
+
+
+def test_train_config_accepts_the_edges():
+    cfg = TrainConfig(warmup_ratio=1.0, max_grad_norm=0.0, weight_decay=0.0, epochs=0.5)
+    assert (cfg.warmup_ratio, cfg.max_grad_norm, cfg.epochs) == (1.0, 0.0, 0.5)
+
+
+def test_method_options_and_training_settings_stay_apart(memorised, monkeypatch):
+    """RMU's own ``seed`` goes in method_options; a ``seed`` keyword is the training seed."""
+    import unilogit.trainer as trainer_module
+
+    tokenizer, trained = memorised
+    seen = {}
+
+    def capture(model, tokenizer, method, forget, retain, cfg, *rest):
+        seen.update(method_seed=method.hp["seed"], train_seed=cfg.seed, lr=cfg.lr)
+        return model, trainer_module.History()
+
+    monkeypatch.setattr(trainer_module, "_train", capture)
+    config = TrainConfig(lr=2e-3, seed=1)
+    unlearn(trained, tokenizer, FORGET, RETAIN, "rmu", config=config, method_options={"seed": 3})
+    assert seen == {"method_seed": 3, "train_seed": 1, "lr": 2e-3}
+    unlearn(trained, tokenizer, FORGET, RETAIN, "rmu", seed=5, layer=0)
+    assert seen["method_seed"] == 0 and seen["train_seed"] == 5
+    with pytest.raises(ConfigError, match="both in method_options and as keywords"):
+        unlearn(trained, tokenizer, FORGET, RETAIN, "npo", method_options={"beta": 1}, beta=2)
+    with pytest.raises(ConfigError, match="Method instance"):
+        unlearn(trained, tokenizer, FORGET, RETAIN, METHODS["npo"](), beta=2)
+    with pytest.raises(ConfigError, match="unknown training option"):
+        finetune(trained, tokenizer, FORGET, beta=2)

@@ -26,8 +26,7 @@ them, so that evaluation scores exactly the tokens that training saw::
 Example::
 
     examples = load_examples("forget01.jsonl")
-    loader = make_dataloader(examples, tokenizer, batch_size=8, shuffle=True, seed=0,
-                             max_length=512, chat_template=None)
+    batch = collate(encode_examples(tokenizer, examples, max_length=512), tokenizer.pad_token_id)
 """
 
 from __future__ import annotations
@@ -43,14 +42,13 @@ import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import DataLoader
 
 from .errors import ConfigError, DataError
+from .losses import IGNORE_INDEX
 
 __all__ = [
     "ANSWER_FORMAT",
@@ -65,11 +63,9 @@ __all__ = [
     "encode_examples",
     "encode_prompt",
     "load_examples",
-    "make_dataloader",
     "sha256_file",
 ]
 
-IGNORE_INDEX = -100  # label of positions that carry no loss (prompt, padding)
 PROMPT_FORMAT = "Question: {question}\nAnswer:"  # used when no chat template applies
 ANSWER_FORMAT = " {answer}"  # followed by EOS
 SUPPORTED_SUFFIXES = {
@@ -949,46 +945,3 @@ def collate(
         attention_mask[row, cols] = 1
         labels_t[row, cols] = torch.tensor(labels, dtype=torch.long)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels_t}
-
-
-def make_dataloader(
-    examples: Sequence[Example | EncodedExample],
-    tokenizer: Any,
-    *,
-    batch_size: int = 8,
-    shuffle: bool = False,
-    seed: int = 0,
-    max_length: int | None = None,
-    chat_template: bool | str | None = None,
-    padding_side: str = "right",
-    drop_last: bool = False,
-) -> DataLoader:
-    """Encode ``examples`` and batch them with :func:`collate`.
-
-    Shuffling uses a ``torch.Generator`` seeded with ``seed``, so the order of batches (and of
-    every later epoch) is the same on every run. Padding uses ``tokenizer.pad_token_id`` (or the
-    EOS id when the tokenizer has no pad token; padded positions are masked anyway).
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not examples:
-        raise DataError("no examples to batch")
-    to_encode = [ex for ex in examples if not isinstance(ex, EncodedExample)]
-    encoded_iter = iter(
-        encode_examples(tokenizer, to_encode, chat_template=chat_template, max_length=max_length)
-    )
-    encoded = [ex if isinstance(ex, EncodedExample) else next(encoded_iter) for ex in examples]
-    pad = getattr(tokenizer, "pad_token_id", None)
-    if pad is None:
-        pad = getattr(tokenizer, "eos_token_id", None)
-    if pad is None:
-        raise ConfigError("the tokenizer has neither a pad_token nor an eos_token to pad with")
-    generator = torch.Generator().manual_seed(int(seed)) if shuffle else None
-    return DataLoader(
-        encoded,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator,
-        collate_fn=partial(collate, pad_token_id=int(pad), padding_side=padding_side),
-        drop_last=drop_last,
-    )

@@ -11,6 +11,7 @@ Adding a method = one subclass decorated with ``@register("name")`` plus a test.
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import random
 from collections.abc import Callable
@@ -41,18 +42,99 @@ def register(name: str) -> Callable[[type[Method]], type[Method]]:
     return add
 
 
+def get_method_class(name: str) -> type[Method]:
+    """The registered class called ``name``; unknown names list the valid ones."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        valid = ", ".join(sorted(METHODS))
+        raise ConfigError(f"unknown method {name!r}; valid methods: {valid}") from None
+
+
 def get_method(name: str | Method, **options: Any) -> Method:
     """Build a registered method by name; unknown names list the valid ones."""
     if isinstance(name, Method):
         if options:
             raise ConfigError("options cannot be given together with a Method instance")
         return name
+    return get_method_class(name)(**options)
+
+
+#: The options every method takes (:class:`Method`'s keywords) and their defaults.
+BASE_OPTIONS: dict[str, Any] = {
+    "retain_loss": "default",
+    "retain_weight": 1.0,
+    "forget_weight": 1.0,
+}
+
+
+def _option_kind(default: Any) -> str:
+    """The type an option's default gives it: bool | integer | number | text | any (None)."""
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "integer"
+    if isinstance(default, float):
+        return "number"
+    return "text" if isinstance(default, str) else "any"
+
+
+_EXPECTS = {
+    "bool": "true or false",
+    "integer": "an integer",
+    "number": "a number",
+    "text": "a string",
+}
+
+
+def _option_error(method: str, key: str, kind: str, value: Any) -> ConfigError:
+    return ConfigError(
+        f"option {key!r} of method {method!r} expects {_EXPECTS[kind]}, got {value!r}"
+    )
+
+
+def check_option(method: str, key: str, value: Any, default: Any) -> None:
+    """Raise ConfigError unless ``value`` has the type of the option's ``default`` (an int
+    passes for a float; None passes for a text option such as ``retain_loss``)."""
+    kind = _option_kind(default)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = {
+        "bool": isinstance(value, bool),
+        "integer": isinstance(value, int) and not isinstance(value, bool),
+        "number": number and math.isfinite(value),
+        "text": value is None or isinstance(value, str),
+    }.get(kind, True)
+    if not ok:
+        raise _option_error(method, key, kind, value)
+
+
+def parse_option(method: str | type[Method], key: str, text: str) -> Any:
+    """The value of option ``key`` of ``method`` written as text (``-O key=text``), typed by the
+    option's default: ``true``/``false``; integers; numbers; text as is. Options whose default
+    is None (and unknown keys, which the method then refuses) take JSON or else the text."""
+    cls = get_method_class(method) if isinstance(method, str) else method
+    defaults = cls.option_defaults()
+    kind = _option_kind(defaults[key]) if key in defaults else "any"
+    text = text.strip()
+    if kind == "text":
+        return text
+    if kind == "bool":
+        flag = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        if text.lower() not in flag:
+            raise _option_error(cls.name, key, kind, text)
+        return flag[text.lower()]
     try:
-        cls = METHODS[name]
-    except KeyError:
-        valid = ", ".join(sorted(METHODS))
-        raise ConfigError(f"unknown method {name!r}; valid methods: {valid}") from None
-    return cls(**options)
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    if kind == "number" and isinstance(value, str):
+        try:
+            value = float(text)
+        except ValueError:
+            raise _option_error(cls.name, key, kind, text) from None
+    if kind in ("number", "integer"):
+        check_option(cls.name, key, value, defaults[key])
+    return value
 
 
 @dataclass
@@ -276,6 +358,8 @@ class Method:
         if retain_loss not in ("nll", "kl", None, "none"):
             raise ConfigError(f"retain_loss must be 'nll', 'kl' or None, got {retain_loss!r}")
         self.retain_kind = None if retain_loss == "none" else retain_loss
+        check_option(self.name, "retain_weight", retain_weight, 1.0)
+        check_option(self.name, "forget_weight", forget_weight, 1.0)
         self.retain_weight = float(retain_weight)
         self.forget_weight = float(forget_weight)
         unknown = set(hyperparameters) - set(self.hyperparameters)
@@ -285,7 +369,14 @@ class Method:
                 f"method {self.name!r} got unknown option(s) {sorted(unknown)}; "
                 f"its options are: {valid}"
             )
+        for key, value in hyperparameters.items():
+            check_option(self.name, key, value, self.hyperparameters[key])
         self.hp = {**self.hyperparameters, **hyperparameters}
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """Every option the method takes (the shared ones first) with its default value."""
+        return {**BASE_OPTIONS, **cls.hyperparameters}
 
     @property
     def needs_reference(self) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import data as data_lib
-from .methods import get_method
+from .methods import Method, get_method
 from .models import load_model, prepare_output_dir, save_model, weights_sha256
 from .record import CONFIG_FILE, RECORD_FILE, describe_data, library_versions, now
 from .trainer import TrainConfig, finetune, process_rank, unlearn
@@ -57,7 +57,7 @@ def unlearn_to_disk(
     forget: Any,
     output: str | Path,
     retain: Any = None,
-    method: str = "unilogit",
+    method: str | Method = "unilogit",
     overwrite: bool = False,
     method_options: dict[str, Any] | None = None,
     train_options: dict[str, Any] | None = None,
@@ -81,7 +81,8 @@ def unlearn_to_disk(
     t0 = time.perf_counter()
     load_options = dict(load_options or {})
     train_options = dict(train_options or {})
-    method_config = get_method(method, **(method_options or {})).config()  # fail fast on typos
+    method_obj = get_method(method, **(method_options or {}))  # built once: recorded and trained
+    method_config = method_obj.config()
     out = prepare_output_dir(output, overwrite=overwrite or train_options.get("resume", False))
     forget_rows = data_lib.load_examples(forget, name="forget")
     retain_rows = data_lib.load_examples(retain, name="retain") if retain is not None else None
@@ -103,10 +104,9 @@ def unlearn_to_disk(
         tokenizer,
         forget_rows,
         retain_rows,
-        method=method,
+        method=method_obj,
         config=cfg,
         refusals=refusals,
-        **(method_options or {}),
     )
     if not main_process:
         return None

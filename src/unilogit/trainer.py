@@ -23,7 +23,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,25 +43,29 @@ from .methods import (
     pick_refusals,
 )
 
+#: The allowed values of ``TrainConfig.mixed_precision``.
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings shared by ``unlearn`` and ``finetune``."""
+    """Optimisation settings shared by ``unlearn`` and ``finetune``; validated on creation
+    (``ConfigError`` naming the field), so a bad value fails before any model loads."""
 
     epochs: float = 5  # passes over the forget set (fractions allowed: 0.5 = half an epoch)
-    lr: float = 1e-5  # peak learning rate of AdamW
+    lr: float = 1e-5  # peak learning rate of AdamW (safe for real models; tiny ones want ~1e-3)
     batch_size: int = 4  # forget rows per micro-batch and process (retain batch: same size)
     grad_accum: int = 1  # micro-batches summed into one optimizer step
-    warmup_ratio: float = 0.1  # fraction of steps with a linear warmup from 0
-    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1  # fraction of steps with a linear warmup from 0, in [0, 1]
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay (>= 0)
     max_grad_norm: float = 1.0  # gradient clipping (0 = off)
     max_length: int = 512  # tokens per sequence; longer rows are truncated with a warning
     seed: int = 0  # data order, refusal choice, LoRA init and everything else random
     mixed_precision: str = "auto"  # "no" | "bf16" | "fp16" | "auto" (bf16 where CUDA has it)
     chat_template: bool | None = None  # None: use the tokenizer's chat template if it has one
     lora: bool = False  # train LoRA adapters (peft) instead of all weights
-    lora_r: int = 8
-    lora_alpha: int = 16
+    lora_r: int = 8  # LoRA rank
+    lora_alpha: int = 16  # LoRA scale numerator (scale = alpha / r)
     lora_dropout: float = 0.0
     lora_target_modules: list[str] | None = None  # None: peft's default for the architecture
     precompute_reference: bool = True  # NPO/IdkDPO: reference log-probs once, no 2nd model
@@ -72,12 +76,73 @@ class TrainConfig:
     progress: bool = True  # tqdm progress bar
     allow_overlap: bool = False  # forget/retain rows in common: warn instead of refusing
 
+    def __post_init__(self) -> None:
+        _check_number(self, "epochs", low=0.0, low_open=True)
+        _check_number(self, "lr", low=0.0, low_open=True)
+        _check_int(self, "batch_size", 1)
+        _check_int(self, "grad_accum", 1)
+        _check_number(self, "warmup_ratio", low=0.0, high=1.0)
+        _check_number(self, "weight_decay", low=0.0)
+        _check_number(self, "max_grad_norm", low=0.0, note=" (0 = no clipping)")
+        _check_int(self, "max_length", 1)
+        _check_int(self, "checkpoint_every", 0)
+        _check_int(self, "lora_r", 1)
+        _check_number(self, "lora_dropout", low=0.0, high=1.0)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"training option 'seed' must be an integer, got {self.seed!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(
+                f"training option 'mixed_precision' must be one of {', '.join(MIXED_PRECISION)}, "
+                f"got {self.mixed_precision!r}"
+            )
+
+    @classmethod
+    def field_names(cls) -> frozenset[str]:
+        return frozenset(f.name for f in fields(cls))
+
     @classmethod
     def from_options(cls, config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:
-        """Copy ``config`` with the TrainConfig fields found in ``options`` (popped)."""
-        names = {f.name for f in fields(cls)}
-        chosen = {k: options.pop(k) for k in list(options) if k in names}
-        return cls(**{**asdict(config or cls()), **chosen})
+        """``config`` (default: the defaults) with the fields in ``options`` replaced.
+
+        Every key of ``options`` must be a TrainConfig field (else ``ConfigError`` naming the
+        unknown keys): method options are never taken from it. The keys are removed from
+        ``options`` (it is left empty), as earlier callers expect.
+        """
+        unknown = sorted(set(options) - cls.field_names())
+        if unknown:
+            raise ConfigError(
+                f"unknown training option(s) {unknown}; the training options are: "
+                f"{', '.join(sorted(cls.field_names()))}"
+            )
+        chosen = {k: options.pop(k) for k in list(options)}
+        return replace(config or cls(), **chosen)
+
+
+def _check_number(
+    cfg: TrainConfig,
+    name: str,
+    *,
+    low: float,
+    high: float | None = None,
+    low_open: bool = False,
+    note: str = "",
+) -> None:
+    """``cfg.name`` is a finite real number in [low, high] (``(low, high]`` with ``low_open``)."""
+    value = getattr(cfg, name)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
+    if not ok:
+        where = f"> {low:g}" if low_open else f">= {low:g}"
+        where = f"in [{low:g}, {high:g}]" if high is not None else where
+        raise ConfigError(
+            f"training option '{name}' must be a finite number {where}{note}, got {value!r}"
+        )
+
+
+def _check_int(cfg: TrainConfig, name: str, low: int) -> None:
+    value = getattr(cfg, name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"training option '{name}' must be an integer >= {low}, got {value!r}")
 
 
 @dataclass
@@ -127,6 +192,7 @@ def unlearn(
     method: str | Method = "unilogit",
     *,
     config: TrainConfig | None = None,
+    method_options: dict[str, Any] | None = None,
     refusals: Sequence[str] | None = None,
     on_epoch_end: EpochHook | None = None,
     on_step_end: StepHook | None = None,
@@ -135,16 +201,20 @@ def unlearn(
     """Unlearn ``forget`` from ``model`` (trained in place and returned) with ``method``.
 
     ``forget`` / ``retain``: anything :func:`unilogit.data.load_examples` accepts (a path,
-    ``hf:NAME:CONFIG:SPLIT``, a list of dicts, a list of Examples). ``options`` are TrainConfig
-    fields (``epochs``, ``lr``, ...) and the method's own (``retain_weight``, ``beta``, ...).
+    ``hf:NAME:CONFIG:SPLIT``, a list of dicts, a list of Examples).
+    ``method``: a registered name, built with ``method_options``, or a :class:`Method` instance
+    (used as is: then no method options may be given).
+    ``config``: the training settings; ``options`` are shortcuts routed by name: a
+    :class:`TrainConfig` field (``epochs``, ``lr``, ``seed`` ...) replaces that field of
+    ``config``, any other key is a method option (``beta``, ``retain_weight`` ...). A method
+    option that shares its name with a training field (RMU's ``seed``) can only be given in
+    ``method_options``.
     ``on_epoch_end(model, epoch)``: called on every process after the last optimizer step of
     each whole epoch (1, 2, ...), with the unwrapped model in training mode; e.g. to evaluate.
     ``on_step_end(model, step, history)``: the same after every optimizer step (1, 2, ...;
     ``history.steps[-1]`` is that step's log line), before ``on_epoch_end``.
     """
-    options = dict(options)
-    cfg = TrainConfig.from_options(config, options)
-    method_obj = get_method(method, **options)
+    cfg, method_obj = _split_options(config, method, method_options, options)
     forget_examples = _as_examples(forget, "forget")
     retain_examples = _as_examples(retain, "retain") if retain is not None else []
     if method_obj.retain_kind is not None and not retain_examples:
@@ -172,6 +242,22 @@ def unlearn(
     )
 
 
+def _split_options(
+    config: TrainConfig | None,
+    method: str | Method,
+    method_options: dict[str, Any] | None,
+    options: dict[str, Any],
+) -> tuple[TrainConfig, Method]:
+    """(training config, method object) from :func:`unlearn`'s arguments; see its docstring."""
+    train_keys = TrainConfig.field_names()
+    shortcuts = {k: v for k, v in options.items() if k not in train_keys}
+    both = sorted(set(shortcuts) & set(method_options or {}))
+    if both:
+        raise ConfigError(f"method option(s) {both} given both in method_options and as keywords")
+    cfg = TrainConfig.from_options(config, {k: v for k, v in options.items() if k in train_keys})
+    return cfg, get_method(method, **{**(method_options or {}), **shortcuts})
+
+
 def finetune(
     model: nn.Module,
     tokenizer: Any,
@@ -180,11 +266,9 @@ def finetune(
     config: TrainConfig | None = None,
     **options: Any,
 ) -> tuple[nn.Module, History]:
-    """Fine-tune ``model`` on ``examples`` (NLL on answers / texts) with the same loop."""
-    options = dict(options)
-    cfg = TrainConfig.from_options(config, options)
-    if options:
-        raise ConfigError(f"unknown finetune option(s): {sorted(options)}")
+    """Fine-tune ``model`` on ``examples`` (NLL on answers / texts) with the same loop.
+    ``options``: :class:`TrainConfig` fields replacing those of ``config``."""
+    cfg = TrainConfig.from_options(config, dict(options))
     examples = _as_examples(examples, "data")
     return _train(model, tokenizer, _FineTune(), examples, [], cfg, None)
 
@@ -303,6 +387,27 @@ def _wrap_lora(model: nn.Module, cfg: TrainConfig) -> nn.Module:
     return get_peft_model(model, lora_cfg)
 
 
+@dataclass
+class _Run:
+    """What the loop needs, built once by the ``_setup_*`` helpers."""
+
+    accelerator: Any
+    model: nn.Module  # prepared by accelerate (DDP / FSDP / DeepSpeed wrapper, or the model)
+    method: Method
+    cfg: TrainConfig
+    forget: list[data_lib.Example]
+    views: dict[str, list[Any]]  # encoded forget views: "forget" (+ "chosen" for IdkDPO)
+    retain: list[Any]  # encoded retain rows
+    reference: Reference | None
+    reference_logps: dict[str, Tensor] | None
+    schedule: _Schedule
+    params: list[nn.Parameter]  # the trainable ones
+    optimizer: Any
+    scheduler: Any
+    pad: int
+    term_keys: list[str]  # loss terms every process logs: "forget" (+ "retain")
+
+
 def _train(
     model: nn.Module,
     tokenizer: Any,
@@ -314,19 +419,60 @@ def _train(
     on_epoch_end: EpochHook | None = None,
     on_step_end: StepHook | None = None,
 ) -> tuple[nn.Module, History]:
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
-
-    if cfg.batch_size < 1 or cfg.grad_accum < 1:
-        raise ConfigError("batch_size and grad_accum must be >= 1")
-    if cfg.epochs <= 0:
-        raise ConfigError(f"epochs must be > 0, got {cfg.epochs}")
+    """Set up, then run optimizer steps ``start_step .. total_steps - 1`` (see module doc)."""
     if cfg.checkpoint_every and not cfg.checkpoint_dir:
         raise ConfigError("checkpoint_every needs checkpoint_dir")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    accelerator = _setup_accelerator(cfg)
+    history = History()
+    started = time.perf_counter()
+    views, retain_encoded = _setup_views(method, forget, retain, tokenizer, cfg, refusals, history)
+    if cfg.lora:
+        model = _wrap_lora(model, cfg)
+    reference, reference_logps = _setup_reference(
+        model, method, views, tokenizer.pad_token_id, cfg, accelerator.device
+    )
+    frozen_now = [p for p in method.frozen_parameters(model) if p.requires_grad]
+    for p in frozen_now:
+        p.requires_grad_(False)
+    log: Any = None
+    bar: Any = None
+    try:  # from here on, the finally below hands the frozen parameters back
+        run = _setup_optimization(
+            accelerator, model, method, cfg, forget, views, retain_encoded, tokenizer.pad_token_id
+        )
+        run.reference, run.reference_logps = reference, reference_logps
+        history.total_steps = run.schedule.total_steps
+        start_step = _load_checkpoint(accelerator, run.scheduler, cfg) if cfg.resume else 0
+        log = _setup_log(cfg, accelerator)
+        bar = _setup_bar(cfg, accelerator, method, run.schedule.total_steps, start_step)
+        for step in range(start_step, run.schedule.total_steps):
+            record = _train_step(run, step)
+            history.steps.append(record)
+            _report_step(record, log, bar)
+            _after_step(run, step + 1, history, on_step_end, on_epoch_end)
+    finally:
+        if bar is not None:
+            bar.close()
+        if log is not None:
+            log.close()
+        for p in frozen_now:  # the caller gets its model back as trainable as it was
+            p.requires_grad_(True)
+    accelerator.wait_for_everyone()
+    history.seconds = time.perf_counter() - started
+    model = accelerator.unwrap_model(run.model)
+    model.eval()
+    return model, history
+
+
+# ------------------------------------------------------------------------------ set-up
+
+
+def _setup_accelerator(cfg: TrainConfig) -> Any:
+    """The Accelerator (mixed precision, processes), then every RNG seeded from ``cfg.seed``."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
 
     accelerator = Accelerator(mixed_precision=_resolve_mixed_precision(cfg.mixed_precision))
     if accelerator.distributed_type == "DEEPSPEED" and cfg.grad_accum > 1:
@@ -334,10 +480,19 @@ def _train(
         # accumulate() is used; our loop accumulates by hand, so it would step per micro-batch.
         raise ConfigError("grad_accum > 1 is not supported under DeepSpeed; raise batch_size")
     set_seed(cfg.seed)
-    history = History()
-    started = time.perf_counter()
+    return accelerator
 
-    # 1. Encode once. Forget "views": the rows themselves and, for IdkDPO, refusals.
+
+def _setup_views(
+    method: Method,
+    forget: list[data_lib.Example],
+    retain: list[data_lib.Example],
+    tokenizer: Any,
+    cfg: TrainConfig,
+    refusals: Sequence[str] | None,
+    history: History,
+) -> tuple[dict[str, list[Any]], list[Any]]:
+    """Encode once. Forget "views": the rows themselves and, for IdkDPO, refusals."""
     views: dict[str, list[Any]] = {"forget": _encode_all(forget, tokenizer, cfg, history)}
     if method.needs_refusals:
         answers = pick_refusals(len(forget), list(refusals or DEFAULT_REFUSALS), cfg.seed)
@@ -349,168 +504,238 @@ def _train(
         ]
         views["chosen"] = _encode_all(chosen, tokenizer, cfg, history)
     retain_encoded = _encode_all(retain, tokenizer, cfg, history) if retain else []
+    return views, retain_encoded
 
-    # 2. Reference: precomputed sequence log-probs when that is all the method needs,
-    #    the LoRA base with adapters disabled, or a frozen copy of the model.
+
+def _setup_reference(
+    model: nn.Module,
+    method: Method,
+    views: dict[str, list[Any]],
+    pad: int,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> tuple[Reference | None, dict[str, Tensor] | None]:
+    """Precomputed sequence log-probs when that is all the method needs, the LoRA base with
+    adapters disabled, or a frozen copy of the model; (None, None) without a reference."""
+    if not method.needs_reference:
+        return None, None
+    use_precomputed = (
+        cfg.precompute_reference
+        and method.reference_is_sequence_logps
+        and method.retain_kind != "kl"
+    )
+    if use_precomputed:
+        return None, _precompute_sequence_logps(model, views, pad, cfg, device)
     if cfg.lora:
-        model = _wrap_lora(model, cfg)
-    reference_logps: dict[str, Tensor] | None = None
-    reference: Reference | None = None
-    if method.needs_reference:
-        use_precomputed = (
-            cfg.precompute_reference
-            and method.reference_is_sequence_logps
-            and method.retain_kind != "kl"
-        )
-        if use_precomputed:
-            reference_logps = _precompute_sequence_logps(
-                model, views, tokenizer.pad_token_id, cfg, accelerator.device
-            )
-        elif cfg.lora:
-            reference = Reference(model, disable_adapter=True)
-        else:
-            frozen = copy.deepcopy(model).eval().requires_grad_(False)
-            reference = Reference(frozen.to(accelerator.device))
+        return Reference(model, disable_adapter=True), None
+    frozen = copy.deepcopy(model).eval().requires_grad_(False)
+    return Reference(frozen.to(device)), None
 
-    frozen_now = [p for p in method.frozen_parameters(model) if p.requires_grad]
-    for p in frozen_now:
-        p.requires_grad_(False)
-    log: Any = None
-    bar: Any = None
-    try:  # from here on, the finally below hands the frozen parameters back
-        schedule = _Schedule(len(forget), len(retain_encoded), cfg, accelerator.num_processes)
-        history.total_steps = schedule.total_steps
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        scheduler = get_linear_schedule_with_warmup(
-            optimizer, int(cfg.warmup_ratio * schedule.total_steps), schedule.total_steps
-        )
-        model, optimizer = accelerator.prepare(model, optimizer)
-        model.train()
 
-        start_step = 0
-        if cfg.resume:
-            start_step = _load_checkpoint(accelerator, scheduler, cfg)
-        log = (
-            open(cfg.log_file, "a" if cfg.resume else "w")
-            if cfg.log_file and accelerator.is_main_process
-            else None
-        )  # noqa: SIM115
-        bar = tqdm(
-            total=schedule.total_steps,
-            initial=start_step,
-            desc=f"{method.name}",
-            disable=not (cfg.progress and accelerator.is_local_main_process),
-        )
-        pad = tokenizer.pad_token_id
-        rank = accelerator.process_index
-        weights = {"forget": method.forget_weight, "retain": method.retain_weight}
-        term_keys = ["forget"] + (["retain"] if method.retain_kind and retain_encoded else [])
-        for step in range(start_step, schedule.total_steps):
-            micro = schedule.micro_batches(step)
-            shards = [
-                (epoch, schedule.shard(f, rank), schedule.shard(r, rank)) for epoch, f, r in micro
-            ]
-            # A process without rows in a micro-batch (tail of an epoch) runs the global
-            # micro-batch's first row as a stand-in with weight 0: DDP joins the gradient
-            # all-reduce (and broadcasts buffers) only from its own forward, so every process
-            # must make the same forward/backward calls or the collectives deadlock.
-            batches = [
-                _step_batch(
-                    views,
-                    retain_encoded,
-                    f or gf[:1],
-                    r or gr[:1],
-                    pad,
-                    accelerator.device,
-                    reference_logps,
-                )
-                for (_, f, r), (_, gf, gr) in zip(shards, micro, strict=True)
-            ]
-            # Counts come from the labels alone, so each micro-batch's terms can be weighted by
-            # their share of the whole step (all micro-batches, all processes) before forward.
-            counts = [
-                method.counts(b["forget"]["forget"], b["retain"]) if f else {}
-                for b, (_, f, _) in zip(batches, shards, strict=True)
-            ]
-            # Same keys on every process (even one without rows), so the all-reduces line up.
-            totals: dict[str, float] = dict.fromkeys(term_keys, 0.0)
-            for c in counts:
-                for k, v in c.items():
-                    totals[k] = totals.get(k, 0.0) + v
-            totals = _all_reduce_counts(accelerator, totals)
-            logged: dict[str, float] = dict.fromkeys(term_keys, 0.0)
-            for i, (batch, count) in enumerate(zip(batches, counts, strict=True)):
-                last = i == len(batches) - 1
-                # DDP divides gradients by the process count; scale by it to undo that.
-                scale = {
-                    k: count.get(k, 0.0) * accelerator.num_processes / max(totals[k], 1.0)
-                    for k in totals
-                }  # all 0 for a stand-in
-                with accelerator.no_sync(model) if not last else contextlib.nullcontext():
-                    with accelerator.autocast():
-                        terms = method.loss(StepBatch(model=model, reference=reference, **batch))
-                        loss = terms.total(scale)
-                    if not torch.isfinite(loss):
-                        rows = [forget[j].row_id for j in shards[i][1]]
-                        raise TrainingError(
-                            f"loss became {loss.item()} at step {step + 1} (epoch "
-                            f"{shards[i][0] + 1}); forget rows in the batch: {', '.join(rows[:8])}"
-                        )
-                    accelerator.backward(loss)
-                for k, v in terms.values.items():
-                    share = scale[k] / accelerator.num_processes
-                    logged[k] += float(v.detach()) * share
-            logged = _all_reduce_counts(accelerator, logged)
-            grad_norm = float("nan")
-            if cfg.max_grad_norm > 0:
-                grad_norm = float(accelerator.clip_grad_norm_(params, cfg.max_grad_norm))
-                if not math.isfinite(grad_norm):
-                    raise TrainingError(
-                        f"gradient norm became {grad_norm} at step {step + 1}; forget rows: "
-                        + ", ".join(forget[j].row_id for _, f, _ in shards for j in f[:8])
-                    )
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+def _setup_optimization(
+    accelerator: Any,
+    model: nn.Module,
+    method: Method,
+    cfg: TrainConfig,
+    forget: list[data_lib.Example],
+    views: dict[str, list[Any]],
+    retain: list[Any],
+    pad: int,
+) -> _Run:
+    """Schedule, AdamW over the trainable parameters, linear warmup/decay, ``prepare``."""
+    from transformers import get_linear_schedule_with_warmup
 
-            record = {
-                "step": step + 1,
-                "epoch": round((step + 1) / schedule.steps_per_epoch, 4),
-                "lr": scheduler.get_last_lr()[0],
-                "loss": sum(v * weights[k] for k, v in logged.items()),
-                **{f"loss_{k}": v for k, v in logged.items()},
-                "grad_norm": grad_norm,
-            }
-            history.steps.append(record)
-            if log is not None:
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.startswith("loss")})
-            bar.update(1)
-            if (
-                cfg.checkpoint_every
-                and (step + 1) % cfg.checkpoint_every == 0
-                and step + 1 < schedule.total_steps
-            ):
-                _save_checkpoint(accelerator, scheduler, cfg, step + 1)
-            if on_step_end is not None:
-                on_step_end(accelerator.unwrap_model(model), step + 1, history)
-            epoch_done, within = divmod(step + 1, schedule.steps_per_epoch)
-            if on_epoch_end is not None and within == 0:
-                on_epoch_end(accelerator.unwrap_model(model), epoch_done)
-    finally:
-        if bar is not None:
-            bar.close()
-        if log is not None:
-            log.close()
-        for p in frozen_now:  # the caller gets its model back as trainable as it was
-            p.requires_grad_(True)
-    accelerator.wait_for_everyone()
-    history.seconds = time.perf_counter() - started
-    model = accelerator.unwrap_model(model)
-    model.eval()
-    return model, history
+    schedule = _Schedule(len(forget), len(retain), cfg, accelerator.num_processes)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(cfg.warmup_ratio * schedule.total_steps), schedule.total_steps
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    return _Run(
+        accelerator=accelerator,
+        model=model,
+        method=method,
+        cfg=cfg,
+        forget=forget,
+        views=views,
+        retain=retain,
+        reference=None,
+        reference_logps=None,
+        schedule=schedule,
+        params=params,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        pad=pad,
+        term_keys=["forget"] + (["retain"] if method.retain_kind and retain else []),
+    )
+
+
+def _setup_log(cfg: TrainConfig, accelerator: Any) -> Any:
+    """The JSONL step log (main process only; appended to when resuming), or None."""
+    if not (cfg.log_file and accelerator.is_main_process):
+        return None
+    return open(cfg.log_file, "a" if cfg.resume else "w")  # noqa: SIM115
+
+
+def _setup_bar(
+    cfg: TrainConfig, accelerator: Any, method: Method, total: int, start_step: int
+) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=start_step,
+        desc=f"{method.name}",
+        disable=not (cfg.progress and accelerator.is_local_main_process),
+    )
+
+
+# ------------------------------------------------------------------------------ one step
+
+
+def _train_step(run: _Run, step: int) -> dict[str, float]:
+    """One optimizer step (``step`` counts from 0): accumulate every micro-batch's gradients,
+    clip, step, schedule; returns the step's log line."""
+    micro = run.schedule.micro_batches(step)
+    rank = run.accelerator.process_index
+    shards = [
+        (epoch, run.schedule.shard(f, rank), run.schedule.shard(r, rank)) for epoch, f, r in micro
+    ]
+    # A process without rows in a micro-batch (tail of an epoch) runs the global micro-batch's
+    # first row as a stand-in with weight 0: DDP joins the gradient all-reduce (and broadcasts
+    # buffers) only from its own forward, so every process must make the same forward/backward
+    # calls or the collectives deadlock.
+    batches = [
+        _step_batch(
+            run.views,
+            run.retain,
+            f or gf[:1],
+            r or gr[:1],
+            run.pad,
+            run.accelerator.device,
+            run.reference_logps,
+        )
+        for (_, f, r), (_, gf, gr) in zip(shards, micro, strict=True)
+    ]
+    logged = _accumulate(run, step, shards, batches)
+    grad_norm = _clip_gradients(run, step, shards)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    weights = {"forget": run.method.forget_weight, "retain": run.method.retain_weight}
+    return {
+        "step": step + 1,
+        "epoch": round((step + 1) / run.schedule.steps_per_epoch, 4),
+        "lr": run.scheduler.get_last_lr()[0],
+        "loss": sum(v * weights[k] for k, v in logged.items()),
+        **{f"loss_{k}": v for k, v in logged.items()},
+        "grad_norm": grad_norm,
+    }
+
+
+def _accumulate(
+    run: _Run, step: int, shards: list[tuple[int, list[int], list[int]]], batches: list[Any]
+) -> dict[str, float]:
+    """Forward and backward every micro-batch, each term weighted by its share of the step's
+    units (all micro-batches, all processes); returns the step's mean loss terms."""
+    accelerator, method = run.accelerator, run.method
+    # Counts come from the labels alone, so each micro-batch's terms can be weighted by their
+    # share of the whole step before any forward pass.
+    counts = [
+        method.counts(b["forget"]["forget"], b["retain"]) if f else {}
+        for b, (_, f, _) in zip(batches, shards, strict=True)
+    ]
+    # Same keys on every process (even one without rows), so the all-reduces line up.
+    totals: dict[str, float] = dict.fromkeys(run.term_keys, 0.0)
+    for c in counts:
+        for k, v in c.items():
+            totals[k] = totals.get(k, 0.0) + v
+    totals = _all_reduce_counts(accelerator, totals)
+    logged: dict[str, float] = dict.fromkeys(run.term_keys, 0.0)
+    for i, (batch, count) in enumerate(zip(batches, counts, strict=True)):
+        last = i == len(batches) - 1
+        # DDP divides gradients by the process count; scale by it to undo that.
+        scale = {
+            k: count.get(k, 0.0) * accelerator.num_processes / max(totals[k], 1.0) for k in totals
+        }  # all 0 for a stand-in
+        # Gradients are synchronised across processes only on the last micro-batch.
+        with accelerator.no_sync(run.model) if not last else contextlib.nullcontext():
+            with accelerator.autocast():
+                terms = method.loss(StepBatch(model=run.model, reference=run.reference, **batch))
+                loss = terms.total(scale)
+            _check_loss(loss, step, shards[i], run.forget)
+            accelerator.backward(loss)
+        for k, v in terms.values.items():
+            logged[k] += float(v.detach()) * scale[k] / accelerator.num_processes
+    return _all_reduce_counts(accelerator, logged)
+
+
+def _check_loss(
+    loss: Tensor,
+    step: int,
+    shard: tuple[int, list[int], list[int]],
+    forget: list[data_lib.Example],
+) -> None:
+    """Stop the run when a micro-batch's loss is not finite, naming the step and rows."""
+    if not torch.isfinite(loss):
+        rows = [forget[j].row_id for j in shard[1]]
+        raise TrainingError(
+            f"loss became {loss.item()} at step {step + 1} (epoch "
+            f"{shard[0] + 1}); forget rows in the batch: {', '.join(rows[:8])}"
+        )
+
+
+def _clip_gradients(run: _Run, step: int, shards: list[tuple[int, list[int], list[int]]]) -> float:
+    """Clip to ``max_grad_norm`` (NaN when clipping is off); returns the norm before clipping."""
+    if run.cfg.max_grad_norm <= 0:
+        return float("nan")
+    grad_norm = float(run.accelerator.clip_grad_norm_(run.params, run.cfg.max_grad_norm))
+    _check_grad_norm(grad_norm, step, shards, run.forget)
+    return grad_norm
+
+
+def _check_grad_norm(
+    grad_norm: float,
+    step: int,
+    shards: list[tuple[int, list[int], list[int]]],
+    forget: list[data_lib.Example],
+) -> None:
+    """Stop the run when the gradient norm is not finite, naming the step and rows."""
+    if not math.isfinite(grad_norm):
+        raise TrainingError(
+            f"gradient norm became {grad_norm} at step {step + 1}; forget rows: "
+            + ", ".join(forget[j].row_id for _, f, _ in shards for j in f[:8])
+        )
+
+
+def _report_step(record: dict[str, float], log: Any, bar: Any) -> None:
+    """Append the step's line to the JSONL log (flushed) and advance the progress bar."""
+    if log is not None:
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+    bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.startswith("loss")})
+    bar.update(1)
+
+
+def _after_step(
+    run: _Run,
+    done: int,
+    history: History,
+    on_step_end: StepHook | None,
+    on_epoch_end: EpochHook | None,
+) -> None:
+    """After optimizer step ``done`` (from 1): checkpoint every N steps (not after the last),
+    then the step hook, then the epoch hook at whole epochs."""
+    if run.cfg.checkpoint_every and done % run.cfg.checkpoint_every == 0:
+        if done < run.schedule.total_steps:
+            _save_checkpoint(run.accelerator, run.scheduler, run.cfg, done)
+    if on_step_end is not None:
+        on_step_end(run.accelerator.unwrap_model(run.model), done, history)
+    epoch_done, within = divmod(done, run.schedule.steps_per_epoch)
+    if on_epoch_end is not None and within == 0:
+        on_epoch_end(run.accelerator.unwrap_model(run.model), epoch_done)
 
 
 def _all_reduce_counts(accelerator: Any, totals: dict[str, float]) -> dict[str, float]:

@@ -1,0 +1,115 @@
+"""``unilogit bench``: sweep methods x learning rates x epochs x seeds on a benchmark.
+
+::
+
+    unilogit bench --benchmark world --split forget10 --methods unilogit,npo,undial \\
+        --lrs 1e-3,3e-3 --epochs 5 --output runs/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import ConfigError
+from ..experiment.grid import parse_lrs
+from . import options as opt
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="sweep methods x learning rates x epochs on a benchmark and write a report",
+        description="Every method x lr x epochs x seed, evaluated after every epoch; results "
+        "in OUTPUT/results.jsonl (resumable: finished runs are skipped), OUTPUT/report.md.",
+    )
+    g = opt.add_benchmark_options(
+        p, default="world", what="the benchmark to sweep on", names="world | tofu | muse-news"
+    )
+    opt.add_eval_options(g)
+    g = p.add_argument_group("grid")
+    g.add_argument(
+        "--methods",
+        default="unilogit,npo,simnpo,undial,graddiff",
+        help="comma-separated methods (default unilogit,npo,simnpo,undial,graddiff)",
+    )
+    g.add_argument(
+        "--lrs",
+        default=opt.BENCH_LRS,
+        help="learning rates: 1e-4,3e-4 for every method, or METHOD:LR items (default "
+        f"{opt.BENCH_LRS}: right for the world benchmark's tiny models; real models want ~1e-5, "
+        "the default of `unlearn --lr`)",
+    )
+    g.add_argument("--epochs", default="5", help="run lengths, comma-separated (default 5)")
+    g.add_argument("--seeds", default="0", help="seeds, comma-separated (default 0)")
+    g.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="also evaluate every N optimizer steps (default: after every epoch and at the end)",
+    )
+    opt.add_option_flag(g, per_method=True)
+    opt.add_model_options(
+        p, required=False, what="the target model (TOFU: the fine-tuned model; world: its own)"
+    )
+    p.add_argument("--gold-model", help="the retain model (never saw the forget split)")
+    opt.add_training_options(p, batch_size=8)
+    p.add_argument("--output", required=True, help="results directory")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard results of a different configuration in --output",
+    )
+    p.set_defaults(handler=run)
+
+
+def _integers(text: str, flag: str) -> list[int]:
+    try:
+        return [int(e) for e in opt.split_list(text)]
+    except ValueError:
+        raise ConfigError(f"{flag} takes comma-separated integers, got {text!r}") from None
+
+
+def _models(args: argparse.Namespace) -> dict[str, Any]:
+    """``--model`` / ``--gold-model`` loaded with the model flags (target, gold, tokenizer)."""
+    from ..models import load_model
+
+    loading = opt.load_options(args)
+    out: dict[str, Any] = {"target": None, "gold": None, "tokenizer": None}
+    if args.model:
+        out["target"], out["tokenizer"] = load_model(args.model, **loading)
+    if args.gold_model:
+        out["gold"], _ = load_model(args.gold_model, **loading)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..sweep import run_sweep
+
+    methods = [m.lower() for m in opt.split_list(args.methods)]
+    lrs = parse_lrs(args.lrs, methods)
+    epochs, seeds = _integers(args.epochs, "--epochs"), _integers(args.seeds, "--seeds")
+    method_options = opt.parse_method_options(args.option, methods)
+    train = opt.train_options(args, run=False)  # validated before any model loads
+    bench = opt.get_benchmark(args)
+    result = run_sweep(
+        bench,
+        methods,
+        lrs,
+        epochs,
+        args.output,
+        seeds=seeds,
+        method_options=method_options,
+        train_options=train,
+        eval_options=opt.eval_options(args),
+        eval_every=args.eval_every,
+        device=args.device,
+        overwrite=args.overwrite,
+        progress=args.progress,
+        **_models(args),
+    )
+    print(
+        f"{len(result.ran)} run(s) trained, {len(result.skipped)} reused; "
+        f"report: {result.report['md']}"
+    )
+    return 0

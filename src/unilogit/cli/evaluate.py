@@ -1,0 +1,123 @@
+"""``unilogit eval``: evaluate a model on a benchmark and write the metrics as JSON.
+
+::
+
+    unilogit eval --benchmark world --model runs/forgot --split forget10 --output eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, DataError
+from . import options as opt
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a model on a benchmark and write the metrics as JSON",
+        description="TOFU / world: Forget Quality (against the retain model), Model Utility, "
+        "KL to the gold model, membership AUCs; MUSE: KnowMem, VerbMem, PrivLeak. The world "
+        "benchmark uses its own retain model as reference and gold model by default.",
+    )
+    opt.add_model_options(p, what="model to evaluate (directory, Hub id, .gguf)")
+    g = opt.add_benchmark_options(p, default="world", what="the benchmark to evaluate on")
+    opt.add_eval_options(g)
+    p.add_argument(
+        "--reference",
+        help="the retain model's saved evaluation (JSON) or the retain model itself: "
+        "Forget Quality (TOFU) / PrivLeak (MUSE)",
+    )
+    p.add_argument("--gold-model", help="the retain model: KL to gold (TOFU / world)")
+    p.add_argument(
+        "--no-generate",
+        dest="generate",
+        action="store_false",
+        help="skip greedy decoding (no ROUGE)",
+    )
+    opt.add_progress_option(p)
+    p.add_argument("--output", required=True, help="JSON file for the results")
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..files import atomic_write_json
+    from ..models import load_model
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"{out} exists; pass --overwrite to replace it")
+    if out.is_dir():
+        raise ConfigError(f"--output {out} is a directory; give a JSON file name")
+    saved = _saved_reference(args.reference)  # read first: a bad file fails before any work
+    bench = opt.get_benchmark(args)
+    loading = opt.load_options(args)
+    model, tok = load_model(args.model, **loading)
+    reference, gold = _reference_and_gold(args, bench, model, loading, saved)
+    t0 = time.perf_counter()
+    result = _evaluate(args, bench, model, tok, reference, gold)
+    result = {"model": str(args.model), "seconds": round(time.perf_counter() - t0, 1), **result}
+    atomic_write_json(out, result, indent=1)
+    print(json.dumps(bench.summarize(result), indent=1))
+    print(f"saved to {out}")
+    return 0
+
+
+def _saved_reference(spec: str | None) -> Any:
+    """The ``--reference`` JSON file's content (a saved evaluation), or None for a model."""
+    if not spec or not (Path(spec).is_file() and Path(spec).suffix == ".json"):
+        return None
+    path = Path(spec)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"not valid JSON ({e.msg})", file=path, line=e.lineno) from None
+    except UnicodeDecodeError:
+        raise DataError("not a UTF-8 text file", file=path) from None
+
+
+def _reference_and_gold(
+    args: argparse.Namespace, bench: Any, model: Any, loading: dict[str, Any], saved: Any
+) -> tuple[Any, Any]:
+    """The Forget Quality / PrivLeak reference (the ``--reference`` file's path, checked by
+    the benchmark, or a model) and the gold model; a benchmark with its own gold model (world)
+    supplies it for whichever is not given."""
+    from ..models import load_model
+
+    reference: Any = args.reference if saved is not None else None
+    gold: Any = None
+    if args.reference and saved is None:
+        reference, _ = load_model(args.reference, **loading)
+    if args.gold_model:
+        if not bench.has_gold:
+            raise ConfigError(
+                f"benchmark {bench.name!r} has no gold model: --gold-model (KL to gold) is for "
+                "benchmarks with one (TOFU, world)"
+            )
+        gold, _ = load_model(args.gold_model, **loading)
+    if bench.has_gold and (reference is None or gold is None):
+        own = bench.gold_model()
+        if own is not None:
+            retain_model = own[0].to(model.device)
+            reference = retain_model if reference is None else reference
+            gold = retain_model if gold is None else gold
+    return reference, gold
+
+
+def _evaluate(
+    args: argparse.Namespace, bench: Any, model: Any, tok: Any, reference: Any, gold: Any
+) -> dict[str, Any]:
+    """``bench.evaluate`` with only the options the user gave (the benchmark refuses the ones
+    it does not take, naming those it does)."""
+    options = opt.eval_options(args)
+    if not args.generate:
+        options["generate"] = False
+    if gold is not None:
+        options["gold_model"] = gold
+    return bench.evaluate(model, tok, reference=reference, progress=args.progress, **options)

@@ -1,0 +1,75 @@
+"""The ``unilogit`` parser and dispatch: one subcommand per module, errors as one line.
+
+Every subcommand module has ``add_parser(subparsers)``, which sets ``handler(args) -> exit
+code`` (and optionally ``on_interrupt(args, argv) -> message``) as parser defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ..errors import UnilogitError
+from . import bench, demo, evaluate, finetune, methods, unlearn, verify
+
+#: The subcommands, in the order ``unilogit --help`` lists them.
+COMMANDS = (unlearn, finetune, evaluate, bench, demo, methods, verify)
+
+#: Exit codes: 2 = an error the user can fix (bad option, data, path), 130 = Ctrl-C.
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="unilogit",
+        description="Machine unlearning for language models: Unilogit and strong baselines.",
+    )
+    parser.add_argument("--version", action="version", version=f"unilogit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def silence_library_progress(args: argparse.Namespace) -> None:
+    """With ``--no-progress``, also hide the Hugging Face libraries' own bars."""
+    if getattr(args, "progress", True) is False:
+        import datasets
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
+
+
+def os_error_text(error: OSError) -> str:
+    """``PATH: reason`` of an OSError (disk full, read-only folder, permission ...)."""
+    reason = error.strerror or str(error)
+    if error.filename is None:
+        return reason
+    where = str(error.filename)
+    if error.filename2 is not None:
+        where += f" -> {error.filename2}"
+    return f"{where}: {reason}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``unilogit ARGV``; returns the exit code (0 ok, 1 verify failed, 2 error, 130 Ctrl-C)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = make_parser().parse_args(argv)
+    try:
+        silence_library_progress(args)
+        return args.handler(args)
+    except UnilogitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:
+        print(f"error: {os_error_text(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        hint = getattr(args, "on_interrupt", None)
+        print(hint(args, argv) if hint is not None else "interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
