@@ -419,13 +419,28 @@ def write_model_files(
         model = model.merge_and_unload()
     elif hasattr(model, "peft_config"):
         _warn_if_no_base(model)
-    model.save_pretrained(directory, safe_serialization=True)
+    _save_weights(model, directory)
     fault_point("weights-saved")
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
     for name, payload in (json_files or {}).items():
         atomic_write_json(directory / name, payload)
     return directory
+
+
+def _save_weights(model: nn.Module, directory: Path) -> None:
+    """``save_pretrained`` (safetensors); an I/O failure inside safetensors' writer (its own
+    exception type) becomes the OSError it is, naming the file."""
+    from safetensors import SafetensorError
+
+    try:
+        model.save_pretrained(directory, safe_serialization=True)
+    except SafetensorError as e:
+        found = re.search(r"os error (\d+)", str(e))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(directory / "model.safetensors")) from e
 
 
 def save_model(

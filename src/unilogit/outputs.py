@@ -127,8 +127,15 @@ class RunOutput:
             shutil.rmtree(self.checkpoint_dir)
         self.checkpoint_dir.mkdir(exist_ok=True)
 
-    def __exit__(self, *exc: Any) -> None:
-        self._stack.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        """Release the lock; after a failure keep the work area only if it holds a checkpoint
+        to resume from."""
+        try:
+            resumable = (self.checkpoint_dir / "checkpoint" / "trainer_state.json").is_file()
+            if exc_type is not None and self.main and not resumable:
+                shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+        finally:
+            self._stack.close()
 
     def check_fingerprint(self, fingerprint: dict[str, Any]) -> None:
         """On resume: refuse a checkpoint of another run. Otherwise (main process): record

@@ -451,25 +451,15 @@ def _train(
                     with accelerator.autocast():
                         terms = method.loss(StepBatch(model=model, reference=reference, **batch))
                         loss = terms.total(scale)
-                    if not torch.isfinite(loss):
-                        rows = [forget[j].row_id for j in shards[i][1]]
-                        raise TrainingError(
-                            f"loss became {loss.item()} at step {step + 1} (epoch "
-                            f"{shards[i][0] + 1}); forget rows in the batch: {', '.join(rows[:8])}"
-                        )
+                    _check_finite_loss(
+                        terms.values, loss, step + 1, shards[i][0] + 1, forget, shards[i][1]
+                    )
                     accelerator.backward(loss)
                 for k, v in terms.values.items():
                     share = scale[k] / accelerator.num_processes
                     logged[k] += float(v.detach()) * share
             logged = _all_reduce_counts(accelerator, logged)
-            grad_norm = float("nan")
-            if cfg.max_grad_norm > 0:
-                grad_norm = float(accelerator.clip_grad_norm_(params, cfg.max_grad_norm))
-                if not math.isfinite(grad_norm):
-                    raise TrainingError(
-                        f"gradient norm became {grad_norm} at step {step + 1}; forget rows: "
-                        + ", ".join(forget[j].row_id for _, f, _ in shards for j in f[:8])
-                    )
+            grad_norm = _checked_grad_norm(accelerator, params, cfg, step + 1, forget, shards)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -511,6 +501,52 @@ def _train(
     model = accelerator.unwrap_model(model)
     model.eval()
     return model, history
+
+
+def _check_finite_loss(
+    values: dict[str, Tensor],
+    loss: Tensor,
+    step: int,
+    epoch: int,
+    forget: list[data_lib.Example],
+    rows: list[int],
+) -> None:
+    """Stop (TrainingError) before a backward pass through a NaN or ±inf: each loss term is
+    checked, not only the weighted total (where 0 · inf or inf - inf would hide which term
+    failed), and the message names the step, the terms and the batch's forget rows."""
+    parts = [v.detach().float().reshape(-1) for v in values.values()]
+    if bool(torch.isfinite(torch.cat([*parts, loss.detach().float().reshape(-1)])).all()):
+        return
+    bad = [f"{k} = {float(v)}" for k, v in values.items() if not torch.isfinite(v).all()]
+    what = ", ".join(bad) if bad else f"total = {float(loss)}"
+    names = ", ".join(forget[j].row_id for j in rows[:8]) or "(none on this process)"
+    raise TrainingError(
+        f"loss became {float(loss)} ({what}) at step {step} (epoch {epoch}); forget rows in "
+        f"the batch: {names}"
+    )
+
+
+def _checked_grad_norm(
+    accelerator: Any,
+    params: list[nn.Parameter],
+    cfg: TrainConfig,
+    step: int,
+    forget: list[data_lib.Example],
+    shards: list[tuple[int, list[int], list[int]]],
+) -> float:
+    """The step's total gradient norm, clipped to ``max_grad_norm`` (0: measured, not clipped);
+    a NaN / ±inf norm stops the run before the optimizer step (TrainingError naming the rows)."""
+    max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
+    norm = accelerator.clip_grad_norm_(params, max_norm)
+    if norm is None:  # DeepSpeed clips inside its engine and returns nothing
+        return float("nan")
+    grad_norm = float(norm)
+    if not math.isfinite(grad_norm):
+        raise TrainingError(
+            f"gradient norm became {grad_norm} at step {step}; forget rows: "
+            + ", ".join(forget[j].row_id for _, f, _ in shards for j in f[:8])
+        )
+    return grad_norm
 
 
 def _all_reduce_counts(accelerator: Any, totals: dict[str, float]) -> dict[str, float]:
