@@ -517,12 +517,13 @@ def _check_finite_loss(
     parts = [v.detach().float().reshape(-1) for v in values.values()]
     if bool(torch.isfinite(torch.cat([*parts, loss.detach().float().reshape(-1)])).all()):
         return
-    bad = [f"{k} = {float(v)}" for k, v in values.items() if not torch.isfinite(v).all()]
-    what = ", ".join(bad) if bad else f"total = {float(loss)}"
+    total = float(loss.detach())
+    bad = [f"{k} = {float(v.detach())}" for k, v in values.items() if not torch.isfinite(v).all()]
+    what = ", ".join(bad) if bad else f"total = {total}"
     names = ", ".join(forget[j].row_id for j in rows[:8]) or "(none on this process)"
     raise TrainingError(
-        f"loss became {float(loss)} ({what}) at step {step} (epoch {epoch}); forget rows in "
-        f"the batch: {names}"
+        f"loss became {total} ({what}) at step {step} (epoch {epoch}); forget rows in the "
+        f"batch: {names}"
     )
 
 
