@@ -163,20 +163,14 @@ def unlearn_to_disk(
         cfg = _train_config(run, train_options, allow_overlap=allow_overlap)
         data = {
             "forget": describe_data(forget, forget_rows, name="forget"),
-            "retain": describe_data(retain, retain_rows, name="retain")
-            if retain_rows is not None
-            else None,
+            "retain": None if retain is None else describe_data(retain, retain_rows, name="retain"),
         }
-        run.check_fingerprint(
-            run_fingerprint(
-                command="unlearn",
-                method=method_config,
-                train=asdict(cfg),
-                data=data,
-                model_sha256=input_identity["weights_sha256"],
-                extra={"refusals_sha256": sha256_json(refusal_texts)},
-            )
+        identity = {"model_sha256": input_identity["weights_sha256"], "data": data}
+        extra = {"refusals_sha256": sha256_json(refusal_texts)}
+        fingerprint = run_fingerprint(
+            command="unlearn", method=method_config, train=asdict(cfg), extra=extra, **identity
         )
+        run.check_fingerprint(fingerprint)
         before = (
             _scalars(evaluate(net, tokenizer)) if evaluate is not None and main_process else None
         )
@@ -194,19 +188,15 @@ def unlearn_to_disk(
             return None
         config = {
             "method": method_config,
-            "train": asdict(cfg),
+            "train": {**asdict(cfg), "log_file": log_file},  # the work-area log is transient
             "model": str(model),
             "forget": _source_name(forget),
             "retain": _source_name(retain),
         }
-        merged = merge_lora and hasattr(net, "merge_and_unload")
-        final_model = net.merge_and_unload() if merged else net
-        after = _scalars(evaluate(final_model, tokenizer)) if evaluate is not None else None
         record = {
             "command": "unlearn",
             "config": config,
             "input_model": input_identity,
-            "output_model": {"path": str(run.out), "weights_sha256": weights_sha256(final_model)},
             "data": data,
             "refusals_sha256": sha256_json(refusal_texts) if refusal_texts else None,
             "resumed": bool(cfg.resume),
@@ -214,19 +204,41 @@ def unlearn_to_disk(
             "steps": history.total_steps,
             "final_loss": history.steps[-1] if history.steps else None,
             "truncated_rows": history.truncated_rows,
-            "evaluation": {"before": before, "after": after} if evaluate is not None else None,
-            "versions": library_versions(),
             "started": started,
         }
+        after = {"merge_lora": merge_lora, "evaluate": evaluate, "before": before, "t0": t0}
+        return _publish_unlearned(run, net, tokenizer, record, **after)
 
-        def write(tmp: Path) -> None:
-            write_model_files(
-                final_model, tokenizer, tmp, merge_lora=merge_lora, json_files={CONFIG_FILE: config}
-            )
-            finished = {"finished": now(), "seconds": round(time.perf_counter() - t0, 2)}
-            write_record(tmp, {**record, **finished})
 
-        return run.publish(write)
+def _publish_unlearned(
+    run: RunOutput,
+    net: Any,
+    tokenizer: Any,
+    record: dict[str, Any],
+    *,
+    merge_lora: bool,
+    evaluate: Callable[[Any, Any], dict[str, Any]] | None,
+    before: Any,
+    t0: float,
+) -> Path:
+    """Merge LoRA adapters if asked, evaluate after, then write model, config and (last) the
+    record into the temporary directory that :meth:`RunOutput.publish` renames into place."""
+    final_model = net.merge_and_unload() if merge_lora and hasattr(net, "merge_and_unload") else net
+    after = _scalars(evaluate(final_model, tokenizer)) if evaluate is not None else None
+    record = {
+        **record,
+        "output_model": {"path": str(run.out), "weights_sha256": weights_sha256(final_model)},
+        "evaluation": {"before": before, "after": after} if evaluate is not None else None,
+        "versions": library_versions(),
+    }
+
+    def write(tmp: Path) -> None:
+        config = {CONFIG_FILE: record["config"]}
+        write_model_files(final_model, tokenizer, tmp, merge_lora=merge_lora, json_files=config)
+        finished = {"finished": now(), "seconds": round(time.perf_counter() - t0, 2)}
+        write_record(tmp, {**record, **finished})
+
+    return run.publish(write)
 
 
 def finetune_to_disk(
@@ -273,7 +285,7 @@ def finetune_to_disk(
             return None
         config = {
             "command": "finetune",
-            "train": asdict(cfg),
+            "train": {**asdict(cfg), "log_file": log_file},  # the work-area log is transient
             "model": str(model),
             "data": identity,
             "resumed": bool(cfg.resume),
