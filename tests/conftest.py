@@ -3,7 +3,8 @@
 Fixtures (stable; other test modules rely on them):
 
 * ``shared_dir`` -> ``Path`` of the checkout's ``../shared`` folder (TOFU / MUSE files, tiny
-  models); the test is skipped when it is missing.
+  models); the test is skipped when it is missing, and fails under ``CI=true``
+  (:func:`need_shared` does the same for a path inside it).
 * ``tiny_tokenizer`` -> a byte-level BPE ``PreTrainedTokenizerFast`` (320 tokens, trained in
   memory on :data:`CORPUS`), **no** chat template. Special tokens: ``<pad>``=0, ``<s>``=1 (BOS,
   added by the tokenizer itself, like Llama), ``</s>``=2 (EOS), ``<|user|>``=3,
@@ -18,6 +19,7 @@ Outside fixtures (e.g. at module level for hypothesis tests) call :func:`build_t
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -77,12 +79,20 @@ def build_tiny_tokenizer(*, chat: bool = False, vocab_size: int = 320):
     return hf
 
 
+def need_shared(path: Path = SHARED_DIR, *, env: Mapping[str, str] = os.environ) -> Path:
+    """``path`` (under ``../shared``) if it exists; else skip the test, except under CI
+    (``CI=true``), where a missing data folder fails the run instead of passing it silently."""
+    if path.exists():
+        return path
+    if env.get("CI", "").strip().lower() in ("true", "1"):
+        pytest.fail(f"shared data not found: {path} (CI=true: tests that need it must run)")
+    pytest.skip(f"shared data not found: {path}")
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """The read-only ``../shared`` folder next to the checkout (skip if absent)."""
-    if not SHARED_DIR.is_dir():
-        pytest.skip(f"shared data folder not found: {SHARED_DIR}")
-    return SHARED_DIR
+    """The read-only ``../shared`` folder next to the checkout (skip if absent; fail under CI)."""
+    return need_shared(SHARED_DIR)
 
 
 @pytest.fixture

@@ -670,9 +670,9 @@ def test_sha256_and_describe_source(tmp_path):
     info = describe_source(path)
     assert info["path"] == str(path.resolve())
     assert info["sha256"] == sha256_file(path) and info["sha256_of"] == "file"
-    assert info["n_rows"] == 3 and info["kind"] == "qa"
+    assert info["rows"] == 3 and info["kind"] == "qa"
     mem = describe_source(QA_ROWS, name="forget")
-    assert mem["path"] == "forget" and mem["sha256_of"] == "rows" and mem["n_rows"] == 3
+    assert mem["path"] == "forget" and mem["sha256_of"] == "rows" and mem["rows"] == 3
     assert describe_source(list(QA_ROWS))["sha256"] == mem["sha256"]  # content hash
     changed = [dict(QA_ROWS[0], answer="London.")] + QA_ROWS[1:]
     assert describe_source(changed)["sha256"] != mem["sha256"]

@@ -30,3 +30,24 @@ def test_a_failed_write_keeps_the_old_file_and_removes_its_temporary(tmp_path, m
         files.atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_files_get_the_usual_mode_not_private(tmp_path):
+    import os
+    import stat
+
+    path = files.atomic_write_text(tmp_path / "record.json", "{}")
+    (tmp_path / "plain.json").write_text("{}")
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    assert mode == stat.S_IMODE(os.stat(tmp_path / "plain.json").st_mode)
+
+
+def test_exclusive_lock_is_exclusive_and_removed_on_release(tmp_path):
+    lock = tmp_path / ".o.lock"
+    with files.exclusive_lock(lock):
+        with pytest.raises(files.LockedError), files.exclusive_lock(lock):
+            pass
+        assert lock.exists()
+    assert not lock.exists()
+    with files.exclusive_lock(lock):  # free again
+        assert lock.exists()

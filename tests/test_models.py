@@ -131,3 +131,25 @@ def test_default_device_is_this_process_gpu(monkeypatch):
     monkeypatch.delenv("LOCAL_RANK")
     assert resolve_device("auto") == torch.device("cuda", 0)
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_check_output_file_never_replaces_a_model_or_input(saved_tiny, tmp_path, monkeypatch):
+    """`eval --output FILE --overwrite` replaced the input model file; the CLI calls this."""
+    from unilogit.models import check_output_file
+
+    path, _ = saved_tiny
+    weights = path / "model.safetensors"
+    with pytest.raises(ConfigError, match="overlaps the run's input"):
+        check_output_file(weights, overwrite=True, protect=[path])
+    data = tmp_path / "forget.jsonl"
+    data.write_text("{}\n")
+    with pytest.raises(ConfigError, match="overlaps the run's input"):
+        check_output_file(data, overwrite=True, protect=[data])
+    with pytest.raises(ConfigError, match="is a directory"):
+        check_output_file(tmp_path, overwrite=True)
+    (tmp_path / "eval.json").write_text("{}")
+    with pytest.raises(ConfigError, match="exists; pass --overwrite"):
+        check_output_file(tmp_path / "eval.json", overwrite=False)
+    assert check_output_file(tmp_path / "eval.json", overwrite=True) == tmp_path / "eval.json"
+    monkeypatch.chdir(tmp_path)
+    assert check_output_file("new.json", overwrite=False) == (tmp_path / "new.json").resolve()

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import bisect
 import csv
-import hashlib
 import io
 import json
 import os
@@ -49,6 +48,7 @@ import torch
 
 from .errors import ConfigError, DataError
 from .losses import IGNORE_INDEX
+from .record import describe_data, sha256_file  # sha256_file re-exported: the one file hash
 
 __all__ = [
     "ANSWER_FORMAT",
@@ -665,18 +665,6 @@ def _short_exc(e: BaseException, limit: int = 300) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError("file not found" if not p.exists() else "not a file", file=str(path))
-    digest = hashlib.sha256()
-    with p.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def describe_source(
     source: Any,
     *,
@@ -685,28 +673,13 @@ def describe_source(
     data_files: Any = None,
     **hf_options: Any,
 ) -> dict[str, Any]:
-    """What the audit record stores about a data source (loads and validates it).
-
-    Returns ``{"path", "sha256", "sha256_of", "n_rows", "kind"}``. For a file, ``sha256`` hashes
-    its bytes (``sha256_of="file"``) and ``path`` is the absolute path; for ``hf:`` specs and
-    in-memory sources it hashes a canonical JSON dump of the loaded rows (``sha256_of="rows"``)
-    and ``path`` is the spec / ``name``.
-    """
+    """What the audit record stores about a data source (loads and validates it): see
+    :func:`unilogit.record.describe_data`, the one data-identity function. For ``hf:`` specs
+    with ``data_files``, ``path`` names them too."""
     examples = load_examples(source, kind=kind, name=name, data_files=data_files, **hf_options)
-    info: dict[str, Any] = {"n_rows": len(examples), "kind": examples[0].kind}
-    is_hf = isinstance(source, str) and source.startswith(HF_PREFIX)
-    if isinstance(source, (str, os.PathLike)) and not is_hf:
-        p = Path(source).expanduser()
-        info.update(path=str(p.resolve()), sha256=sha256_file(p), sha256_of="file")
-    else:
-        digest = hashlib.sha256()
-        for ex in examples:
-            record = [ex.kind, ex.prompt, ex.response, ex.extras]
-            digest.update(json.dumps(record, sort_keys=True, default=str).encode() + b"\n")
-        path = source if is_hf else name
-        if is_hf and data_files is not None:
-            path = f"{source}({data_files})"
-        info.update(path=path, sha256=digest.hexdigest(), sha256_of="rows")
+    info = describe_data(source, examples, name=name)
+    if isinstance(source, str) and source.startswith(HF_PREFIX) and data_files is not None:
+        info["path"] = f"{source}({data_files})"
     return info
 
 

@@ -42,3 +42,12 @@ class ConfigError(UnilogitError, ValueError):
 
 class TrainingError(UnilogitError, RuntimeError):
     """The run had to stop (e.g. the loss became NaN/inf); the message says at which step."""
+
+
+class Interrupted(TrainingError):
+    """The run was interrupted (Ctrl-C); the message says where its last checkpoint is."""
+
+
+class OutputError(UnilogitError, OSError):
+    """Writing the output failed (disk full, read-only, permission); the message names the
+    path. Nothing partial is left where the output goes."""

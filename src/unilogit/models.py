@@ -312,15 +312,135 @@ def weights_sha256(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+#: Files that mark a directory as a previous unilogit output (what --overwrite may replace).
+OUTPUT_MARKERS = ("unlearn_record.json", "finetune_config.json")
+
+
+def is_unilogit_output(path: str | os.PathLike[str]) -> bool:
+    """True for a directory holding an audit record or a fine-tune config written by unilogit."""
+    p = Path(path)
+    return p.is_dir() and any((p / name).is_file() for name in OUTPUT_MARKERS)
+
+
+def _refuse_unsafe_target(target: Path, what: str, inputs: list[Path]) -> None:
+    """``target`` (resolved) must not be the working directory, a parent of it, the file-system
+    root, an input, inside an input's directory, or hold an input."""
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        raise ConfigError(
+            f"refusing to write {what} {target}: it is the working directory or holds it"
+        )
+    for p in inputs:
+        if target == p or p in target.parents or target in p.parents:
+            raise ConfigError(f"refusing to write {what} {target}: it overlaps the run's input {p}")
+
+
+def check_output_dir(
+    output_dir: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    inputs: list[str | os.PathLike[str]] | None = None,
+    require_marker: bool = True,
+) -> Path:
+    """Check, before any work, that a model may be saved to ``output_dir``; returns it resolved.
+
+    Refused (ConfigError): the working directory or a parent of it; a path that is, lies inside
+    or contains one of ``inputs`` (input model, data files); an existing file; an existing
+    non-empty directory unless ``overwrite``, and with ``overwrite`` one that is not a previous
+    unilogit output (:func:`is_unilogit_output`) when ``require_marker``.
+    """
+    out = Path(output_dir).expanduser().resolve()
+    _refuse_unsafe_target(out, "the output", [Path(p).expanduser().resolve() for p in inputs or []])
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output {out} exists and is not a directory; choose another path")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(
+                f"output directory {out} already exists and is not empty; choose another path "
+                "or pass --overwrite"
+            )
+        if require_marker and not is_unilogit_output(out):
+            raise ConfigError(
+                f"--overwrite replaces only a previous unilogit output (a directory with "
+                f"{' or '.join(OUTPUT_MARKERS)}); {out} is not one, so it is left alone"
+            )
+    return out
+
+
+def check_output_file(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    protect: list[str | os.PathLike[str]] | None = None,
+) -> Path:
+    """Check, before any work, that a results file may be written to ``path``; returns it.
+
+    Refused (ConfigError): a directory; the working directory or a parent of it; a path that
+    is, lies inside or contains one of ``protect`` (e.g. the model evaluated, data files); an
+    existing file unless ``overwrite``.
+    """
+    out = Path(path).expanduser().resolve()
+    _refuse_unsafe_target(
+        out, "results to", [Path(p).expanduser().resolve() for p in protect or []]
+    )
+    if out.is_dir():
+        raise ConfigError(f"{out} is a directory; give a file name for the results")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} exists; pass --overwrite to replace it")
+    return out
+
+
 def prepare_output_dir(output_dir: str | os.PathLike[str], *, overwrite: bool) -> Path:
     """Refuse to reuse an existing, non-empty output directory unless ``overwrite``."""
-    out = Path(output_dir)
-    if out.exists() and (out.is_file() or any(out.iterdir())) and not overwrite:
-        raise ConfigError(
-            f"output directory {out} already exists and is not empty; choose another path or "
-            "pass --overwrite"
-        )
-    return out
+    check_output_dir(output_dir, overwrite=overwrite, require_marker=False)
+    return Path(output_dir)
+
+
+def write_model_files(
+    model: nn.Module,
+    tokenizer: Any,
+    directory: str | os.PathLike[str],
+    *,
+    merge_lora: bool = True,
+    json_files: dict[str, Any] | None = None,
+) -> Path:
+    """Write model (safetensors), tokenizer and ``json_files`` into the existing ``directory``.
+
+    A peft model is merged into its base weights when ``merge_lora``; else only its adapters
+    are written (``adapter_config.json`` naming the base model + ``adapter_model.safetensors``).
+    """
+    from .files import atomic_write_json, fault_point
+
+    directory = Path(directory)
+    for name in json_files or {}:
+        if Path(name).name != name:
+            raise ConfigError(f"file name {name!r} would escape the output directory")
+    if merge_lora and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    elif hasattr(model, "peft_config"):
+        _warn_if_no_base(model)
+    _save_weights(model, directory)
+    fault_point("weights-saved")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+    for name, payload in (json_files or {}).items():
+        atomic_write_json(directory / name, payload)
+    return directory
+
+
+def _save_weights(model: nn.Module, directory: Path) -> None:
+    """``save_pretrained`` (safetensors); an I/O failure inside safetensors' writer (its own
+    exception type) becomes the OSError it is, naming the file."""
+    from safetensors import SafetensorError
+
+    try:
+        model.save_pretrained(directory, safe_serialization=True)
+    except SafetensorError as e:
+        found = re.search(r"os error (\d+)", str(e))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(directory / "model.safetensors")) from e
 
 
 def save_model(
@@ -335,39 +455,28 @@ def save_model(
 ) -> Path:
     """Save model (safetensors), tokenizer and ``json_files`` atomically into ``output_dir``.
 
+    Everything is written to a temporary sibling directory, which then replaces ``output_dir``
+    in one step (:func:`unilogit.files.publish_dir`): a failure or a kill at any point leaves
+    the previous output complete and no partial new one.
     A peft model is merged into its base weights when ``merge_lora``; else only its adapters
     are written (``adapter_config.json`` naming the base model + ``adapter_model.safetensors``),
     which :func:`load_model` reads back on top of that base.
     ``protect``: paths (e.g. the input model) that the output must not be or lie inside.
     """
+    from .files import publish_dir
+
     out = prepare_output_dir(output_dir, overwrite=overwrite).resolve()
     for p in protect or []:
         p = Path(p).resolve()
         if out == p or p in out.parents or out in p.parents:
             raise ConfigError(f"refusing to write {out}: it overlaps the input model at {p}")
-    if merge_lora and hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    elif hasattr(model, "peft_config"):
-        _warn_if_no_base(model)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        for name, payload in (json_files or {}).items():
-            if Path(name).name != name:
-                raise ConfigError(f"file name {name!r} would escape the output directory")
-            (tmp / name).write_text(json.dumps(payload, indent=2, default=str) + "\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
+        write_model_files(model, tokenizer, tmp, merge_lora=merge_lora, json_files=json_files)
+        publish_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -5,17 +5,37 @@ The CLI calls these; they are also the Python way to do what the CLI does.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from . import data as data_lib
+from .errors import DataError
+from .fingerprint import run_fingerprint
 from .methods import Method, get_method
-from .models import load_model, prepare_output_dir, save_model, weights_sha256
-from .record import CONFIG_FILE, RECORD_FILE, describe_data, library_versions, now
+from .models import (
+    check_output_dir,
+    check_output_file,
+    load_model,
+    weights_sha256,
+    write_model_files,
+)
+from .outputs import RunOutput
+from .record import CONFIG_FILE, describe_data, library_versions, now, sha256_json, write_record
 from .trainer import TrainConfig, finetune, process_rank, unlearn
+
+__all__ = [
+    "check_output_dir",
+    "check_output_file",
+    "finetune_to_disk",
+    "load_refusals",
+    "unlearn_to_disk",
+]
+FINETUNE_CONFIG = "finetune_config.json"
 
 
 def _model_identity(spec: str, model: Any, load_options: dict[str, Any]) -> dict[str, Any]:
@@ -44,11 +64,46 @@ def _source_name(source: Any) -> str | None:
     return f"{len(source)} rows given in memory"
 
 
-def _input_dir(spec: str) -> Path | None:
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return path.parent if path.suffix == ".gguf" else None
-    return path if path.exists() else None
+def _input_paths(*sources: Any) -> list[Path]:
+    """The local files and directories among a run's inputs (model spec, data, refusals)."""
+    out = []
+    for s in sources:
+        if isinstance(s, (str, os.PathLike)) and Path(s).expanduser().exists():
+            out.append(Path(s).expanduser().resolve())
+    return out
+
+
+def load_refusals(refusals: list[str] | str | os.PathLike[str] | None) -> list[str] | None:
+    """Refusal texts for IdkDPO: a list as is, or a text file with one refusal per line."""
+    if refusals is None or isinstance(refusals, list):
+        return refusals
+    path = Path(refusals)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError("file not found", file=path) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read the refusals: {e}", file=path) from None
+    texts = [ln.strip() for ln in lines if ln.strip()]
+    if not texts:
+        raise DataError("no refusal texts (one per line expected)", file=path)
+    return texts
+
+
+def _train_config(run: RunOutput, train_options: dict[str, Any], **extra: Any) -> TrainConfig:
+    options = dict(train_options)
+    if options.get("checkpoint_every") or options.get("resume"):
+        options["checkpoint_dir"] = str(run.checkpoint_dir)
+    return TrainConfig(**options, **extra, log_file=str(run.log_file))
+
+
+@contextlib.contextmanager
+def _interruptible(run: RunOutput) -> Iterator[None]:
+    """Ctrl-C while training becomes :class:`Interrupted` (where to resume from)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise run.interrupted() from None
 
 
 def unlearn_to_disk(
@@ -63,15 +118,21 @@ def unlearn_to_disk(
     train_options: dict[str, Any] | None = None,
     log_file: str | None = None,
     merge_lora: bool = True,
-    refusals: list[str] | None = None,
+    refusals: list[str] | str | os.PathLike[str] | None = None,
     allow_overlap: bool = False,
     load_options: dict[str, Any] | None = None,
     evaluate: Callable[[Any, Any], dict[str, Any]] | None = None,
 ) -> Path | None:
     """Load ``model``, unlearn ``forget``, save to ``output`` with config + audit record.
 
-    ``evaluate(model, tokenizer) -> metrics``: run before and after unlearning; the scalar
-    metrics of both go into the audit record (``evaluation.before`` / ``evaluation.after``).
+    Every path is checked before any work (see :mod:`unilogit.outputs`); the output, with its
+    train log, config and record (:func:`unilogit.record.write_record`), appears in one step
+    when complete. ``--resume`` refuses a checkpoint of another run (:mod:`unilogit.fingerprint`).
+    ``refusals``: texts, or a file with one per line. ``evaluate(model, tokenizer) -> metrics``:
+    run before and after unlearning; the scalar metrics of both go into the audit record
+    (``evaluation.before`` / ``evaluation.after``).
+    Ctrl-C raises :class:`~unilogit.errors.Interrupted`; a failed save
+    :class:`~unilogit.errors.OutputError`; neither leaves a partial output.
 
     Under ``accelerate launch`` every process trains; only the main process evaluates and
     writes the output and returns its path; the others return None as soon as training ends.
@@ -83,84 +144,101 @@ def unlearn_to_disk(
     train_options = dict(train_options or {})
     method_obj = get_method(method, **(method_options or {}))  # built once: recorded and trained
     method_config = method_obj.config()
-    out = prepare_output_dir(output, overwrite=overwrite or train_options.get("resume", False))
+    inputs = _input_paths(
+        model, forget, retain, refusals if not isinstance(refusals, list) else None
+    )
+    run = RunOutput(
+        output,
+        overwrite=overwrite,
+        resume=bool(train_options.get("resume")),
+        inputs=inputs,
+        log_file=log_file,
+        main=main_process,
+    )
+    refusal_texts = load_refusals(refusals)
     forget_rows = data_lib.load_examples(forget, name="forget")
     retain_rows = data_lib.load_examples(retain, name="retain") if retain is not None else None
-    net, tokenizer = load_model(model, **load_options)
-    input_identity = _model_identity(model, net, load_options)
-    before = _scalars(evaluate(net, tokenizer)) if evaluate is not None and main_process else None
+    with run, _interruptible(run):
+        net, tokenizer = load_model(model, **load_options)
+        input_identity = _model_identity(model, net, load_options)
+        cfg = _train_config(run, train_options, allow_overlap=allow_overlap)
+        data = {
+            "forget": describe_data(forget, forget_rows, name="forget"),
+            "retain": None if retain is None else describe_data(retain, retain_rows, name="retain"),
+        }
+        identity = {"model_sha256": input_identity["weights_sha256"], "data": data}
+        extra = {"refusals_sha256": sha256_json(refusal_texts)}
+        fingerprint = run_fingerprint(
+            command="unlearn", method=method_config, train=asdict(cfg), extra=extra, **identity
+        )
+        run.check_fingerprint(fingerprint)
+        before = (
+            _scalars(evaluate(net, tokenizer)) if evaluate is not None and main_process else None
+        )
+        net, history = unlearn(
+            net,
+            tokenizer,
+            forget_rows,
+            retain_rows,
+            method=method_obj,
+            config=cfg,
+            refusals=refusal_texts,
+        )
+        if not main_process:
+            return None
+        config = {
+            "method": method_config,
+            "train": {**asdict(cfg), "log_file": log_file},  # the work-area log is transient
+            "model": str(model),
+            "forget": _source_name(forget),
+            "retain": _source_name(retain),
+        }
+        record = {
+            "command": "unlearn",
+            "config": config,
+            "input_model": input_identity,
+            "data": data,
+            "refusals_sha256": sha256_json(refusal_texts) if refusal_texts else None,
+            "resumed": bool(cfg.resume),
+            "seed": cfg.seed,
+            "steps": history.total_steps,
+            "final_loss": history.steps[-1] if history.steps else None,
+            "truncated_rows": history.truncated_rows,
+            "started": started,
+        }
+        after = {"merge_lora": merge_lora, "evaluate": evaluate, "before": before, "t0": t0}
+        return _publish_unlearned(run, net, tokenizer, record, **after)
 
-    checkpoint_dir = out.with_name(f".{out.name}.checkpoints")
-    if train_options.get("checkpoint_every") or train_options.get("resume"):
-        train_options["checkpoint_dir"] = str(checkpoint_dir)
-    cfg = TrainConfig(
-        **train_options,
-        allow_overlap=allow_overlap,
-        log_file=log_file or str(checkpoint_dir.with_name(f".{out.name}.train_log.jsonl")),
-    )
-    Path(cfg.log_file).parent.mkdir(parents=True, exist_ok=True)
-    net, history = unlearn(
-        net,
-        tokenizer,
-        forget_rows,
-        retain_rows,
-        method=method_obj,
-        config=cfg,
-        refusals=refusals,
-    )
-    if not main_process:
-        return None
-    config = {
-        "method": method_config,
-        "train": asdict(cfg),
-        "model": str(model),
-        "forget": _source_name(forget),
-        "retain": _source_name(retain),
-    }
+
+def _publish_unlearned(
+    run: RunOutput,
+    net: Any,
+    tokenizer: Any,
+    record: dict[str, Any],
+    *,
+    merge_lora: bool,
+    evaluate: Callable[[Any, Any], dict[str, Any]] | None,
+    before: Any,
+    t0: float,
+) -> Path:
+    """Merge LoRA adapters if asked, evaluate after, then write model, config and (last) the
+    record into the temporary directory that :meth:`RunOutput.publish` renames into place."""
     final_model = net.merge_and_unload() if merge_lora and hasattr(net, "merge_and_unload") else net
-    saved = save_model(
-        final_model,
-        tokenizer,
-        out,
-        overwrite=True,
-        merge_lora=merge_lora,
-        json_files={CONFIG_FILE: config},
-        protect=[p for p in [_input_dir(model)] if p is not None],
-    )
-    log_path = Path(cfg.log_file)
-    if log_path.exists() and log_path.parent != saved:
-        log_path.replace(saved / "train_log.jsonl")
     after = _scalars(evaluate(final_model, tokenizer)) if evaluate is not None else None
     record = {
-        "unilogit_record_version": 1,
-        "command": "unlearn",
-        "config": config,
-        "input_model": input_identity,
-        "output_model": {"path": str(saved), "weights_sha256": weights_sha256(final_model)},
-        "data": {
-            "forget": describe_data(forget, forget_rows),
-            "retain": describe_data(retain, retain_rows) if retain_rows is not None else None,
-        },
-        "seed": cfg.seed,
-        "steps": history.total_steps,
-        "final_loss": history.steps[-1] if history.steps else None,
-        "truncated_rows": history.truncated_rows,
+        **record,
+        "output_model": {"path": str(run.out), "weights_sha256": weights_sha256(final_model)},
         "evaluation": {"before": before, "after": after} if evaluate is not None else None,
         "versions": library_versions(),
-        "started": started,
-        "finished": now(),
-        "seconds": round(time.perf_counter() - t0, 2),
     }
-    import json
 
-    tmp = saved / (RECORD_FILE + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    tmp.replace(saved / RECORD_FILE)
-    if checkpoint_dir.exists():
-        import shutil
+    def write(tmp: Path) -> None:
+        config = {CONFIG_FILE: record["config"]}
+        write_model_files(final_model, tokenizer, tmp, merge_lora=merge_lora, json_files=config)
+        finished = {"finished": now(), "seconds": round(time.perf_counter() - t0, 2)}
+        write_record(tmp, {**record, **finished})
 
-        shutil.rmtree(checkpoint_dir)
-    return saved
+    return run.publish(write)
 
 
 def finetune_to_disk(
@@ -174,33 +252,48 @@ def finetune_to_disk(
     merge_lora: bool = True,
     load_options: dict[str, Any] | None = None,
 ) -> Path | None:
-    """Load ``model``, fine-tune on ``data``, save to ``output`` (safetensors); under
-    ``accelerate launch`` only the main process saves (the others return None)."""
+    """Load ``model``, fine-tune on ``data``, save to ``output`` (safetensors) with
+    ``finetune_config.json``; paths, lock, checkpoints, ``--resume`` (fingerprint checked),
+    Ctrl-C and publishing as in :func:`unlearn_to_disk`. Under ``accelerate launch`` only the
+    main process saves (the others return None)."""
     load_options = dict(load_options or {})
     train_options = dict(train_options or {})
-    train_options.pop("resume", None)
-    train_options.pop("checkpoint_every", None)
-    out = prepare_output_dir(output, overwrite=overwrite)
-    rows = data_lib.load_examples(data, name="data")
-    net, tokenizer = load_model(model, **load_options)
-    cfg = TrainConfig(**train_options, log_file=log_file)
-    net, history = finetune(net, tokenizer, rows, config=cfg)
-    if process_rank() != 0:  # under accelerate launch: the main process saves
-        return None
-    config = {
-        "command": "finetune",
-        "train": asdict(cfg),
-        "model": str(model),
-        "data": describe_data(data, rows),
-        "versions": library_versions(),
-        "final_loss": history.steps[-1] if history.steps else None,
-    }
-    return save_model(
-        net,
-        tokenizer,
-        out,
-        overwrite=True,
-        merge_lora=merge_lora,
-        json_files={"finetune_config.json": config},
-        protect=[p for p in [_input_dir(model)] if p is not None],
+    run = RunOutput(
+        output,
+        overwrite=overwrite,
+        resume=bool(train_options.get("resume")),
+        inputs=_input_paths(model, data),
+        log_file=log_file,
+        main=process_rank() == 0,
     )
+    rows = data_lib.load_examples(data, name="data")
+    with run, _interruptible(run):
+        net, tokenizer = load_model(model, **load_options)
+        cfg = _train_config(run, train_options)
+        identity = describe_data(data, rows, name="data")
+        run.check_fingerprint(
+            run_fingerprint(
+                command="finetune",
+                method={"method": "finetune"},
+                train=asdict(cfg),
+                data={"data": identity},
+                model_sha256=weights_sha256(net),
+            )
+        )
+        net, history = finetune(net, tokenizer, rows, config=cfg)
+        if process_rank() != 0:  # under accelerate launch: the main process saves
+            return None
+        config = {
+            "command": "finetune",
+            "train": {**asdict(cfg), "log_file": log_file},  # the work-area log is transient
+            "model": str(model),
+            "data": identity,
+            "resumed": bool(cfg.resume),
+            "versions": library_versions(),
+            "final_loss": history.steps[-1] if history.steps else None,
+        }
+        return run.publish(
+            lambda tmp: write_model_files(
+                net, tokenizer, tmp, merge_lora=merge_lora, json_files={FINETUNE_CONFIG: config}
+            )
+        )

@@ -665,7 +665,7 @@ def _accumulate(
             with accelerator.autocast():
                 terms = method.loss(StepBatch(model=run.model, reference=run.reference, **batch))
                 loss = terms.total(scale)
-            _check_loss(loss, step, shards[i], run.forget)
+            _check_loss(terms.values, loss, step, shards[i], run.forget)
             accelerator.backward(loss)
         for k, v in terms.values.items():
             logged[k] += float(v.detach()) * scale[k] / accelerator.num_processes
@@ -673,25 +673,37 @@ def _accumulate(
 
 
 def _check_loss(
+    values: dict[str, Tensor],
     loss: Tensor,
     step: int,
     shard: tuple[int, list[int], list[int]],
     forget: list[data_lib.Example],
 ) -> None:
-    """Stop the run when a micro-batch's loss is not finite, naming the step and rows."""
-    if not torch.isfinite(loss):
-        rows = [forget[j].row_id for j in shard[1]]
-        raise TrainingError(
-            f"loss became {loss.item()} at step {step + 1} (epoch "
-            f"{shard[0] + 1}); forget rows in the batch: {', '.join(rows[:8])}"
-        )
+    """Stop (TrainingError) before a backward pass through a NaN or ±inf: each loss term is
+    checked, not only the weighted total (where 0 · inf or inf - inf would hide which term
+    failed), and the message names the step, the terms and the batch's forget rows."""
+    parts = [v.detach().float().reshape(-1) for v in values.values()]
+    if bool(torch.isfinite(torch.cat([*parts, loss.detach().float().reshape(-1)])).all()):
+        return
+    total = float(loss.detach())
+    bad = [f"{k} = {float(v.detach())}" for k, v in values.items() if not torch.isfinite(v).all()]
+    what = ", ".join(bad) if bad else f"total = {total}"
+    names = ", ".join(forget[j].row_id for j in shard[1][:8]) or "(none on this process)"
+    raise TrainingError(
+        f"loss became {total} ({what}) at step {step + 1} (epoch {shard[0] + 1}); forget rows "
+        f"in the batch: {names}"
+    )
 
 
 def _clip_gradients(run: _Run, step: int, shards: list[tuple[int, list[int], list[int]]]) -> float:
-    """Clip to ``max_grad_norm`` (NaN when clipping is off); returns the norm before clipping."""
-    if run.cfg.max_grad_norm <= 0:
+    """The step's total gradient norm, clipped to ``max_grad_norm`` (0: measured, not clipped:
+    a max norm of infinity leaves the gradients bit-identical); a NaN / ±inf norm stops the run
+    before the optimizer step, with clipping on or off."""
+    max_norm = run.cfg.max_grad_norm if run.cfg.max_grad_norm > 0 else math.inf
+    norm = run.accelerator.clip_grad_norm_(run.params, max_norm)
+    if norm is None:  # DeepSpeed clips inside its engine and returns nothing
         return float("nan")
-    grad_norm = float(run.accelerator.clip_grad_norm_(run.params, run.cfg.max_grad_norm))
+    grad_norm = float(norm)
     _check_grad_norm(grad_norm, step, shards, run.forget)
     return grad_norm
 

@@ -48,13 +48,11 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..files import atomic_write_json
-    from ..models import load_model
+    from ..models import check_output_file, load_model
 
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise ConfigError(f"{out} exists; pass --overwrite to replace it")
-    if out.is_dir():
-        raise ConfigError(f"--output {out} is a directory; give a JSON file name")
+    inputs = [p for p in (args.model, args.reference, args.gold_model) if p and Path(p).exists()]
+    # never a model, a reference, or anything inside them; an existing file only if asked
+    out = check_output_file(args.output, overwrite=args.overwrite, protect=inputs)
     saved = _saved_reference(args.reference)  # read first: a bad file fails before any work
     bench = opt.get_benchmark(args)
     loading = opt.load_options(args)

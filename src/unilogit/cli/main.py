@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..errors import UnilogitError
+from ..errors import Interrupted, UnilogitError
 from . import bench, demo, evaluate, finetune, methods, unlearn, verify
 
 #: The subcommands, in the order ``unilogit --help`` lists them.
@@ -63,13 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         silence_library_progress(args)
         return args.handler(args)
+    except (KeyboardInterrupt, Interrupted) as e:  # the recipes turn Ctrl-C into Interrupted
+        hint = getattr(args, "on_interrupt", None)
+        text = hint(args, argv) if hint is not None else str(e) or "interrupted"
+        print(text, file=sys.stderr)
+        return EXIT_INTERRUPTED
     except UnilogitError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as e:
         print(f"error: {os_error_text(e)}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        hint = getattr(args, "on_interrupt", None)
-        print(hint(args, argv) if hint is not None else "interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED

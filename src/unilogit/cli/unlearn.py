@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from . import options as opt
 
 
@@ -95,22 +95,6 @@ def build_method(args: argparse.Namespace, has_retain: bool) -> Any:
     return get_method(args.method, **method_options)
 
 
-def read_refusals(path: str | None) -> list[str] | None:
-    """The non-empty lines of the ``--refusals`` file (DataError naming it if unreadable)."""
-    if not path:
-        return None
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError("file not found", file=path, field=None) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read refusals ({e})", file=path) from None
-    refusals = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if not refusals:
-        raise DataError("no refusal answers (one per line expected)", file=path)
-    return refusals
-
-
 def run(args: argparse.Namespace) -> int:
     from .. import recipes
 
@@ -127,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         train_options=train_options,
         log_file=args.log_file,
         merge_lora=not args.save_adapter,
-        refusals=read_refusals(args.refusals),
+        refusals=args.refusals,  # a path: read (and protected) by the recipe
         allow_overlap=args.allow_overlap,
         load_options=opt.load_options(args),
         evaluate=evaluate,
