@@ -41,6 +41,13 @@ def _is_train_log(path: Path) -> bool:
         return False
 
 
+def work_area(output: str | os.PathLike[str]) -> Path:
+    """The work area of the run writing ``output`` (absolute): ``.NAME.checkpoints`` beside it,
+    holding its checkpoints (``checkpoint/``), fingerprint and default train log."""
+    out = Path(output).expanduser().resolve()
+    return out.with_name(f".{out.name}.checkpoints")
+
+
 class RunOutput:
     """The output of one run: ``with RunOutput(...) as run:`` checks paths and takes the lock;
     train with ``run.log_file`` / ``run.checkpoint_dir``; ``run.publish(write)`` saves.
@@ -63,7 +70,7 @@ class RunOutput:
         self.out = check_output_dir(output, overwrite=overwrite, inputs=inputs)
         self.inputs = inputs
         self.overwrite, self.resume, self.main = overwrite, resume, main
-        self.checkpoint_dir = self.out.with_name(f".{self.out.name}.checkpoints")
+        self.checkpoint_dir = work_area(self.out)
         self.user_log = log_file is not None
         self.log_file = self._check_log_file(Path(log_file), inputs) if log_file else None
         self.log_file = self.log_file or self.checkpoint_dir / TRAIN_LOG

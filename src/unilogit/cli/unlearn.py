@@ -139,8 +139,9 @@ def _data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 def checkpoint_state(output: str) -> Path:
     """Where ``unlearn --checkpoint-every`` keeps the state of the run saving to ``output``
     (the convention of :func:`unilogit.recipes.unlearn_to_disk`)."""
-    out = Path(output)
-    return out.with_name(f".{out.name}.checkpoints") / "checkpoint" / "trainer_state.json"
+    from ..outputs import work_area
+
+    return work_area(output) / "checkpoint" / "trainer_state.json"
 
 
 def interrupted(args: argparse.Namespace, argv: Sequence[str]) -> str:
