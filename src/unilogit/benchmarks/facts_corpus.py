@@ -30,7 +30,6 @@ DEFAULT_PROMPTS = (
     "Describe {name}.",
     "Tell me about the history of {name}.",
     "What is {name} known for?",
-    "Write a short encyclopedia entry about {name}.",
 )
 
 
@@ -39,7 +38,7 @@ class CorpusConfig:
     """How the model writes its texts (recorded with the corpus; part of its cache key)."""
 
     prompts: tuple[str, ...] = DEFAULT_PROMPTS  # instructions; "{name}" = the entity
-    max_new_tokens: int = 96  # per text
+    max_new_tokens: int = 80  # per text
     temperature: float = 0.7  # sampling temperature (0 = greedy)
     top_p: float = 0.9
     seed: int = 0

@@ -39,15 +39,18 @@ def _group(probes: Sequence[Probe], scores: Sequence[ProbeScore]) -> dict[str, A
 def _fluency(model, tokenizer, prompts: Sequence[str], opts: Mapping[str, Any], progress: bool):
     from unilogit.eval.generation import generate_answers
     from unilogit.eval.metrics import fluency
-
     from unilogit.eval.text_stats import repetition
 
     chosen = list(prompts[: int(opts["fluency_prompts"])])
     if not chosen:
         return None
     texts = generate_answers(
-        model, tokenizer, chosen, max_new_tokens=int(opts["fluency_tokens"]),
-        batch_size=len(chosen), progress=progress,
+        model,
+        tokenizer,
+        chosen,
+        max_new_tokens=int(opts["fluency_tokens"]),
+        batch_size=len(chosen),
+        progress=progress,
     )
     return {
         "entropy": fluency(texts),
@@ -68,7 +71,8 @@ def _mia(model, tokenizer, members: Sequence[str], nonmembers: Sequence[str], ba
         scored[name] = mia_scores([x.logprobs for x in s], texts=texts)
     aucs = mia_aucs(scored["member"], scored["nonmember"])
     return {f"{k}_auc": v for k, v in aucs.items()} | {
-        "n_member": len(members), "n_nonmember": len(nonmembers)
+        "n_member": len(members),
+        "n_nonmember": len(nonmembers),
     }
 
 
@@ -80,26 +84,41 @@ def _examples(model, tokenizer, kept: Mapping[str, list[Probe]], opts: Mapping[s
         return []
     ids = [encode_probe(tokenizer, p)[0] for _, p in chosen]
     texts = generate_from_ids(
-        model, tokenizer, ids, max_new_tokens=int(opts["example_tokens"]),
-        batch_size=len(ids), progress=False,
+        model,
+        tokenizer,
+        ids,
+        max_new_tokens=int(opts["example_tokens"]),
+        batch_size=len(ids),
+        progress=False,
     )
     return [
-        {"kind": k, "id": p.id, "prompt": p.prompt, "lead": p.lead, "answer": p.answers[0],
-         "generation": t}
+        {
+            "kind": k,
+            "id": p.id,
+            "prompt": p.prompt,
+            "lead": p.lead,
+            "answer": p.answers[0],
+            "generation": t,
+        }
         for (k, p), t in zip(chosen, texts, strict=True)
     ]
 
 
 def run_evaluation(
-    model, tokenizer, state: Mapping[str, Any], fluency_prompts: Sequence[str],
-    opts: Mapping[str, Any], progress: bool,
+    model,
+    tokenizer,
+    state: Mapping[str, Any],
+    fluency_prompts: Sequence[str],
+    opts: Mapping[str, Any],
+    progress: bool,
 ) -> dict[str, Any]:
     """The full result (``evaluate``'s docstring); ``state`` = the prepared benchmark."""
     t0 = time.perf_counter()
     kept: dict[str, list[Probe]] = state["kept"]
     everything = [p for kind in ("forget", "neighbour", "utility") for p in kept[kind]]
-    scores = score_probes(model, tokenizer, everything, batch_size=int(opts["batch_size"]),
-                          progress=progress)
+    scores = score_probes(
+        model, tokenizer, everything, batch_size=int(opts["batch_size"]), progress=progress
+    )
     result: dict[str, Any] = {}
     start = 0
     for kind in ("forget", "neighbour", "utility"):
@@ -107,8 +126,15 @@ def run_evaluation(
         result[kind] = _group(kept[kind], part)
         start += len(kept[kind])
     result["probes"] = [
-        {"id": p.id, "kind": p.kind, "level": p.level, "target": p.target,
-         "correct": s.correct, "prob": round(s.prob, 6), "matched": s.matched}
+        {
+            "id": p.id,
+            "kind": p.kind,
+            "level": p.level,
+            "target": p.target,
+            "correct": s.correct,
+            "prob": round(s.prob, 6),
+            "matched": s.matched,
+        }
         for p, s in zip(everything, scores, strict=True)
     ]
     t_probes = time.perf_counter() - t0
@@ -116,11 +142,11 @@ def run_evaluation(
     texts = state["texts"]
     result["mia"] = (
         _mia(model, tokenizer, texts["forget"], texts["holdout"], int(opts["batch_size"]))
-        if opts["mia"] else None
+        if opts["mia"]
+        else None
     )
     result["examples"] = _examples(model, tokenizer, kept, opts) if opts["examples"] else []
-    result["seconds"] = {"probes": round(t_probes, 2),
-                         "total": round(time.perf_counter() - t0, 2)}
+    result["seconds"] = {"probes": round(t_probes, 2), "total": round(time.perf_counter() - t0, 2)}
     return result
 
 

@@ -81,7 +81,9 @@ def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
         except json.JSONDecodeError as e:
             raise DataError(f"not valid JSON: {e.msg}", file=path, line=n) from None
         if not isinstance(value, dict):
-            raise DataError(f"a row must be a JSON object, got {type(value).__name__}", file=path, line=n)
+            raise DataError(
+                f"a row must be a JSON object, got {type(value).__name__}", file=path, line=n
+            )
         rows.append((n, value))
     if not rows:
         raise DataError("the file has no rows", file=path)
@@ -121,7 +123,12 @@ def _unique(path: Path, items: Sequence[tuple[int, str]], what: str) -> None:
     seen: dict[str, int] = {}
     for line, key in items:
         if key in seen:
-            raise DataError(f"duplicate {what} {key!r} (first on line {seen[key]})", file=path, line=line, field="id")
+            raise DataError(
+                f"duplicate {what} {key!r} (first on line {seen[key]})",
+                file=path,
+                line=line,
+                field="id",
+            )
         seen[key] = line
 
 
@@ -156,11 +163,21 @@ def read_probes(path: Path, kind: str, targets: Sequence[str] = ()) -> tuple[Pro
             row.fail("format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")
         lead = row.text("lead", required=False)
         if lead and fmt != "chat":
-            row.fail("lead", "only 'chat' probes have a lead (put it in the prompt of a 'text' probe)")
+            row.fail(
+                "lead", "only 'chat' probes have a lead (put it in the prompt of a 'text' probe)"
+            )
         level = row.text("level", choices=LEVELS) if kind == "forget" else ""
         answers = (row.text("answer"), *row.texts("aliases"))
-        probe = Probe(id=row.text("id"), prompt=row.text("prompt"), answers=answers, format=fmt,
-                      lead=lead, kind=kind, level=level, target=owner if group == "target" else "")
+        probe = Probe(
+            id=row.text("id"),
+            prompt=row.text("prompt"),
+            answers=answers,
+            format=fmt,
+            lead=lead,
+            kind=kind,
+            level=level,
+            target=owner if group == "target" else "",
+        )
         out.append(probe)
         ids.append((line, probe.id))
     _unique(path, ids, "probe id")

@@ -49,7 +49,8 @@ def verdicts(
     batch_size: int = 16,
     progress: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """``{probe id: {"kept", "prob", "matched", "reason"}}`` for ``probes`` on the original model."""
+    """``{probe id: {"kept", "prob", "matched", "reason"}}`` of ``probes`` on the original
+    model."""
     path = Path(cache_dir) / f"filter-{key}.json"
     cached: dict[str, dict[str, Any]] = {}
     if path.is_file():

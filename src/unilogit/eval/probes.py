@@ -8,7 +8,8 @@ A probe is a prompt and one or more accepted answers (the answer and its aliases
 - ``text``: raw text completion (fill-in-the-blank): ``[BOS] + prompt``, then the answer.
 
 The answer is joined to what precedes it with one space, unless that ends in whitespace or an
-opening quote or bracket, or is the start of the assistant turn. Its tokens ``a_1..a_m`` follow the prompt tokens ``x``.
+opening quote or bracket, or is the start of the assistant turn. Its tokens ``a_1..a_m`` follow
+the prompt tokens ``x``.
 
 **Greedy-correct.** A probe is answered correctly iff for some accepted answer every answer token
 is the arg-max of the model's next-token distribution given the prompt and the previous answer
@@ -76,10 +77,16 @@ _NO_SPACE_AFTER = "\"'([“‘"
 def _join(context: str, answer: str) -> str:
     """The answer as it follows ``context``: after one space, unless ``context`` is empty or ends
     in whitespace or an opening quote or bracket."""
-    return answer if not context or context[-1].isspace() or context[-1] in _NO_SPACE_AFTER else " " + answer
+    return (
+        answer
+        if not context or context[-1].isspace() or context[-1] in _NO_SPACE_AFTER
+        else " " + answer
+    )
 
 
-def encode_probe(tokenizer, probe: Probe, *, chat_template=None) -> tuple[list[int], list[list[int]]]:
+def encode_probe(
+    tokenizer, probe: Probe, *, chat_template=None
+) -> tuple[list[int], list[list[int]]]:
     """Prompt token ids and the token ids of each accepted answer (see the module docstring)."""
     if probe.format == "chat":
         prompt = encode_prompt(tokenizer, probe.prompt, chat_template=chat_template)
@@ -162,7 +169,9 @@ def score_probes(
     encoded = [encode_probe(tokenizer, p, chat_template=chat_template) for p in probes]
     main = [_features(prompt, answers[0]) for prompt, answers in encoded]
     hits, means, firsts = _score_rows(net, tokenizer, main, batch_size, progress)
-    matched: list[str | None] = [p.answers[0] if h else None for p, h in zip(probes, hits, strict=True)]
+    matched: list[str | None] = [
+        p.answers[0] if h else None for p, h in zip(probes, hits, strict=True)
+    ]
     extra, owner = [], []  # pass 2: aliases that start with the greedy first token
     for i, (prompt, answers) in enumerate(encoded):
         if hits[i]:
