@@ -97,24 +97,18 @@ def test_invalid_json_and_missing_file(tmp_path):
 class BigramLM(nn.Module):
     """logits(next | ..., x_t) = table[x_t]: greedy decoding follows ``table``'s arg-max.
 
-    ``model`` turns ids into one-hot hidden states; ``lm_head`` is the (V, V) table."""
+    A plain module returning ``.logits`` (no decoder / output embedding accessors), so it
+    also exercises the whole-model path of the scorer."""
 
     def __init__(self, vocab: int, chain: dict[int, int], high: float = 10.0) -> None:
         super().__init__()
         self.vocab = vocab
-        self.lm_head = nn.Linear(vocab, vocab, bias=False)
-        weight = torch.zeros(vocab, vocab)
+        self.table = nn.Parameter(torch.zeros(vocab, vocab), requires_grad=False)
         for a, b in chain.items():
-            weight[b, a] = high  # column a = the logits after token a
-        self.lm_head.weight.data = weight
-        outer = self
+            self.table.data[a, b] = high  # row a = the logits after token a
 
-        class _Decoder(nn.Module):
-            def forward(self, input_ids, attention_mask=None):
-                hidden = nn.functional.one_hot(input_ids, outer.vocab).float()  # (B, T, V)
-                return type("Out", (), {"last_hidden_state": hidden})()
-
-        self.model = _Decoder()
+    def forward(self, input_ids, attention_mask=None):
+        return type("Out", (), {"logits": self.table[input_ids]})()  # (B, T, V)
 
 
 def _chain(*sequences: list[int]) -> dict[int, int]:
@@ -209,6 +203,36 @@ def _score_ids(model, tok, prompts, answers) -> list[bool]:
     feats = [_features(p, a) for p, a in zip(prompts, answers, strict=True)]
     hits, _, _ = _score_rows(model, tok, feats, 3, False)
     return hits
+
+
+def test_head_on_answer_positions_only_equals_full_logits_and_works_under_peft(chat_tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    from tiny import tiny_llama
+
+    tok = chat_tokenizer
+    model = tiny_llama(len(tok), seed=3)
+    probes = [
+        Probe(id="a", prompt="Who is Lily?", answers=("She", "A girl"), lead="Lily is"),
+        Probe(id="b", prompt="Once upon a", answers=("time",), format="text"),
+    ]
+    fast = score_probes(model, tok, probes)
+
+    class Whole(nn.Module):  # the same model without get_decoder: full logits
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **kw):
+            return self.inner(**kw)
+
+    whole = score_probes(Whole(model), tok, probes)
+    assert [s.correct for s in fast] == [s.correct for s in whole]
+    assert [s.prob for s in fast] == pytest.approx([s.prob for s in whole], rel=1e-5)
+    lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
+    assert [s.prob for s in score_probes(lora, tok, probes)] == pytest.approx(
+        [s.prob for s in fast], rel=1e-5
+    )  # LoRA B starts at zero: same function
 
 
 def test_missing_model_package_is_a_config_error(monkeypatch):

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 
 from unilogit.data import _bos, _tokenize, collate, encode_prompt
 from unilogit.errors import DataError
@@ -122,13 +123,11 @@ def _score_rows(model, tokenizer, feats: list[_Feature], batch_size: int, progre
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
             batch = collate([feats[i] for i in idx], pad, padding_side="right")
-            hidden = model.model(
-                input_ids=batch["input_ids"].to(device),
-                attention_mask=batch["attention_mask"].to(device),
-            ).last_hidden_state[:, :-1]  # (B, T-1, H): position t predicts token t+1
-            targets = batch["labels"][:, 1:].to(device)  # (B, T-1)
+            targets = batch["labels"][:, 1:].to(device)  # (B, T-1): token t+1 of position t
             mask = targets != -100
-            logits = model.lm_head(hidden[mask]).float()  # (N, V): answer positions only
+            logits = _answer_logits(
+                model, batch["input_ids"].to(device), batch["attention_mask"].to(device), mask
+            )  # (N, V): answer positions only
             tgt = targets[mask]  # (N,)
             best = logits.argmax(-1)  # (N,)
             lp = torch.log_softmax(logits, -1).gather(-1, tgt[:, None])[:, 0]  # (N,)
@@ -157,15 +156,14 @@ def score_probes(
     token is the arg-max after the prompt (known from pass 1), so pass 2 scores just those
     aliases of the probes pass 1 found wrong. ``prob`` is the main answer's probability.
 
-    The model must expose ``model.model`` (the decoder, returning ``last_hidden_state``) and
-    ``model.lm_head``, as Hugging Face causal LMs (Llama, Qwen, Mistral, ...) do; the head then
-    runs only on answer positions.
+    Any causal LM works; with Hugging Face's ``get_decoder`` / ``get_output_embeddings`` (Llama,
+    Qwen, Mistral, ..., also under peft) the LM head runs only on answer positions.
     """
     if batch_size < 1:
         raise DataError(f"batch_size must be >= 1, got {batch_size}")
     if not probes:
         return []
-    net = _unwrap(model)
+    net = model
     encoded = [encode_probe(tokenizer, p, chat_template=chat_template) for p in probes]
     main = [_features(prompt, answers[0]) for prompt, answers in encoded]
     hits, means, firsts = _score_rows(net, tokenizer, main, batch_size, progress)
@@ -191,18 +189,19 @@ def score_probes(
     ]
 
 
-def _unwrap(model):
-    """The causal LM itself under a peft wrapper (``base_model.model``)."""
-    inner = model
-    for _ in range(3):
-        if hasattr(inner, "lm_head") and hasattr(inner, "model"):
-            return inner
-        inner = getattr(inner, "base_model", None) or getattr(inner, "model", None)
-        if inner is None:
-            break
-    raise DataError(
-        f"probe scoring needs a causal LM with .model and .lm_head; got {type(model).__name__}"
-    )
+def _answer_logits(model, input_ids, attention_mask, mask) -> torch.Tensor:
+    """Logits ``(N, V)`` at the positions where ``mask`` ``(B, T-1)`` is set (position t
+    predicts token t+1). Hugging Face LMs with a decoder (``get_decoder``) and an output
+    embedding run the head on those positions only; other models run whole."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
+    decoder = inner.get_decoder() if hasattr(inner, "get_decoder") else None
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    if isinstance(decoder, nn.Module) and isinstance(head, nn.Module):
+        out = decoder(input_ids=input_ids, attention_mask=attention_mask)
+        hidden = out.last_hidden_state[:, :-1]  # (B, T-1, H)
+        return head(hidden[mask]).float()  # (N, V)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    return logits[mask].float()  # (N, V)
 
 
 def summarize_scores(scores: Sequence[ProbeScore]) -> dict[str, float]:
