@@ -358,6 +358,17 @@ def test_original_smollm2_scores_one_on_kept_probes(ci_bench):
     assert len(result["probes"]) == sum(report["kept"].values())
     assert len(bench.forget()) == 2 * 2 and bench.retain() is None and len(bench.holdout()) == 4
     json.dumps(result)  # JSON-able
+    # Teacher-forced verdicts agree with real greedy generation on the real model.
+    from unilogit.eval.generation import generate_from_ids
+
+    kept = bench.probes("forget")[:3] + bench.probes("utility")[:2]
+    matched = {r["id"]: r["matched"] for r in result["probes"]}
+    for probe in kept:
+        prompt, _ = encode_probe(tokenizer, probe)
+        answer = matched[probe.id]
+        n = len(encode_probe(tokenizer, Probe(**{**probe.__dict__, "answers": (answer,)}))[1][0])
+        (text,) = generate_from_ids(model, tokenizer, [prompt], max_new_tokens=n, progress=False)
+        assert text == answer, (probe.id, text, answer)
 
 
 @needs_smollm2
