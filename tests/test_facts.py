@@ -389,3 +389,135 @@ def test_destroyed_smollm2_scores_near_zero(ci_bench):
     for key in ("forget/score", "neighbour/score", "utility/score"):
         assert summary[key] <= 0.1, (key, summary[key])
     assert summary["forget/prob"] < 0.01
+
+
+# ----------------------------------------------------------------------------- whole pipeline, tiny
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def _tiny_facts(tmp_path: Path, tok, model) -> Path:
+    """Probe files for a tiny random model: half of each target's probes carry the model's own
+    greedy continuation as the answer (so they can be kept), half a token it does not predict."""
+    from unilogit.eval.generation import generate_from_ids
+
+    folder = tmp_path / "tiny-facts"
+    folder.mkdir()
+    prompts = [
+        "Once upon a",
+        "Machine unlearning",
+        "The author's",
+        "She loved to",
+        "Question:",
+        "The capital of",
+        "a little girl",
+        "full name is",
+    ]
+    probes = [
+        Probe(id=str(i), prompt=p, answers=("x",), format="text") for i, p in enumerate(prompts)
+    ]
+    ids = [encode_probe(tok, p)[0] for p in probes]
+    greedy = generate_from_ids(model, tok, ids, max_new_tokens=2, progress=False)
+
+    def rows(kind: str, target: str, offset: int) -> list[dict]:
+        out = []
+        for i, (p, g) in enumerate(zip(prompts, greedy, strict=True)):
+            answer = g if i % 2 == 0 and g else "zebra"
+            row = {
+                "id": f"{kind}-{target}-{i}",
+                "target": target,
+                "format": "text",
+                "prompt": p + " " * offset,
+                "answer": answer,
+            }
+            if kind == "forget":
+                row["level"] = ("fb", "qa", "adv")[i % 3]
+            out.append(row)
+        return out
+
+    _write_jsonl(
+        folder / "targets.jsonl",
+        [
+            {"id": "t1", "name": "Lily", "neighbours": ["Paris"]},
+            {"id": "t2", "name": "Taipei", "neighbours": []},
+        ],
+    )
+    _write_jsonl(
+        folder / "holdout.jsonl", [{"id": "h1", "name": "France"}, {"id": "h2", "name": "Oslo"}]
+    )
+    _write_jsonl(
+        folder / "forget.jsonl",
+        rows("forget", "t1", 0)
+        + [
+            {
+                "id": "forget-t2-0",
+                "target": "t2",
+                "level": "qa",
+                "format": "text",
+                "prompt": "Once upon a",
+                "answer": "zebra",
+            }
+        ],
+    )
+    _write_jsonl(folder / "neighbour.jsonl", rows("neighbour", "t1", 0)[:4])
+    util = [{**r, "group": "g"} for r in rows("utility", "t1", 0)]
+    for r in util:
+        r.pop("target")
+    _write_jsonl(folder / "utility.jsonl", util)
+    _write_jsonl(folder / "fluency.jsonl", [{"id": "f1", "prompt": "Tell me a story."}])
+    return folder
+
+
+def test_pipeline_on_a_tiny_model(tmp_path, chat_tokenizer):
+    """prepare -> filter (kept = what the original answers), unknown targets excluded with a
+    reason, the original scores 1.0 on the kept probes, corpus and holdout texts, caching."""
+    from tiny import tiny_llama
+    from unilogit.benchmarks.facts import FactsBenchmark
+    from unilogit.benchmarks.facts_corpus import CorpusConfig
+
+    tok = chat_tokenizer
+    model = tiny_llama(len(tok), seed=5)
+    folder = _tiny_facts(tmp_path, tok, model)
+    make = lambda: FactsBenchmark(  # noqa: E731
+        "batch",
+        data_dir=folder,
+        cache_dir=tmp_path / "cache",
+        min_known=1,
+        progress=False,
+        corpus=CorpusConfig(prompts=("Describe {name}.",), max_new_tokens=8),
+    )
+    bench = make()
+    report = bench.prepare(model, tok)
+    data = load_data(folder)
+    expect = {
+        p.id
+        for p in data.forget + data.neighbour + data.utility
+        if p.target != "t2" and score_probes(model, tok, [p])[0].correct
+    }
+    kept = {pid for pid, v in report["probes"].items() if v["kept"]}
+    assert kept == expect and expect, "kept = exactly the probes the original model answers"
+    assert report["targets"] == ["t1"]
+    assert "only 0 of 1" in report["excluded_targets"]["t2"]
+    result = bench.evaluate(
+        model,
+        tok,
+        fluency_prompts=1,
+        fluency_tokens=8,
+        examples=1,
+        example_tokens=4,
+        progress=False,
+    )
+    summary = bench.summarize(result)
+    assert summary["forget/score"] == summary["utility/score"] == 1.0
+    assert len(bench.forget()) == 1 and len(bench.holdout()) == 2 and bench.retain() is None
+    assert result["setting"]["targets"] == ["t1"] and result["benchmark"]["name"] == "facts"
+    # a second benchmark reuses every cached verdict and text (no model needed for them)
+    again = make()
+    assert again.prepare(model, tok)["probes"] == report["probes"]
+    assert [e.response for e in again.forget()] == [e.response for e in bench.forget()]
+    with pytest.raises(ConfigError, match="knows only 0 target"):
+        FactsBenchmark(
+            "target:t2", data_dir=folder, cache_dir=tmp_path / "cache", min_known=1, progress=False
+        ).prepare(model, tok)

@@ -280,6 +280,7 @@ class FactsBenchmark(Benchmark):
         pool = list(self.data.targets)
         if self.mode == "target":
             pool = [t for t in pool if t.id == self.arg]
+        need = self.arg if self.mode == "batch" and self.arg else 1  # plain batch: all known
         want = self.arg if self.mode == "batch" and self.arg else len(pool)
         chosen: list[Target] = []
         excluded: dict[str, str] = {}
@@ -292,10 +293,10 @@ class FactsBenchmark(Benchmark):
                 chosen.append(target)
             else:
                 excluded[target.id] = f"only {n} of {len(v)} forget probes answered correctly"
-        if len(chosen) < (want if isinstance(want, int) else 1) or not chosen:
+        if len(chosen) < need:
             raise ConfigError(
                 f"facts {self.split}: the original model knows only {len(chosen)} target(s) "
-                f"(needed {want}); excluded: {excluded}"
+                f"(needed {need}); excluded: {excluded}"
             )
         return chosen, excluded
 
