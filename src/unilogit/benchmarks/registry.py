@@ -43,14 +43,21 @@ def _world(data_dir: str | os.PathLike | None = None, **kw: Any) -> Benchmark:
     return WorldBenchmark(cache_dir=cache_dir, **kw)
 
 
+def _facts(data_dir: str | os.PathLike | None = None, **kw: Any) -> Any:
+    from .facts import FactsBenchmark
+
+    return FactsBenchmark(data_dir=data_dir, **kw)
+
+
 _REGISTRY: dict[str, BenchmarkFactory] = {
     "tofu": _tofu,
     "muse-news": _muse_news,
     "world": _world,
+    "facts": _facts,
 }
 _ALIASES = {"muse": "muse-news", "muse_news": "muse-news", "musenews": "muse-news"}
 # benchmarks whose constructor takes a ``split`` (so "name:split" is accepted)
-_SPLIT_BENCHMARKS = {"tofu", "world"}
+_SPLIT_BENCHMARKS = {"tofu", "world", "facts"}
 
 
 def register_benchmark(
