@@ -320,7 +320,9 @@ def small_world(tmp_path_factory):
 def test_demo_quick_end_to_end(small_world, tmp_path, capsys):
     config, cache, _ = small_world
     out = tmp_path / "demo"
-    result = run_demo(out, quick=True, cache_dir=cache, world_config=config, progress=False)
+    result = run_demo(
+        out, "world", quick=True, cache_dir=cache, world_config=config, progress=False
+    )
     assert f"report: {out / 'report.md'}" in capsys.readouterr().out
     methods = {r["method"] for r in result.records if r["kind"] == "run"}
     assert {"unilogit", "npo", "undial", "graddiff", "simnpo"} <= methods
@@ -331,7 +333,7 @@ def test_demo_quick_end_to_end(small_world, tmp_path, capsys):
         assert (out / png).stat().st_size > 5000
     assert (out / "report.html").is_file()
     # a second demo reuses everything
-    again = run_demo(out, quick=True, cache_dir=cache, world_config=config, progress=False)
+    again = run_demo(out, "world", quick=True, cache_dir=cache, world_config=config, progress=False)
     assert again.ran == [] and len(again.skipped) == len(result.ran)
 
 

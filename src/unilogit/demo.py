@@ -1,10 +1,11 @@
-"""The demo behind ``unilogit demo``: its grid (:data:`DEMO_GRIDS`) and :func:`run_demo`.
+"""The demo behind ``unilogit demo``: its grids (:data:`DEMO_GRIDS`) and :func:`run_demo`.
 
-The demo builds (or reuses, from the cache) the built-in ``world`` benchmark, evaluates its
-target model and its retain model (the gold standard, and the Forget Quality reference), runs
-Unilogit and the main baselines over a small per-method grid with an evaluation after every
-epoch, and writes ``report.md`` / ``report.html`` (:mod:`unilogit.report`). The grid is the same
-for every method in size (learning rates x epochs), and every run is reported.
+By default the demo runs the ``facts`` benchmark (:mod:`unilogit.benchmarks.facts`): a real
+pretrained instruct model, SmolLM2-135M-Instruct, forgets real-world knowledge it has (RWKU's
+design: its own texts about the targets are the forget corpus, no retain data), and every method
+is evaluated along its run, so each draws a curve of forget score against neighbour knowledge
+and general knowledge. ``benchmark="world"`` runs the built-in world of fictitious people
+instead (its own tiny models, a gold retain model, Forget Quality). Every run is reported.
 """
 
 from __future__ import annotations
@@ -19,13 +20,38 @@ from .errors import ConfigError
 
 __all__ = ["DEMO_GRIDS", "run_demo"]
 
-#: Per preset: methods, each method's learning rate, run length (epochs; every epoch is
-#: evaluated), training settings. One rule chose every method's learning rate: the value of
-#: {3e-4, 1e-3, 3e-3} with the highest final Forget Quality in a preliminary 3-4 epoch search on
-#: the default world (batch 8; retain term and options: each method's defaults). Three epochs
-#: keep the demo within about ten minutes on two CPU cores; every run is reported.
+#: Per demo: the benchmark and its options, methods, each method's learning rates, run length
+#: (epochs), evaluation schedule, training settings.
+#:
+#: ``facts``: the learning rates come from a scan on the same four targets (docs/facts.md):
+#: at 2e-5 Unilogit, NPO and GA barely move (80 % of forget probes still answered after 15
+#: steps), at 1e-4 most is forgotten; UnDIAL moves slowest and gets a larger one. Evaluations
+#: every 2 optimizer steps draw each run's path. The full comparison (every method, 3 learning
+#: rates) is the ``bench`` command in the README.
+#:
+#: ``world``: one rule chose every method's learning rate: the value of {3e-4, 1e-3, 3e-3} with
+#: the highest final Forget Quality in a preliminary 3-4 epoch search on the default world
+#: (batch 8; retain term and options: each method's defaults).
 DEMO_GRIDS: dict[str, dict[str, Any]] = {
-    "default": {
+    "facts": {
+        "benchmark": {"split": "batch:4", "max_utility": 60},
+        "methods": ("unilogit", "npo", "undial"),
+        "lrs": {"unilogit": (1e-4,), "npo": (1e-4,), "undial": (3e-4,)},
+        "epochs": (5,),
+        "eval_every": 3,
+        "eval": {"fluency_prompts": 4, "fluency_tokens": 32},
+        "train": {"batch_size": 4, "max_length": 128, "mixed_precision": "no"},
+    },
+    "facts-quick": {
+        "benchmark": {"split": "batch:2", "max_utility": 12, "max_probes": 6},
+        "methods": ("unilogit", "npo"),
+        "lrs": {"unilogit": (1e-4,), "npo": (1e-4,)},
+        "epochs": (2,),
+        "eval_every": None,
+        "eval": {"fluency_prompts": 1, "fluency_tokens": 16, "examples": 1},
+        "train": {"batch_size": 4, "max_length": 128, "mixed_precision": "no"},
+    },
+    "world": {
         "methods": ("unilogit", "npo", "simnpo", "undial", "graddiff"),
         "lrs": {
             "unilogit": (1e-3,),
@@ -37,7 +63,7 @@ DEMO_GRIDS: dict[str, dict[str, Any]] = {
         "epochs": (3,),
         "train": {"batch_size": 8, "mixed_precision": "no"},
     },
-    "quick": {
+    "world-quick": {
         "methods": ("unilogit", "npo", "simnpo", "undial", "graddiff"),
         "lrs": {
             "unilogit": (2e-3,),
@@ -54,60 +80,57 @@ DEMO_GRIDS: dict[str, dict[str, Any]] = {
 
 def run_demo(
     output_dir: str | Path | None = None,
-    preset: str = "default",
+    benchmark: str = "facts",
     quick: bool = False,
     *,
+    preset: str = "default",
     cache_dir: str | Path | None = None,
     world_config: Any = None,
     methods: Sequence[str] | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Any:
-    """Build (or reuse) the ``world`` benchmark, run the demo grid, write the report.
+    """Run the demo grid of ``benchmark`` (``"facts"`` or ``"world"``), write the report.
 
     Args:
-        output_dir: where results and the report go (default ``runs/demo`` or, with
-            ``quick``, ``runs/demo-quick``). Re-running skips finished runs.
-        preset: the world preset (``"default"``); ``quick=True`` uses the ``quick`` world and
-            grid (a minute on a laptop CPU: a smoke test, not a benchmark).
-        cache_dir: the world cache (default ``$UNILOGIT_CACHE`` or ``~/.cache/unilogit``).
+        output_dir: where results and the report go (default ``runs/demo`` or
+            ``runs/demo-world``, with ``-quick`` appended for ``quick``). Re-running skips
+            finished runs.
+        quick: a smaller grid (and for world the ``quick`` world): a smoke test, not a benchmark.
+        preset: the world preset (``"default"``); world only.
+        cache_dir: models, corpora and worlds (default ``$UNILOGIT_CACHE`` or
+            ``~/.cache/unilogit``).
         world_config: a :class:`~unilogit.benchmarks.WorldConfig` replacing the preset's.
         methods: a subset of the demo's methods.
 
     Returns the :class:`~unilogit.sweep.SweepResult` (``.report["md"]`` is the report).
     """
-    from .benchmarks import WorldSplit
     from .sweep import Grid, run_sweep
 
-    name = "quick" if quick else preset
-    grid_spec = DEMO_GRIDS.get(name, DEMO_GRIDS["default"])
-    chosen = tuple(methods) if methods else grid_spec["methods"]
-    unknown = [m for m in chosen if m not in grid_spec["lrs"]]
+    if benchmark not in ("facts", "world"):
+        raise ConfigError(f"the demo runs 'facts' or 'world', not {benchmark!r}")
+    name = benchmark + ("-quick" if quick else "")
+    spec = DEMO_GRIDS[name]
+    chosen = tuple(methods) if methods else spec["methods"]
+    unknown = [m for m in chosen if m not in spec["lrs"]]
     if unknown:
         raise ConfigError(
             f"the demo has no learning rates for {unknown}; its methods are "
-            f"{', '.join(grid_spec['methods'])} (use `unilogit bench` for others)"
+            f"{', '.join(spec['methods'])} (use `unilogit bench` for others)"
         )
-    grid = Grid.make(chosen, {m: grid_spec["lrs"][m] for m in chosen}, grid_spec["epochs"])
-    out = (
-        Path(output_dir)
-        if output_dir is not None
-        else Path("runs/demo-quick" if quick else "runs/demo")
-    )
+    grid = Grid.make(chosen, {m: spec["lrs"][m] for m in chosen}, spec["epochs"])
+    default_out = "runs/demo" + ("" if benchmark == "facts" else "-world")
+    out = Path(output_dir) if output_dir is not None else Path(default_out + "-quick" * quick)
     t0 = time.perf_counter()
-    bench = WorldSplit(
-        "forget10", preset=name, cache_dir=cache_dir, config=world_config, progress=progress
-    )
-    _say(
-        progress,
-        f"unilogit demo: world benchmark ({name} preset), forget10; methods "
-        f"{', '.join(chosen)}; results in {out}",
-    )
+    bench = _demo_benchmark(benchmark, spec, quick, preset, cache_dir, world_config, progress)
+    _say(progress, f"unilogit demo: {bench!r}; methods {', '.join(chosen)}; results in {out}")
     result = run_sweep(
         bench,
         grid,
         output_dir=out,
-        train_options=grid_spec["train"],
+        train_options=spec["train"],
+        eval_options=spec.get("eval"),
+        eval_every=spec.get("eval_every"),
         overwrite=overwrite,
         progress=progress,
     )
@@ -121,6 +144,30 @@ def run_demo(
         f"done in {minutes:.1f} min ({len(result.ran)} run(s), {len(result.skipped)} reused)",
     )
     return result
+
+
+def _demo_benchmark(
+    benchmark: str,
+    spec: dict[str, Any],
+    quick: bool,
+    preset: str,
+    cache_dir: str | Path | None,
+    world_config: Any,
+    progress: bool,
+) -> Any:
+    if benchmark == "facts":
+        from .benchmarks.facts import FactsBenchmark
+
+        options = dict(spec["benchmark"])
+        return FactsBenchmark(
+            options.pop("split"), cache_dir=cache_dir, progress=progress, **options
+        )
+    from .benchmarks import WorldBenchmark
+
+    world_preset = "quick" if quick else preset
+    return WorldBenchmark(
+        "forget10", preset=world_preset, cache_dir=cache_dir, config=world_config, progress=progress
+    )
 
 
 def _say(progress: bool, msg: str) -> None:

@@ -732,7 +732,8 @@ def _examples_blocks(
     before = _load_examples(out, _baseline(records, "target"))
     if not before:
         return []
-    after = [("retain (gold)", _load_examples(out, _baseline(records, "retain")))]
+    gold = _baseline(records, "retain")
+    after = [("retain (gold)", _load_examples(out, gold))] if gold is not None else []
     after += [(_label(r, with_epoch=True), _load_examples(out, r)) for r in best]
     blocks: list[tuple] = [
         ("h2", "Examples"),

@@ -38,14 +38,10 @@ from typing import Any
 from unilogit.errors import ConfigError
 from unilogit.eval.probes import Probe
 
+from .base import Benchmark, Column, Curve
 from .facts_corpus import CorpusConfig, corpus_texts
 from .facts_files import FactsData, Target, load_data
 from .facts_filter import filter_key, verdicts
-
-try:  # the benchmark contract (helper D's unilogit.benchmarks.base)
-    from .base import Benchmark, Column, Curve
-except ImportError:  # pragma: no cover - only until the contract module is merged
-    from ._facts_contract import Benchmark, Column, Curve
 
 __all__ = ["FactsBenchmark"]
 

@@ -97,7 +97,7 @@ def _examples(model, tokenizer, kept: Mapping[str, list[Probe]], opts: Mapping[s
             "id": p.id,
             "prompt": p.prompt,
             "lead": p.lead,
-            "answer": p.answers[0],
+            "answer_key": p.answers[0],
             "generation": t,
         }
         for (k, p), t in zip(chosen, texts, strict=True)
