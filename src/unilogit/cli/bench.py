@@ -23,9 +23,7 @@ def add_parser(sub: Any) -> None:
         description="Every method x lr x epochs x seed, evaluated after every epoch; results "
         "in OUTPUT/results.jsonl (resumable: finished runs are skipped), OUTPUT/report.md.",
     )
-    g = opt.add_benchmark_options(
-        p, default="world", what="the benchmark to sweep on", names="world | tofu | muse-news"
-    )
+    g = opt.add_benchmark_options(p, default="world", what="the benchmark to sweep on")
     opt.add_eval_options(g)
     g = p.add_argument_group("grid")
     g.add_argument(

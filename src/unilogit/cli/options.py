@@ -67,7 +67,7 @@ def add_benchmark_options(
     *,
     default: str | None,
     what: str,
-    names: str = "world | tofu | muse-news",
+    names: str = "world | tofu | muse-news | facts",
 ) -> argparse._ArgumentGroup:
     """``--benchmark --split --data-dir --max-rows --preset --cache-dir``; returns the group."""
     g = p.add_argument_group("benchmark")
@@ -75,27 +75,43 @@ def add_benchmark_options(
     g.add_argument("--benchmark", default=default, help=f"{names}: {what}{shown}")
     g.add_argument(
         "--split",
-        help="forget split: forget01 | forget05 | forget10 (default: the benchmark's, forget10)",
+        help="forget split: forget01 | forget05 | forget10 (TOFU, world; default forget10), "
+        "batch | batch:N | target:ID (facts; default batch)",
     )
     g.add_argument("--data-dir", help="local copy of a TOFU / MUSE benchmark's files")
     g.add_argument("--max-rows", type=int, help="use only the first N rows of every split")
-    g.add_argument("--preset", default="default", help="world preset: default | quick")
-    g.add_argument("--cache-dir", help="world cache (default $UNILOGIT_CACHE or ~/.cache/unilogit)")
+    g.add_argument("--preset", help="world preset: default | quick (default: default)")
+    g.add_argument(
+        "--cache-dir",
+        help="world / facts cache: built models, corpora (default $UNILOGIT_CACHE or "
+        "~/.cache/unilogit)",
+    )
     return g
+
+
+#: Constructor options that only some benchmarks take, and which flag gives them.
+_OWN_OPTIONS = {"world": ("preset", "cache_dir", "progress"), "facts": ("cache_dir", "progress")}
 
 
 def get_benchmark(args: argparse.Namespace, *, use_split: bool = True) -> Any:
     """The benchmark named by ``--benchmark`` with its data options (and ``--split`` as its
-    forget split when ``use_split``)."""
+    forget split when ``use_split``); a flag the benchmark does not take is an error."""
     from ..benchmarks.registry import get_benchmark as registry_get
 
     name = args.benchmark.strip().lower()
-    kw: dict[str, Any] = {"max_rows": args.max_rows}
-    if name == "world":
-        kw.update(preset=args.preset, cache_dir=args.cache_dir, progress=args.progress)
-    if use_split and args.split and name in ("world", "tofu"):
-        kw["split"] = args.split
-    return registry_get(name, data_dir=args.data_dir, **kw)
+    kw: dict[str, Any] = {"max_rows": args.max_rows} if args.max_rows is not None else {}
+    own = _OWN_OPTIONS.get(name, ())
+    for option in ("preset", "cache_dir"):
+        value = getattr(args, option, None)
+        if value is not None and option not in own:
+            flag = "--" + option.replace("_", "-")
+            raise ConfigError(f"benchmark {name!r} takes no {flag}")
+        if value is not None:
+            kw[option] = value
+    if "progress" in own:
+        kw["progress"] = args.progress
+    spec = f"{name}:{args.split}" if use_split and args.split else name
+    return registry_get(spec, data_dir=args.data_dir, **kw)
 
 
 def add_eval_options(g: argparse._ArgumentGroup) -> None:
