@@ -7,6 +7,7 @@ import json
 import pytest
 
 from unilogit.cli import main
+from unilogit.errors import ConfigError
 from unilogit.methods import RMU
 
 
@@ -225,3 +226,21 @@ def test_eval_malformed_reference_is_one_line_before_any_work(tmp_path, capsys):
     line = _one_error_line(capsys)
     assert line.startswith(f"error: {bad}:2: not valid JSON")
     assert not (tmp_path / "e.json").exists()
+
+
+def test_benchmark_flags_go_only_to_benchmarks_that_take_them(tmp_path):
+    """--preset is the world's; facts takes the original model (its probes are filtered and its
+    forget corpus written with it); a flag a benchmark does not take is an error."""
+    from unilogit.cli import options as opt
+    from unilogit.cli.main import make_parser
+
+    def parsed(*extra):
+        argv = ["bench", "--output", str(tmp_path / "o"), *extra]
+        return make_parser().parse_args(argv)
+
+    with pytest.raises(ConfigError, match="takes no --preset"):
+        opt.get_benchmark(parsed("--benchmark", "tofu", "--preset", "quick"))
+    args = parsed("--benchmark", "facts", "--split", "batch:2", "--cache-dir", str(tmp_path))
+    bench = opt.get_benchmark(args, original_model="some/model")
+    assert (bench.name, bench.split, bench.model_spec) == ("facts", "batch:2", "some/model")
+    assert opt.get_benchmark(args).model_spec is None  # eval: the default original (SmolLM2)

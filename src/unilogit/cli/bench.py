@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     epochs, seeds = _integers(args.epochs, "--epochs"), _integers(args.seeds, "--seeds")
     method_options = opt.parse_method_options(args.option, methods)
     train = opt.train_options(args, run=False)  # validated before any model loads
-    bench = opt.get_benchmark(args)
+    bench = opt.get_benchmark(args, original_model=args.model)
     result = run_sweep(
         bench,
         methods,

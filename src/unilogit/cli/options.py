@@ -90,12 +90,19 @@ def add_benchmark_options(
 
 
 #: Constructor options that only some benchmarks take, and which flag gives them.
-_OWN_OPTIONS = {"world": ("preset", "cache_dir", "progress"), "facts": ("cache_dir", "progress")}
+_OWN_OPTIONS = {
+    "world": ("preset", "cache_dir", "progress"),
+    "facts": ("cache_dir", "progress", "model"),
+}
 
 
-def get_benchmark(args: argparse.Namespace, *, use_split: bool = True) -> Any:
+def get_benchmark(
+    args: argparse.Namespace, *, use_split: bool = True, original_model: str | None = None
+) -> Any:
     """The benchmark named by ``--benchmark`` with its data options (and ``--split`` as its
-    forget split when ``use_split``); a flag the benchmark does not take is an error."""
+    forget split when ``use_split``); a flag the benchmark does not take is an error.
+    ``original_model``: the model unlearning starts from, for benchmarks whose probes and
+    corpus are made with it (facts; default there: SmolLM2)."""
     from ..benchmarks.registry import get_benchmark as registry_get
 
     name = args.benchmark.strip().lower()
@@ -110,6 +117,8 @@ def get_benchmark(args: argparse.Namespace, *, use_split: bool = True) -> Any:
             kw[option] = value
     if "progress" in own:
         kw["progress"] = args.progress
+    if original_model is not None and "model" in own:
+        kw["model"] = original_model
     spec = f"{name}:{args.split}" if use_split and args.split else name
     return registry_get(spec, data_dir=args.data_dir, **kw)
 

@@ -127,7 +127,7 @@ def _data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     if args.benchmark:
         if args.forget or args.retain:
             raise ConfigError("give either --benchmark or --forget/--retain, not both")
-        bench = opt.get_benchmark(args)
+        bench = opt.get_benchmark(args, original_model=args.model)
         return bench.forget(), bench.retain(), bench.evaluate if args.evaluate else None
     if args.evaluate:
         raise ConfigError("--evaluate needs --benchmark (it runs the benchmark's evaluation)")
