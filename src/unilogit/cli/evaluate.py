@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from . import options as opt
 
 
@@ -68,16 +68,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _saved_reference(spec: str | None) -> Any:
-    """The ``--reference`` JSON file's content (a saved evaluation), or None for a model."""
+    """The ``--reference`` JSON file's content (a saved evaluation), or None for a model; read
+    first, so a bad file fails before any model loads (DataError naming file and line)."""
     if not spec or not (Path(spec).is_file() and Path(spec).suffix == ".json"):
         return None
-    path = Path(spec)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"not valid JSON ({e.msg})", file=path, line=e.lineno) from None
-    except UnicodeDecodeError:
-        raise DataError("not a UTF-8 text file", file=path) from None
+    from ..benchmarks.source import load_reference
+
+    return load_reference(spec)
 
 
 def _reference_and_gold(
