@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +42,9 @@ from .methods import (
     get_method,
     pick_refusals,
 )
+
+if TYPE_CHECKING:
+    from .autostop import AutoStop
 
 #: The allowed values of ``TrainConfig.mixed_precision``.
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
@@ -153,6 +156,9 @@ class History:
     total_steps: int = 0
     seconds: float = 0.0
     truncated_rows: list[str] = field(default_factory=list)
+    #: with ``stopping``: the rule's decision (:meth:`StopDecision.to_dict`, plus ``explain``
+    #: and ``stopped_at``, the last step run); None without a meter
+    stop: dict[str, Any] | None = None
 
     def last(self, key: str) -> float:
         return self.steps[-1][key]
@@ -196,6 +202,7 @@ def unlearn(
     refusals: Sequence[str] | None = None,
     on_epoch_end: EpochHook | None = None,
     on_step_end: StepHook | None = None,
+    stopping: AutoStop | None = None,
     **options: Any,
 ) -> tuple[nn.Module, History]:
     """Unlearn ``forget`` from ``model`` (trained in place and returned) with ``method``.
@@ -213,6 +220,10 @@ def unlearn(
     each whole epoch (1, 2, ...), with the unwrapped model in training mode; e.g. to evaluate.
     ``on_step_end(model, step, history)``: the same after every optimizer step (1, 2, ...;
     ``history.steps[-1]`` is that step's log line), before ``on_epoch_end``.
+    ``stopping``: a :class:`~unilogit.autostop.AutoStop`: the forgetting meter is read before
+    training and every N steps (its values join the step's log line); with its ``stop`` the run
+    ends when its rule says so (epochs are then a maximum) and the returned model holds the
+    kept step's weights; ``history.stop`` says which step was kept and why.
     """
     cfg, method_obj = _split_options(config, method, method_options, options)
     forget_examples = _as_examples(forget, "forget")
@@ -239,6 +250,7 @@ def unlearn(
         refusals,
         on_epoch_end,
         on_step_end,
+        stopping,
     )
 
 
@@ -418,6 +430,7 @@ def _train(
     refusals: Sequence[str] | None,
     on_epoch_end: EpochHook | None = None,
     on_step_end: StepHook | None = None,
+    stopping: AutoStop | None = None,
 ) -> tuple[nn.Module, History]:
     """Set up, then run optimizer steps ``start_step .. total_steps - 1`` (see module doc)."""
     if cfg.checkpoint_every and not cfg.checkpoint_dir:
@@ -445,13 +458,19 @@ def _train(
         run.reference, run.reference_logps = reference, reference_logps
         history.total_steps = run.schedule.total_steps
         start_step = _load_checkpoint(accelerator, run.scheduler, cfg) if cfg.resume else 0
+        _start_meter(run, stopping, start_step)
         log = _setup_log(cfg, accelerator)
         bar = _setup_bar(cfg, accelerator, method, run.schedule.total_steps, start_step)
         for step in range(start_step, run.schedule.total_steps):
             record = _train_step(run, step)
+            if stopping is not None and stopping.due(step + 1, run.schedule.total_steps):
+                unwrapped = accelerator.unwrap_model(run.model)
+                record.update(stopping.observe(unwrapped, step + 1).log_fields())
             history.steps.append(record)
             _report_step(record, log, bar)
-            _after_step(run, step + 1, history, on_step_end, on_epoch_end)
+            _after_step(run, step + 1, history, on_step_end, on_epoch_end, stopping)
+            if stopping is not None and stopping.should_stop():
+                break
     finally:
         if bar is not None:
             bar.close()
@@ -462,8 +481,30 @@ def _train(
     accelerator.wait_for_everyone()
     history.seconds = time.perf_counter() - started
     model = accelerator.unwrap_model(run.model)
+    if stopping is not None:
+        stopping.restore(model)
+        decision = stopping.decision
+        last = history.steps[-1]["step"] if history.steps else start_step
+        history.stop = {**decision.to_dict(), "explain": decision.explain(), "stopped_at": last}
     model.eval()
     return model, history
+
+
+def _start_meter(run: _Run, stopping: AutoStop | None, start_step: int) -> None:
+    """First reading (step 0, before any update), or the meter's state saved with the
+    checkpoint a resumed run starts from."""
+    if stopping is None:
+        return
+    if start_step == 0:
+        stopping.observe(run.accelerator.unwrap_model(run.model), 0)
+        return
+    path = _checkpoint_path(run.cfg) / AUTOSTOP_STATE
+    if not path.is_file():
+        raise ConfigError(
+            f"resume with a forgetting meter: {path} is missing (the checkpoint was written "
+            "by a run without one)"
+        )
+    stopping.load_state_dict(torch.load(path, weights_only=True))
 
 
 # ------------------------------------------------------------------------------ set-up
@@ -727,7 +768,10 @@ def _report_step(record: dict[str, float], log: Any, bar: Any) -> None:
     if log is not None:
         log.write(json.dumps(record) + "\n")
         log.flush()
-    bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.startswith("loss")})
+    shown = ("loss", "meter_auc", "meter_loss_ratio")
+    bar.set_postfix(
+        {k.removeprefix("meter_"): f"{v:.4g}" for k, v in record.items() if k.startswith(shown)}
+    )
     bar.update(1)
 
 
@@ -737,12 +781,14 @@ def _after_step(
     history: History,
     on_step_end: StepHook | None,
     on_epoch_end: EpochHook | None,
+    stopping: AutoStop | None = None,
 ) -> None:
-    """After optimizer step ``done`` (from 1): checkpoint every N steps (not after the last),
-    then the step hook, then the epoch hook at whole epochs."""
+    """After optimizer step ``done`` (from 1): checkpoint every N steps (not after the last;
+    with the meter's state), then the step hook, then the epoch hook at whole epochs."""
     if run.cfg.checkpoint_every and done % run.cfg.checkpoint_every == 0:
         if done < run.schedule.total_steps:
-            _save_checkpoint(run.accelerator, run.scheduler, run.cfg, done)
+            extra = None if stopping is None else stopping.state_dict()
+            _save_checkpoint(run.accelerator, run.scheduler, run.cfg, done, extra)
     if on_step_end is not None:
         on_step_end(run.accelerator.unwrap_model(run.model), done, history)
     epoch_done, within = divmod(done, run.schedule.steps_per_epoch)
@@ -813,8 +859,15 @@ def _checkpoint_path(cfg: TrainConfig) -> Path:
     return Path(cfg.checkpoint_dir) / "checkpoint"
 
 
-def _save_checkpoint(accelerator: Any, scheduler: Any, cfg: TrainConfig, step: int) -> None:
-    """Write to a temporary directory, then rename over the previous checkpoint (atomic)."""
+#: The forgetting meter's state in a checkpoint (readings, kept step's weights).
+AUTOSTOP_STATE = "autostop.pt"
+
+
+def _save_checkpoint(
+    accelerator: Any, scheduler: Any, cfg: TrainConfig, step: int, extra: Any = None
+) -> None:
+    """Write to a temporary directory, then rename over the previous checkpoint (atomic);
+    ``extra``: the forgetting meter's state (saved as ``AUTOSTOP_STATE``) or None."""
     final = _checkpoint_path(cfg)
     tmp = final.with_name(f".checkpoint-tmp-{os.getpid()}")
     if accelerator.is_main_process and tmp.exists():
@@ -823,6 +876,8 @@ def _save_checkpoint(accelerator: Any, scheduler: Any, cfg: TrainConfig, step: i
     accelerator.save_state(str(tmp))
     if accelerator.is_main_process:
         torch.save(scheduler.state_dict(), tmp / "lr_schedule.pt")
+        if extra is not None:
+            torch.save(extra, tmp / AUTOSTOP_STATE)
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step}))
         old = final.with_name(".checkpoint-old")
         if final.exists():

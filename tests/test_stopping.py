@@ -1,0 +1,262 @@
+"""The forgetting meter, the stopping rule, and auto-stop inside the training loop (issue 13)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tiny import qa_rows, tiny_llama, word_tokenizer
+from unilogit import data as data_lib
+from unilogit import finetune, unlearn
+from unilogit.autostop import AutoStop
+from unilogit.errors import ConfigError
+from unilogit.eval.scoring import TokenScores
+from unilogit.stopping import (
+    ForgettingMeter,
+    MeterReading,
+    StopRule,
+    auc_null_se,
+    reading_from_scores,
+)
+
+FAST = {"warmup_ratio": 0.0, "progress": False}
+ROWS = qa_rows()
+FORGET, RETAIN = ROWS[:4], ROWS[4:]
+
+
+def _rows(lps: list[list[float]]) -> list[TokenScores]:
+    """Hand-made token scores: μ = -1, σ = 1 at every token, so Min-K%++ = Min-K% + 1."""
+    out = []
+    for lp in lps:
+        a = np.array(lp, dtype=float)
+        out.append(TokenScores(logprobs=a, mu=np.full_like(a, -1.0), sigma=np.ones_like(a)))
+    return out
+
+
+# ------------------------------------------------------------------------------ the meter
+
+
+def test_meter_auc_one_half_zero_on_hand_made_losses():
+    """forget rows at NLL 0.1 / 0.2 vs holdout rows at NLL 2 / 3: every forget row is more
+    likely than every holdout row -> AUC 1; swapped -> 0; the same rows on both sides -> 0.5
+    (all pairs tied or symmetric). loss ratio: mean NLL 0.15 / 2.5 = 0.06."""
+    low = _rows([[-0.1, -0.1], [-0.2, -0.2]])  # member-like
+    high = _rows([[-2.0, -2.0], [-3.0, -3.0]])
+    members = reading_from_scores(7, low, high, retain_loss=1.5)
+    assert members.auc == {"loss": 1.0, "min_k_plus_plus": 1.0}
+    assert members.loss_ratio == pytest.approx(0.15 / 2.5)
+    assert members.step == 7 and members.n_forget == 2 and members.n_holdout == 2
+    assert reading_from_scores(1, high, low).auc == {"loss": 0.0, "min_k_plus_plus": 0.0}
+    same = reading_from_scores(1, high, high)
+    assert same.auc == {"loss": 0.5, "min_k_plus_plus": 0.5}
+    assert same.loss_ratio == pytest.approx(1.0)
+    fields = members.log_fields()
+    assert fields["meter_auc_loss"] == 1.0 and fields["meter_retain_loss"] == 1.5
+    assert MeterReading.from_dict(members.to_dict()) == members
+
+
+def test_auc_null_se_is_the_spread_of_auc_between_exchangeable_sets():
+    """(m + n + 1) / (12 m n): 4 x 5 rows -> sqrt(10 / 240); and the AUC of 20 vs 30 rows drawn
+    from ONE distribution has that standard deviation (20000 simulated draws, within 3%)."""
+    from unilogit.eval.metrics import roc_auc
+
+    assert auc_null_se(4, 5) == pytest.approx(math.sqrt(10 / 240))
+    rng = np.random.default_rng(0)
+    aucs = [roc_auc(rng.normal(size=20), rng.normal(size=30)) for _ in range(20000)]
+    assert np.std(aucs) == pytest.approx(auc_null_se(20, 30), rel=0.03)
+    assert np.mean(aucs) == pytest.approx(0.5, abs=0.003)
+    with pytest.raises(ConfigError):
+        auc_null_se(0, 5)
+
+
+# ------------------------------------------------------------------------------ the rule
+
+
+def _reading(step: int, loss: float, mkpp: float | None = None, retain: float | None = None):
+    auc = {"loss": loss, "min_k_plus_plus": loss if mkpp is None else mkpp}
+    return MeterReading(step, auc, 1.0, 1.0, retain, 40, 40)
+
+
+def test_rule_stops_at_the_first_forgotten_reading():
+    rule = StopRule(tolerance=0.05)
+    readings = [_reading(s, a) for s, a in [(0, 0.95), (5, 0.8), (10, 0.6), (15, 0.53), (20, 0.5)]]
+    d = rule.decide(readings)
+    assert (d.stop, d.kept_step, d.reason) == (True, 15, "forgotten")
+    assert [r.step for r in d.readings] == [0, 5, 10, 15]  # nothing after the stop
+    # every attack must be inside the band: Min-K%++ still at 0.7 keeps the run going
+    held = [_reading(0, 0.9), _reading(5, 0.52, mkpp=0.7), _reading(10, 0.49, mkpp=0.54)]
+    d = rule.decide(held)
+    assert (d.stop, d.kept_step, d.reason) == (True, 10, "forgotten")
+
+
+def test_rule_stops_when_overshooting_and_keeps_the_closest_step():
+    """0.8 -> 0.58 -> 0.3: the last reading is below 0.5 - 0.05 (over-forgotten); |0.58 - 0.5|
+    = 0.08 < |0.3 - 0.5| = 0.2, so step 4 is kept."""
+    rule = StopRule(tolerance=0.05)
+    d = rule.decide([_reading(0, 0.95), _reading(2, 0.8), _reading(4, 0.58), _reading(6, 0.3)])
+    assert (d.stop, d.kept_step, d.reason) == (True, 4, "over-forgotten")
+    assert "kept step 4" in d.explain() and "LESS likely" in d.explain()
+
+
+def test_rule_without_stop_keeps_the_closest_ties_by_retain_loss_then_step():
+    rule = StopRule(tolerance=0.05)
+    d = rule.decide([_reading(0, 0.9, retain=1.0), _reading(3, 0.7, retain=2.0)])
+    assert (d.stop, d.kept_step, d.reason) == (False, 3, "budget")
+    tie = [_reading(0, 0.9), _reading(3, 0.6, retain=2.0), _reading(6, 0.4, retain=1.0)]
+    assert StopRule(tolerance=0.01).decide(tie).kept_step == 6  # same distance, lower retain
+    assert StopRule(tolerance=0.01).decide(tie[:2]).stop is False
+    both = [_reading(1, 0.7, retain=1.0), _reading(2, 0.7, retain=1.0)]
+    assert rule.decide(both).kept_step == 1
+
+
+def test_rule_default_tolerance_comes_from_the_row_counts():
+    r = _reading(0, 0.6)  # 40 x 40 rows: 1.96 * sqrt(81 / 19200) = 0.1273
+    assert StopRule().tolerance_for(r) == pytest.approx(1.96 * math.sqrt(81 / 19200))
+    assert StopRule().decide([r]).stop  # 0.1 < 0.127: indistinguishable at 40 x 40 rows
+    assert StopRule(z=1.0).decide([r]).stop is False
+    with pytest.raises(ConfigError):
+        StopRule(tolerance=0.7)
+
+
+def test_decision_on_a_prefix_never_depends_on_later_readings():
+    rule = StopRule(tolerance=0.04)
+    aucs = [0.97, 0.9, 0.83, 0.7, 0.62, 0.47, 0.2, 0.1]
+    readings = [_reading(i, a) for i, a in enumerate(aucs)]
+    full = rule.decide(readings)
+    stop_at = len(full.readings)
+    assert rule.decide(readings[:stop_at]).to_dict() == full.to_dict()
+    assert full.kept_step == 5
+
+
+# ------------------------------------------------------------------------------ in the loop
+
+
+class ScriptedMeter:
+    """A meter whose loss AUC at each step is given (the rule is what is under test)."""
+
+    def __init__(self, aucs: dict[int, float]) -> None:
+        self.aucs, self.calls = aucs, []
+
+    def measure(self, model, step):
+        self.calls.append((step, model.training))
+        a = self.aucs.get(step, 0.9)
+        return MeterReading(step, {"loss": a, "min_k_plus_plus": a}, 1.0, 1.0, None, 40, 40)
+
+
+SCRIPT = {0: 0.95, 2: 0.8, 4: 0.57, 6: 0.2}  # stops at 6 (over-forgotten), keeps 4
+
+
+@pytest.fixture(scope="module")
+def memorised():
+    tokenizer = word_tokenizer()
+    model = tiny_llama(len(tokenizer))
+    model, _ = finetune(model, tokenizer, ROWS, epochs=20, lr=3e-3, batch_size=8, **FAST)
+    return tokenizer, model
+
+
+class StopByHand(Exception):
+    pass
+
+
+def _run(memorised, stopping=None, stop_at=None, **kw):
+    tokenizer, trained = memorised
+
+    def hook(model, step, history):
+        if step == stop_at:
+            raise StopByHand
+
+    model = copy.deepcopy(trained)
+    options = {"epochs": 5, "batch_size": 2, "lr": 1e-3, **FAST, **kw}
+    try:
+        model, history = unlearn(
+            model, tokenizer, FORGET, RETAIN, stopping=stopping, on_step_end=hook, **options
+        )
+    except StopByHand:
+        return model, None
+    return model, history
+
+
+def _params(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_kept_checkpoint_equals_a_run_stopped_there_by_hand(memorised, tmp_path):
+    meter = ScriptedMeter(SCRIPT)
+    log = tmp_path / "log.jsonl"
+    stop = AutoStop(meter, every=2, rule=StopRule(tolerance=0.05))
+    auto, history = _run(memorised, stop, log_file=str(log))
+    assert history.stop["kept_step"] == 4 and history.stop["stopped_at"] == 6
+    assert history.stop["reason"] == "over-forgotten"
+    assert [s for s, _ in meter.calls] == [0, 2, 4, 6]  # 10 steps budgeted, stopped at 6
+    assert all(training for _, training in meter.calls[1:])  # the loop's mode, not eval
+    by_hand, _ = _run(memorised, stop_at=4)
+    assert torch.equal(_params(auto), _params(by_hand))
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3, 4, 5, 6]
+    assert lines[3]["meter_auc_loss"] == 0.57 and "meter_auc_loss" not in lines[2]
+
+
+def test_meter_without_stop_reports_and_keeps_the_budget(memorised):
+    meter = ScriptedMeter(SCRIPT)
+    model, history = _run(memorised, AutoStop(meter, every=2, stop=False))
+    full, _ = _run(memorised)
+    assert torch.equal(_params(model), _params(full))  # nothing restored
+    assert history.stop["stopped_at"] == 10 and history.stop["kept_step"] == 4
+
+
+def test_resume_in_the_middle_of_an_auto_stop_run(memorised, tmp_path):
+    """Interrupted at step 5 (last checkpoint: step 4, with the meter's state), then resumed:
+    the same decision and the same kept weights as the uninterrupted run."""
+    rule = StopRule(tolerance=0.05)
+    whole, h_whole = _run(memorised, AutoStop(ScriptedMeter(SCRIPT), every=2, rule=rule))
+    ck = {"checkpoint_dir": str(tmp_path), "checkpoint_every": 2}
+    _, none = _run(memorised, AutoStop(ScriptedMeter(SCRIPT), every=2, rule=rule), 5, **ck)
+    assert none is None and (tmp_path / "checkpoint" / "autostop.pt").is_file()
+    meter = ScriptedMeter(SCRIPT)
+    resumed, h_res = _run(memorised, AutoStop(meter, every=2, rule=rule), resume=True, **ck)
+    assert [s for s, _ in meter.calls] == [6]  # readings 0, 2, 4 came from the checkpoint
+    assert torch.equal(_params(resumed), _params(whole))
+    assert h_res.stop == h_whole.stop
+
+
+def test_resume_without_meter_state_is_an_error(memorised, tmp_path):
+    ck = {"checkpoint_dir": str(tmp_path), "checkpoint_every": 2}
+    _run(memorised, None, 3, **ck)
+    with pytest.raises(ConfigError, match="autostop.pt"):
+        _run(memorised, AutoStop(ScriptedMeter(SCRIPT), every=2), resume=True, **ck)
+
+
+def test_real_meter_tells_trained_rows_from_unseen_ones():
+    """Fine-tune on 12 rows, never on 12 others: those 12 look like members (loss AUC 1)."""
+    tokenizer = word_tokenizer()
+    rows = data_lib.load_examples(ROWS)
+    seen, unseen = rows[::2], rows[1::2]
+    model = tiny_llama(len(tokenizer))
+    model, _ = finetune(model, tokenizer, seen, epochs=15, lr=3e-3, batch_size=4, **FAST)
+    model.train()
+    meter = ForgettingMeter(tokenizer, seen, unseen, retain=seen[:3], max_rows=50)
+    r = meter.measure(model, 3)
+    assert model.training  # mode restored
+    assert r.auc["loss"] > 0.95 and r.loss_ratio < 0.5 and r.n_forget == 12
+    assert r.retain_loss is not None and r.retain_loss < r.holdout_loss
+    same = ForgettingMeter(tokenizer, unseen, unseen).measure(model, 0)
+    assert same.auc["loss"] == 0.5
+    capped = ForgettingMeter(tokenizer, seen, unseen, max_rows=5)
+    assert capped.measure(model, 0).n_forget == 5
+
+
+def test_meter_refuses_a_holdout_of_another_kind():
+    tokenizer = word_tokenizer()
+    qa = data_lib.load_examples(ROWS[:2])
+    text = data_lib.load_examples([{"text": "Arlo lives in Paris."}])
+    with pytest.raises(ConfigError, match="same kind"):
+        ForgettingMeter(tokenizer, qa, text)
+    with pytest.raises(ConfigError, match="holdout"):
+        ForgettingMeter(tokenizer, qa, [])
+    with pytest.raises(ConfigError, match="meter_every"):
+        AutoStop(ScriptedMeter({}), every=0)
