@@ -26,12 +26,19 @@ class Meter(Protocol):
 
 
 class AutoStop:
-    """Meter every ``every`` steps; with ``stop`` end the run when ``rule`` says so."""
+    """Meter every ``every`` steps (None: four times per epoch); with ``stop`` end the run
+    when ``rule`` says so."""
 
     def __init__(
-        self, meter: Meter, *, every: int = 10, rule: StopRule | None = None, stop: bool = True
+        self,
+        meter: Meter,
+        *,
+        every: int | None = None,
+        rule: StopRule | None = None,
+        stop: bool = True,
     ) -> None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        bad = isinstance(every, bool) or not isinstance(every, int) or every < 1
+        if every is not None and bad:
             raise ConfigError(f"meter_every must be an integer >= 1, got {every!r}")
         self.meter, self.every, self.rule, self.stop = meter, every, rule or StopRule(), stop
         self.readings: list[MeterReading] = []
@@ -41,20 +48,33 @@ class AutoStop:
     def decision(self) -> StopDecision:
         return self.rule.decide(self.readings)
 
-    def due(self, step: int, total_steps: int) -> bool:
-        return step == 0 or step % self.every == 0 or step == total_steps
+    def due(self, step: int, total_steps: int, steps_per_epoch: int) -> bool:
+        """Read the meter after optimizer step ``step`` (0: before training)?"""
+        every = self.every or max(1, steps_per_epoch // 4)
+        return step == 0 or step % every == 0 or step == total_steps
 
     def observe(self, model: nn.Module, step: int) -> MeterReading:
         """Read the meter at ``step``; snapshot the weights if the rule now keeps this step."""
         reading = self.meter.measure(model, step)
         self.readings.append(reading)
-        if self.decision.kept_step == step:
+        if self.stop and self.decision.kept_step == step:
             self.kept = {
                 name: p.detach().to("cpu", copy=True)
                 for name, p in model.named_parameters()
                 if p.requires_grad
             }
         return reading
+
+    def summary(self) -> dict[str, Any]:
+        """The decision (:meth:`StopDecision.to_dict` with ``explain``), with EVERY reading
+        (a meter-only run reads on after the rule's stop) and ``meter_only``."""
+        decision = self.decision
+        return {
+            **decision.to_dict(),
+            "explain": decision.explain(),
+            "readings": [r.to_dict() for r in self.readings],
+            "meter_only": not self.stop,
+        }
 
     def should_stop(self) -> bool:
         return self.stop and self.decision.stop
@@ -81,3 +101,46 @@ class AutoStop:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.readings = [MeterReading.from_dict(r) for r in state["readings"]]
         self.kept = dict(state["kept"]) or None
+
+
+#: What a run without a holdout set says (CLI and audit record).
+FIXED_BUDGET_NOTE = (
+    "ran a fixed budget (the given epochs): without a holdout set it cannot tell whether the "
+    "forget set is forgotten, not yet forgotten, or over-forgotten. Give rows of the same kind "
+    "that the model never trained on with --holdout FILE (or --benchmark NAME, whose holdout "
+    "split is used) and --stop-when forgotten to stop once the forget set is indistinguishable "
+    "from them"
+)
+
+
+def build_autostop(
+    tokenizer: Any,
+    forget: Any,
+    holdout: Any,
+    retain: Any = None,
+    *,
+    stop: bool = True,
+    every: int | None = None,
+    max_rows: int = 200,
+    chat_template: bool | str | None = None,
+    max_length: int | None = 512,
+    rule: StopRule | None = None,
+) -> AutoStop:
+    """An :class:`AutoStop` over a :class:`~unilogit.stopping.ForgettingMeter` of these rows
+    (anything :func:`unilogit.data.load_examples` reads)."""
+    from .data import load_examples
+    from .stopping import ForgettingMeter
+
+    def rows(source: Any, name: str) -> list[Any]:
+        return load_examples(source, name=name) if source is not None else []
+
+    meter = ForgettingMeter(
+        tokenizer,
+        rows(forget, "forget"),
+        rows(holdout, "holdout"),
+        rows(retain, "retain") or None,
+        max_rows=max_rows,
+        chat_template=chat_template,
+        max_length=max_length,
+    )
+    return AutoStop(meter, every=every, rule=rule, stop=stop)

@@ -25,7 +25,16 @@ from .models import (
     write_model_files,
 )
 from .outputs import RunOutput
-from .record import CONFIG_FILE, describe_data, library_versions, now, sha256_json, write_record
+from .record import (
+    CONFIG_FILE,
+    describe_data,
+    library_versions,
+    now,
+    rows_sha256,
+    sha256_json,
+    stopping_record,
+    write_record,
+)
 from .trainer import TrainConfig, finetune, process_rank, unlearn
 
 __all__ = [
@@ -122,8 +131,14 @@ def unlearn_to_disk(
     allow_overlap: bool = False,
     load_options: dict[str, Any] | None = None,
     evaluate: Callable[[Any, Any], dict[str, Any]] | None = None,
+    holdout: Any = None,
+    stopping: dict[str, Any] | None = None,
 ) -> Path | None:
     """Load ``model``, unlearn ``forget``, save to ``output`` with config + audit record.
+
+    ``holdout``: rows of the forget set's kind never trained on: the forgetting meter runs
+    (:func:`unilogit.autostop.build_autostop`, options ``stopping``: ``stop``, ``every``,
+    ``max_rows``) and the record's ``stopping`` block says which step was kept and why.
 
     Every path is checked before any work (see :mod:`unilogit.outputs`); the output, with its
     train log, config and record (:func:`unilogit.record.write_record`), appears in one step
@@ -158,6 +173,7 @@ def unlearn_to_disk(
     refusal_texts = load_refusals(refusals)
     forget_rows = data_lib.load_examples(forget, name="forget")
     retain_rows = data_lib.load_examples(retain, name="retain") if retain is not None else None
+    holdout_rows = data_lib.load_examples(holdout, name="holdout") if holdout is not None else None
     with run, _interruptible(run):
         net, tokenizer = load_model(model, **load_options)
         input_identity = _model_identity(model, net, load_options)
@@ -167,7 +183,16 @@ def unlearn_to_disk(
             "retain": None if retain is None else describe_data(retain, retain_rows, name="retain"),
         }
         identity = {"model_sha256": input_identity["weights_sha256"], "data": data}
-        extra = {"refusals_sha256": sha256_json(refusal_texts)}
+        extra: dict[str, Any] = {"refusals_sha256": sha256_json(refusal_texts)}
+        autostop = None
+        if holdout_rows is not None:
+            from .autostop import build_autostop
+
+            options = {"chat_template": cfg.chat_template, "max_length": cfg.max_length}
+            autostop = build_autostop(
+                tokenizer, forget_rows, holdout_rows, retain_rows, **options, **(stopping or {})
+            )
+            extra["stopping"] = {**(stopping or {}), "holdout": rows_sha256(holdout_rows)}
         fingerprint = run_fingerprint(
             command="unlearn", method=method_config, train=asdict(cfg), extra=extra, **identity
         )
@@ -183,6 +208,7 @@ def unlearn_to_disk(
             method=method_obj,
             config=cfg,
             refusals=refusal_texts,
+            stopping=autostop,
         )
         if not main_process:
             return None
@@ -204,6 +230,7 @@ def unlearn_to_disk(
             "steps": history.total_steps,
             "final_loss": history.steps[-1] if history.steps else None,
             "truncated_rows": history.truncated_rows,
+            "stopping": stopping_record(history.stop, holdout, holdout_rows),
             "started": started,
         }
         after = {"merge_lora": merge_lora, "evaluate": evaluate, "before": before, "t0": t0}

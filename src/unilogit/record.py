@@ -99,6 +99,20 @@ def describe_data(source: Any, examples: list[Any], *, name: str = "data") -> di
     return out
 
 
+def stopping_record(
+    decision: dict[str, Any] | None, holdout: Any, holdout_rows: list[Any] | None
+) -> dict[str, Any]:
+    """The record's ``stopping`` block: the holdout set's identity and the stop rule's decision
+    (``kept_step``, ``reason``, ``explain``, ``stopped_at``, ``tolerance``, every meter
+    ``readings``), or, without a holdout set, ``note``: that a fixed budget ran and why it
+    cannot tell whether the data is forgotten."""
+    if holdout_rows is None or decision is None:
+        from .autostop import FIXED_BUDGET_NOTE
+
+        return {"holdout": None, "note": FIXED_BUDGET_NOTE}
+    return {"holdout": describe_data(holdout, holdout_rows, name="holdout"), **decision}
+
+
 def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 

@@ -156,8 +156,8 @@ class History:
     total_steps: int = 0
     seconds: float = 0.0
     truncated_rows: list[str] = field(default_factory=list)
-    #: with ``stopping``: the rule's decision (:meth:`StopDecision.to_dict`, plus ``explain``
-    #: and ``stopped_at``, the last step run); None without a meter
+    #: with ``stopping``: :meth:`AutoStop.summary` (which step was kept and why, every reading)
+    #: and ``stopped_at`` (the last step run); None without a meter
     stop: dict[str, Any] | None = None
 
     def last(self, key: str) -> float:
@@ -463,7 +463,9 @@ def _train(
         bar = _setup_bar(cfg, accelerator, method, run.schedule.total_steps, start_step)
         for step in range(start_step, run.schedule.total_steps):
             record = _train_step(run, step)
-            if stopping is not None and stopping.due(step + 1, run.schedule.total_steps):
+            if stopping is not None and stopping.due(
+                step + 1, run.schedule.total_steps, run.schedule.steps_per_epoch
+            ):
                 unwrapped = accelerator.unwrap_model(run.model)
                 record.update(stopping.observe(unwrapped, step + 1).log_fields())
             history.steps.append(record)
@@ -483,9 +485,8 @@ def _train(
     model = accelerator.unwrap_model(run.model)
     if stopping is not None:
         stopping.restore(model)
-        decision = stopping.decision
         last = history.steps[-1]["step"] if history.steps else start_step
-        history.stop = {**decision.to_dict(), "explain": decision.explain(), "stopped_at": last}
+        history.stop = {**stopping.summary(), "stopped_at": last}
     model.eval()
     return model, history
 

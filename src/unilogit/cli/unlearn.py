@@ -4,6 +4,8 @@
 
     unilogit unlearn --model ../shared/models/stories260K.gguf --forget forget.jsonl \\
         --method unilogit --output runs/forgot --epochs 5 --lr 1e-4
+    # stop once forget.jsonl is indistinguishable from never-seen rows (epochs: a maximum)
+    unilogit unlearn ... --stop-when forgotten --holdout unseen.jsonl --meter-every 5
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="with --benchmark: evaluate before and after; both go into the audit record",
     )
+    _add_stopping_options(p)
     p.add_argument(
         "--output", required=True, help="directory for the unlearned model (must not exist)"
     )
@@ -77,6 +80,39 @@ def add_parser(sub: Any) -> None:
     opt.add_run_options(p)
     opt.add_training_options(p)
     p.set_defaults(handler=run, on_interrupt=interrupted)
+
+
+def _add_stopping_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "stopping (docs/stopping.md)",
+        "a forgetting meter compares the forget set with a holdout set the model never saw "
+        "(membership-inference AUC, loss ratio), without a gold model",
+    )
+    g.add_argument(
+        "--stop-when",
+        choices=["budget", "forgotten"],
+        default="budget",
+        help="budget: run --epochs (default); forgotten: stop once the forget set is "
+        "indistinguishable from the holdout set and keep the step closest to that point "
+        "(--epochs becomes a maximum; needs --holdout or a --benchmark with a holdout split)",
+    )
+    g.add_argument(
+        "--holdout",
+        help="rows of the forget set's kind the model never trained on (any data file); "
+        "the meter runs and its readings go into the train log and the audit record",
+    )
+    g.add_argument(
+        "--meter-every",
+        type=int,
+        default=None,
+        help="read the meter every N optimizer steps (default: four times per epoch)",
+    )
+    g.add_argument(
+        "--meter-rows",
+        type=int,
+        default=200,
+        help="at most this many forget / holdout / retain rows per reading (default 200)",
+    )
 
 
 def build_method(args: argparse.Namespace, has_retain: bool) -> Any:
@@ -99,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     from .. import recipes
 
     train_options = opt.train_options(args)  # validated before any data or model loads
-    forget, retain, evaluate = _data(args)
+    forget, retain, evaluate, holdout = _data(args)
+    stopping = _stopping(args, holdout)
     method = build_method(args, has_retain=retain is not None)
     out = recipes.unlearn_to_disk(
         model=args.model,
@@ -115,25 +152,69 @@ def run(args: argparse.Namespace) -> int:
         allow_overlap=args.allow_overlap,
         load_options=opt.load_options(args),
         evaluate=evaluate,
+        holdout=holdout,
+        stopping=stopping,
     )
     if out is not None:  # None: a non-main process under accelerate launch
         print(f"saved to {out}")
+        print(_stopping_line(out))
     return 0
 
 
-def _data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """(forget, retain, evaluate): --forget/--retain files, or a benchmark's forget split, its
-    matching retain split and (with --evaluate) its evaluation."""
+def _stopping(args: argparse.Namespace, holdout: Any) -> dict[str, Any] | None:
+    """The meter's options (None: no holdout, no meter), checked before any model loads."""
+    if args.stop_when == "forgotten" and holdout is None:
+        raise ConfigError(
+            "--stop-when forgotten needs a holdout set: --holdout FILE (rows of the forget "
+            "set's kind that the model never trained on) or a --benchmark with a holdout split"
+        )
+    if args.meter_every is not None and args.meter_every < 1:
+        raise ConfigError(f"--meter-every must be >= 1, got {args.meter_every}")
+    if args.meter_rows < 2:
+        raise ConfigError(f"--meter-rows must be >= 2, got {args.meter_rows}")
+    if holdout is None:
+        return None
+    return {
+        "stop": args.stop_when == "forgotten",
+        "every": args.meter_every,
+        "max_rows": args.meter_rows,
+    }
+
+
+def _stopping_line(output: Any) -> str:
+    """What the audit record says about stopping, in one line."""
+    from ..record import RECORD_FILE
+
+    block = json.loads((Path(output) / RECORD_FILE).read_text(encoding="utf-8"))["stopping"]
+    if block.get("holdout") is None:
+        return "note: " + block["note"]
+    last = block["readings"][-1]
+    aucs = ", ".join(f"{k} {v:.3f}" for k, v in last["auc"].items())
+    now = f"at the last step ({last['step']}) membership AUC {aucs} (0.5 = forgotten)"
+    if block.get("meter_only"):
+        return (
+            f"forgetting meter: {now}; with --stop-when forgotten the rule would have "
+            + block["explain"]
+        )
+    return "auto-stop: " + block["explain"]
+
+
+def _data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """(forget, retain, evaluate, holdout): --forget/--retain/--holdout files, or a benchmark's
+    forget split, its matching retain split, (with --evaluate) its evaluation and (with
+    --stop-when forgotten) its holdout split."""
     if args.benchmark:
-        if args.forget or args.retain:
-            raise ConfigError("give either --benchmark or --forget/--retain, not both")
+        if args.forget or args.retain or args.holdout:
+            raise ConfigError("give either --benchmark or --forget/--retain/--holdout, not both")
         bench = opt.get_benchmark(args, original_model=args.model)
-        return bench.forget(), bench.retain(), bench.evaluate if args.evaluate else None
+        holdout = bench.holdout() if args.stop_when == "forgotten" else None
+        evaluate = bench.evaluate if args.evaluate else None
+        return bench.forget(), bench.retain(), evaluate, holdout
     if args.evaluate:
         raise ConfigError("--evaluate needs --benchmark (it runs the benchmark's evaluation)")
     if not args.forget:
         raise ConfigError("unlearn needs --forget FILE (or --benchmark NAME --split SPLIT)")
-    return args.forget, args.retain, None
+    return args.forget, args.retain, None, args.holdout
 
 
 def checkpoint_state(output: str) -> Path:
