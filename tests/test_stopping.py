@@ -260,3 +260,67 @@ def test_meter_refuses_a_holdout_of_another_kind():
         ForgettingMeter(tokenizer, qa, [])
     with pytest.raises(ConfigError, match="meter_every"):
         AutoStop(ScriptedMeter({}), every=0)
+
+
+# ------------------------------------------------------------------------------ the CLI
+
+
+@pytest.fixture(scope="module")
+def cli_inputs(tmp_path_factory):
+    from safety_kit import make_inputs
+
+    root = tmp_path_factory.mktemp("cli")
+    inputs = make_inputs(root)
+    inputs["holdout"] = root / "h.jsonl"
+    inputs["holdout"].write_text("".join(json.dumps(r) + "\n" for r in ROWS[12:20]))
+    return inputs
+
+
+def _cli_args(inputs, out, *extra):
+    from safety_kit import unlearn_args
+
+    return [*unlearn_args(inputs, str(out), "--lr", "1e-3"), *extra]
+
+
+def test_cli_without_holdout_says_it_ran_a_fixed_budget(cli_inputs, tmp_path, capsys):
+    from unilogit.cli import main
+    from unilogit.record import RECORD_FILE
+
+    assert main(_cli_args(cli_inputs, tmp_path / "o")) == 0
+    out = capsys.readouterr().out
+    assert "ran a fixed budget" in out and "--holdout FILE" in out
+    record = json.loads((tmp_path / "o" / RECORD_FILE).read_text())
+    assert record["stopping"]["holdout"] is None
+    assert "cannot tell whether the forget set is forgotten" in record["stopping"]["note"]
+
+
+def test_cli_stop_when_forgotten_needs_a_holdout(cli_inputs, tmp_path, capsys):
+    from unilogit.cli import main
+
+    assert main(_cli_args(cli_inputs, tmp_path / "o", "--stop-when", "forgotten")) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "--holdout FILE" in last
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_auto_stop_records_the_kept_step_and_the_readings(cli_inputs, tmp_path, capsys):
+    """Read every step; the run stops at the first reading within the 4 x 8-row tolerance,
+    which is then the kept (closest) one; record, log and printed line agree."""
+    from unilogit.cli import main
+    from unilogit.record import RECORD_FILE
+
+    extra = ["--stop-when", "forgotten", "--holdout", str(cli_inputs["holdout"])]
+    log = tmp_path / "log.jsonl"
+    args = _cli_args(cli_inputs, tmp_path / "o", *extra, "--meter-every", "1", "--epochs", "3")
+    assert main([*args, "--log-file", str(log)]) == 0
+    block = json.loads((tmp_path / "o" / RECORD_FILE).read_text())["stopping"]
+    assert f"auto-stop: kept step {block['kept_step']}:" in capsys.readouterr().out
+    assert block["holdout"]["rows"] == 8 and block["reason"] == "forgotten"
+    assert block["tolerance"] == pytest.approx(1.96 * auc_null_se(4, 8))
+    steps = [r["step"] for r in block["readings"]]
+    assert block["kept_step"] == block["stopped_at"] == steps[-1] < 6  # 6 = 3 epochs x 2
+    assert steps == list(range(len(steps)))
+    far = [max(abs(a - 0.5) for a in r["auc"].values()) for r in block["readings"]]
+    assert far[-1] <= block["tolerance"] < min(far[:-1], default=1.0)
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [x["meter_auc_loss"] for x in lines] == [r["auc"]["loss"] for r in block["readings"][1:]]
