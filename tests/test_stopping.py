@@ -324,3 +324,62 @@ def test_cli_auto_stop_records_the_kept_step_and_the_readings(cli_inputs, tmp_pa
     assert far[-1] <= block["tolerance"] < min(far[:-1], default=1.0)
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert [x["meter_auc_loss"] for x in lines] == [r["auc"]["loss"] for r in block["readings"][1:]]
+
+
+# ------------------------------------------------------------------------------ bench
+
+
+def test_bench_records_meter_readings_and_an_auto_stop_point_per_run(tmp_path):
+    """A benchmark with a holdout split: the meter is read on the target (step 0, stored with
+    the target baseline) and at every evaluation; the final record's autostop_step is the
+    rule's decision on exactly those readings; the report shows the point."""
+    from tiny_bench import TinyBench
+    from unilogit.experiment import Grid, run_experiment
+    from unilogit.report import autostop_points, read_records
+
+    class WithHoldout(TinyBench):
+        """Its target has learned forget + retain (rows 8..15 never: the holdout)."""
+
+        def __init__(self):
+            super().__init__()
+            seen = self.rows[:8] + self.rows[-4:]
+            self.target, _ = finetune(self.target, self.tok, seen, epochs=25, lr=3e-3, **FAST)
+
+        def eval_splits(self):
+            return {**super().eval_splits(), "holdout": self.rows[8:16]}
+
+    train = {"batch_size": 2, "mixed_precision": "no", "progress": False, "max_length": 32}
+    out = tmp_path / "sweep"
+    run_experiment(
+        WithHoldout(),
+        Grid.make(["ga", "npo"], [2e-2], [4]),
+        out,
+        train_options=train,
+        eval_every=1,
+        progress=False,
+    )
+    records = read_records(out / "results.jsonl")
+    target = next(r for r in records if r.get("method") == "target")
+    assert target["meter_auc_loss"] > 0.9
+    for method in ("ga", "npo"):
+        evals = sorted((r for r in records if r.get("method") == method), key=lambda r: r["step"])
+        assert [r["step"] for r in evals] == list(range(1, 9))
+
+        def reading(r, step):
+            auc = {"loss": r["meter_auc_loss"], "min_k_plus_plus": r["meter_auc_min_k_plus_plus"]}
+            return MeterReading(step, auc, 1.0, 1.0, r.get("meter_retain_loss"), 4, 8)
+
+        readings = [reading(target, 0)] + [reading(r, r["step"]) for r in evals]
+        tol = evals[-1]["autostop_tolerance"]
+        assert tol == pytest.approx(1.96 * auc_null_se(4, 8))
+        decision = StopRule(tolerance=tol).decide(readings)
+        assert evals[-1]["autostop_step"] == decision.kept_step
+        assert evals[-1]["autostop_reason"] == decision.reason
+        assert decision.stop and decision.kept_step > 0  # the target still knew the rows
+    points = autostop_points(records)
+    assert sorted(p["method"] for p in points) == ["ga", "npo"]
+    for p in points:
+        final = next(r for r in records if r.get("run_id") == p["run_id"] and r.get("final"))
+        assert p["step"] == final["autostop_step"] and p["autostop"] is True
+    report = (out / "report.md").read_text()
+    assert "Auto-stop point of every run" in report

@@ -46,6 +46,7 @@ from .files import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "ID_COLUMNS",
+    "autostop_points",
     "pareto_front",
     "read_records",
     "write_csv",
@@ -234,6 +235,28 @@ def _runs(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, A
     return out
 
 
+def autostop_points(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each run's AUTO-STOP point: the evaluation at the step its final record's
+    ``autostop_step`` names (the stop rule on the gold-free meter's readings, docs/stopping.md),
+    as a copy with ``autostop: True`` and ``autostop_reason``; step 0 is the target model's
+    evaluation under the run's identity. Runs without a decision are left out."""
+    target = _baseline(records, "target")
+    out = []
+    for evals in _runs(records).values():
+        final = next((r for r in evals if r.get("final")), None)
+        step = None if final is None else final.get("autostop_step")
+        if step is None:
+            continue
+        found = next((r for r in evals if r.get("step") == step), None)
+        if found is None and step == 0 and target is not None:
+            ident = {k: final[k] for k in ("kind", "method", "lr", "epochs", "seed", "run_id")}
+            found = {**target, **ident, "epoch": 0, "step": 0, "final": False}
+        if found is not None:
+            reason = final.get("autostop_reason")
+            out.append({**found, "autostop": True, "autostop_reason": reason})
+    return out
+
+
 def _baseline(records: Sequence[Mapping[str, Any]], name: str) -> Mapping[str, Any] | None:
     for r in records:
         if r.get("kind") == "baseline" and r.get("method") == name:
@@ -340,6 +363,7 @@ def plot_pareto(records: Sequence[Mapping[str, Any]], path: Path, curve: Curve) 
         if b is not None and None not in _xy(b, curve):
             x, y = _xy(b, curve)
             ax.scatter([x], [y], marker=marker, s=170, color=color, zorder=5, label=name)
+    _mark_autostop(ax, records, colors, lambda r: _xy(r, curve))
     if curve.x_key == "forget_quality_log10":
         ax.axvline(math.log10(0.05), color="#999999", lw=0.8, ls=":", zorder=0)
         ax.text(math.log10(0.05), ax.get_ylim()[0], " p=0.05", color="#777777", fontsize=7)
@@ -383,6 +407,8 @@ def plot_epochs(records: Sequence[Mapping[str, Any]], path: Path, curve: Curve) 
                     ls=_LINESTYLES[k % len(_LINESTYLES)],
                     label=_label(evals[0]),
                 )
+    for ax, key in zip(axes, (curve.x_key, curve.y_key), strict=True):
+        _mark_autostop(ax, records, colors, lambda r, k=key: (_num(r.get("epoch")), _num(r.get(k))))
     titles = (curve.x_label or curve.x_key, curve.y_label or curve.y_key)
     for ax, key, title in zip(axes, (curve.x_key, curve.y_key), titles, strict=True):
         if retain is not None and _num(retain.get(key)) is not None:
@@ -397,6 +423,18 @@ def plot_epochs(records: Sequence[Mapping[str, Any]], path: Path, curve: Curve) 
     if handles:
         axes[1].legend(handles, labels, fontsize=7, loc="best", ncol=1 + len(labels) // 12)
     return _save(fig, path)
+
+
+def _mark_autostop(ax: Any, records: Sequence[Mapping[str, Any]], colors: dict, xy: Any) -> None:
+    """A hollow diamond on each run's auto-stop point (:func:`autostop_points`)."""
+    label = "auto-stop (no gold model)"
+    for r in autostop_points(records):
+        x, y = xy(r)
+        color = colors.get(str(r.get("method")), "#333333")
+        if x is not None and y is not None:
+            ax.scatter([x], [y], marker="D", s=120, facecolors="none", edgecolors=color,
+                       lw=1.8, zorder=6, label=label)  # fmt: skip
+            label = None
 
 
 def plot_kl(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
@@ -643,6 +681,7 @@ def _document(
         rows = baselines + sorted(best, key=_sort_key)
         blocks += [("h2", "Best evaluation per method (same rule for all)"), ("p", rule)]
         blocks.append(("table", *_table(rows, front, layout.columns)))
+    blocks += _autostop_blocks(records, baselines, front, layout)
     blocks += [
         ("h2", "Over epochs"),
         ("img", PLOTS["epochs"], "The main curve's numbers along every run"),
@@ -664,6 +703,30 @@ def _document(
     )
     blocks += [("h2", "Set-up"), ("ul", setup)]
     return blocks
+
+
+def _autostop_blocks(
+    records: Sequence[Mapping[str, Any]],
+    baselines: Sequence[Mapping[str, Any]],
+    front: set[int],
+    layout: Layout,
+) -> list[tuple]:
+    """The auto-stop table: per run, the evaluation the gold-free stop rule keeps."""
+    points = sorted(autostop_points(records), key=_sort_key)
+    if not points:
+        return []
+    text = (
+        "The evaluation each run keeps when it stops on the gold-free forgetting meter "
+        "(docs/stopping.md): membership AUC of forget vs holdout rows, stop once it is within "
+        "the sampling noise of 0.5 (or below it), keep the reading closest to 0.5. Drawn as a "
+        "hollow diamond on the plots."
+    )
+    headers, body = _table(list(baselines) + points, front, layout.columns)
+    headers = [*headers, "kept step", "why"]
+    for row, r in zip(body, list(baselines) + points, strict=True):
+        row += [_fmt(r.get("step"), "g") if r.get("autostop") else "–",
+                _fmt(r.get("autostop_reason"), "")]  # fmt: skip
+    return [("h2", "Auto-stop point of every run"), ("p", text), ("table", headers, body)]
 
 
 def _summary(

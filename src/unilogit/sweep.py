@@ -65,6 +65,7 @@ def run_sweep(
     progress: bool = True,
     train_fn: TrainFn | None = None,
     on_evaluation: EvaluationHook | None = None,
+    autostop: bool | Mapping[str, Any] = True,
 ) -> SweepResult:
     """Run every (method, lr, epochs, seed) of the grid on ``benchmark``
     (:func:`unilogit.experiment.run_experiment`; ``methods`` may be a :class:`Grid`, then
@@ -96,4 +97,5 @@ def run_sweep(
         progress=progress,
         train_fn=train_fn,
         on_evaluation=on_evaluation,
+        autostop=autostop,
     )

@@ -46,6 +46,19 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="also evaluate every N optimizer steps (default: after every epoch and at the end)",
     )
+    g.add_argument(
+        "--no-autostop",
+        dest="autostop",
+        action="store_false",
+        help="do not read the forgetting meter (default: at every evaluation, when the "
+        "benchmark has a holdout split; the report then shows each run's auto-stop point)",
+    )
+    g.add_argument(
+        "--meter-rows",
+        type=int,
+        default=200,
+        help="forgetting meter: at most this many forget / holdout / retain rows (default 200)",
+    )
     opt.add_option_flag(g, per_method=True)
     opt.add_model_options(
         p, required=False, what="the target model (TOFU: the fine-tuned model; world: its own)"
@@ -104,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         overwrite=args.overwrite,
         progress=args.progress,
+        autostop={"max_rows": args.meter_rows} if args.autostop else False,
         **_models(args),
     )
     print(

@@ -9,6 +9,12 @@ when the benchmark has one (``has_gold``; its evaluation, completed by
 :meth:`~unilogit.benchmarks.base.Benchmark.gold_baseline`, is the reference of every later
 evaluation, stored as the ``retain`` baseline) and the TARGET model (step 0 of every run).
 
+AUTO-STOP (docs/stopping.md): when the benchmark has a holdout split, the gold-free forgetting
+meter (:class:`~unilogit.stopping.ForgettingMeter`) is read on the target model (step 0) and at
+every evaluation; its values join each record (``meter_*``) and the run's final record carries
+the stop rule's decision on those readings (``autostop_step``, ``autostop_reason``,
+``autostop_tolerance``): the evaluation a run stopped by the rule would have kept.
+
 The training function is injectable (``train_fn``, default :func:`unilogit.trainer.unlearn`),
 and so is ``on_evaluation(model, step, history)``: called at every evaluation point, its
 numbers (a mapping, or None) are added to that evaluation's record.
@@ -114,6 +120,9 @@ class _Context:
     on_evaluation: EvaluationHook | None
     progress: bool
     reference: dict[str, Any] | None = None
+    meter: Any = None  # ForgettingMeter over the benchmark's holdout split, or None
+    stop_rule: Any = None  # the StopRule applied to each run's readings
+    target_reading: Any = None  # the meter on the target model: every run's step 0
 
 
 def default_train_fn(*args: Any, **kwargs: Any) -> Any:
@@ -142,6 +151,7 @@ def run_experiment(
     progress: bool = True,
     train_fn: TrainFn | None = None,
     on_evaluation: EvaluationHook | None = None,
+    autostop: bool | Mapping[str, Any] = True,
 ) -> ExperimentResult:
     """Run every point of ``grid`` on ``benchmark``; record every evaluation in ``output_dir``
     (:class:`~unilogit.experiment.store.ResultsStore`: resumable, refuses mixed results);
@@ -158,6 +168,10 @@ def run_experiment(
         eval_every / eval_epochs: the evaluation schedule (:class:`EvalSchedule`).
         train_fn: ``unlearn``-compatible training function (tests, other trainers).
         on_evaluation: ``fn(model, step, history) -> mapping | None`` at each evaluation.
+        autostop: read the forgetting meter at every evaluation and record the stop rule's
+            kept step per run (see the module docstring); a mapping sets ``max_rows``
+            (default 200) and ``z`` (default 1.96); False: off. Benchmarks without a holdout
+            split get no meter.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError(
@@ -177,7 +191,10 @@ def run_experiment(
         progress,
         train_fn or default_train_fn,
         on_evaluation,
+        autostop,
     )
+    if ctx.meter is not None:
+        ctx.target_reading = ctx.meter.measure(ctx.target, 0)
     ctx.reference = _baselines(ctx)
     result = ExperimentResult(records=ctx.store.records, output_dir=ctx.store.root)
     done = ctx.store.finished(ctx.store.records)
@@ -215,6 +232,7 @@ def _context(
     progress: bool,
     train_fn: TrainFn,
     on_evaluation: EvaluationHook | None,
+    autostop: bool | Mapping[str, Any] = False,
 ) -> _Context:
     """Check every option before any model loads or trains; load the data and models; open
     the results store."""
@@ -238,6 +256,7 @@ def _context(
             method_options[m] = _forget_only(benchmark, m, method_options.get(m, {}))
     eval_opts = {**benchmark.default_eval_options, **eval_options}
     target, gold, tok = _resolve_models(benchmark, *models)
+    meter, rule, meter_config = _meter(benchmark, autostop, forget, retain, tok, train_options)
     hashes = {"target_sha256": weights_sha256(target)}
     if gold is not None:
         hashes["retain_sha256"] = weights_sha256(gold)
@@ -250,13 +269,49 @@ def _context(
         "schedule": schedule.to_dict(),
         "method_options": {m: method_options[m] for m in sorted(method_options)},
     }
+    if meter_config is not None:  # absent when off: results stored without a meter still match
+        config["autostop"] = meter_config
     store = ResultsStore(out, config, grid, overwrite=overwrite, layout=_layout(benchmark))
     if store.dropped:
         log(progress, f"dropped {store.dropped} evaluation(s) of unfinished runs")
     return _Context(
         benchmark, store, forget, retain, target, gold, tok, eval_opts, train_options,
-        method_options, schedule, train_fn, on_evaluation, progress,
+        method_options, schedule, train_fn, on_evaluation, progress, None, meter, rule,
     )  # fmt: skip
+
+
+def _meter(
+    benchmark: Benchmark,
+    autostop: bool | Mapping[str, Any],
+    forget: list[Any],
+    retain: list[Any] | None,
+    tokenizer: Any,
+    train_options: Mapping[str, Any],
+) -> tuple[Any, Any, dict[str, Any] | None]:
+    """(meter, stop rule, its configuration for the fingerprint), or Nones: off, or no
+    holdout split."""
+    if autostop is False or autostop is None:
+        return None, None, None
+    options = {} if autostop is True else dict(autostop)
+    unknown = sorted(set(options) - {"max_rows", "z"})
+    if unknown:
+        raise ConfigError(f"autostop options are max_rows and z, got {unknown}")
+    holdout = benchmark.holdout()
+    if not holdout:
+        return None, None, None
+    from unilogit.stopping import ForgettingMeter, StopRule
+
+    config = {"max_rows": 200, "z": 1.96, **options}
+    meter = ForgettingMeter(
+        tokenizer,
+        forget,
+        holdout,
+        retain,
+        max_rows=config["max_rows"],
+        chat_template=train_options.get("chat_template"),
+        max_length=train_options.get("max_length", 512),
+    )
+    return meter, StopRule(z=config["z"]), config
 
 
 def _forget_only(benchmark: Benchmark, method: str, options: Mapping[str, Any]) -> dict:
@@ -399,6 +454,8 @@ def _store_baseline(
         **ctx.benchmark.summarize(res),
         "eval_seconds": round(secs, 2),
     }
+    if name == "target" and ctx.target_reading is not None:
+        rec.update(ctx.target_reading.log_fields())  # the meter at step 0 of every run
     log(ctx.progress, one_line(ctx.store.append(rec, res, path), ctx.benchmark))
 
 
@@ -438,11 +495,12 @@ def _run_one(ctx: _Context, spec: RunSpec) -> None:
         "options": method.config(),
     }
     clock = {"start": time.perf_counter(), "eval": 0.0, "final": False}
+    readings = [] if ctx.meter is None else [ctx.target_reading]
 
     def on_step_end(model: Any, step: int, history: Any) -> None:
         steps_per_epoch = max(1, history.total_steps // spec.epochs)
         if ctx.schedule.due(step, history.total_steps, steps_per_epoch):
-            _record_evaluation(ctx, base, model, step, history, clock)
+            _record_evaluation(ctx, base, model, step, history, clock, readings)
 
     model = copy.deepcopy(ctx.target).train().requires_grad_(True)
     ctx.train_fn(
@@ -470,20 +528,23 @@ def _record_evaluation(
     step: int,
     history: Any,
     clock: dict[str, Any],
+    readings: list[Any] | None = None,
 ) -> None:
-    """Evaluate ``model`` at ``step`` and store the record (losses from ``history``)."""
+    """Evaluate ``model`` at ``step`` and store the record (losses from ``history``; the
+    meter's reading and, at the last step, the stop rule's decision)."""
     res, secs = _evaluate(ctx, model, ctx.reference, ctx.gold)
     extra: Mapping[str, Any] | None = None
     if ctx.on_evaluation is not None:
         with _evaluating(model):
             extra = ctx.on_evaluation(model, step, history)
+    final = step == history.total_steps
+    meter = _meter_fields(ctx, model, step, final, readings)
     clock["eval"] += secs
     last = history.steps[-1]
     losses = {
         f"train/{k}": v for k, v in last.items() if k.startswith("loss") or k in ("step", "epoch")
     }
     epoch = float(last["epoch"])
-    final = step == history.total_steps
     rec = {
         **base,
         "epoch": int(epoch) if epoch.is_integer() else epoch,
@@ -491,6 +552,7 @@ def _record_evaluation(
         "final": final,
         **ctx.benchmark.summarize(res),
         **losses,
+        **meter,
         **dict(extra or {}),
         "train_seconds": round(time.perf_counter() - clock["start"] - clock["eval"], 2),
         "eval_seconds": round(secs, 2),
@@ -498,3 +560,23 @@ def _record_evaluation(
     stored = ctx.store.append(rec, res, f"evals/{base['run_id']}/step-{step}.json")
     clock["final"] = clock["final"] or final
     log(ctx.progress, "  " + one_line(stored, ctx.benchmark))
+
+
+def _meter_fields(
+    ctx: _Context, model: Any, step: int, final: bool, readings: list[Any] | None
+) -> dict[str, Any]:
+    """The meter's reading at ``step`` (``meter_*``) and, at the last step, the stop rule's
+    decision on every reading of the run (``autostop_*``); {} without a meter."""
+    if ctx.meter is None or readings is None:
+        return {}
+    reading = ctx.meter.measure(model, step)
+    readings.append(reading)
+    out: dict[str, Any] = dict(reading.log_fields())
+    if final:
+        decision = ctx.stop_rule.decide(readings)
+        out.update(
+            autostop_step=decision.kept_step,
+            autostop_reason=decision.reason,
+            autostop_tolerance=decision.tolerance,
+        )
+    return out
