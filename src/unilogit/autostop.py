@@ -103,16 +103,6 @@ class AutoStop:
         self.kept = dict(state["kept"]) or None
 
 
-#: What a run without a holdout set says (CLI and audit record).
-FIXED_BUDGET_NOTE = (
-    "ran a fixed budget (the given epochs): without a holdout set it cannot tell whether the "
-    "forget set is forgotten, not yet forgotten, or over-forgotten. Give rows of the same kind "
-    "that the model never trained on with --holdout FILE (or --benchmark NAME, whose holdout "
-    "split is used) and --stop-when forgotten to stop once the forget set is indistinguishable "
-    "from them"
-)
-
-
 def build_autostop(
     tokenizer: Any,
     forget: Any,

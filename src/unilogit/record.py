@@ -99,6 +99,16 @@ def describe_data(source: Any, examples: list[Any], *, name: str = "data") -> di
     return out
 
 
+#: What a run without a holdout set says (CLI and audit record).
+FIXED_BUDGET_NOTE = (
+    "ran a fixed budget (the given epochs): without a holdout set it cannot tell whether the "
+    "forget set is forgotten, not yet forgotten, or over-forgotten. Give rows of the same kind "
+    "that the model never trained on with --holdout FILE (or --benchmark NAME, whose holdout "
+    "split is used) and --stop-when forgotten to stop once the forget set is indistinguishable "
+    "from them"
+)
+
+
 def stopping_record(
     decision: dict[str, Any] | None, holdout: Any, holdout_rows: list[Any] | None
 ) -> dict[str, Any]:
@@ -107,8 +117,6 @@ def stopping_record(
     ``readings``), or, without a holdout set, ``note``: that a fixed budget ran and why it
     cannot tell whether the data is forgotten."""
     if holdout_rows is None or decision is None:
-        from .autostop import FIXED_BUDGET_NOTE
-
         return {"holdout": None, "note": FIXED_BUDGET_NOTE}
     return {"holdout": describe_data(holdout, holdout_rows, name="holdout"), **decision}
 
