@@ -136,10 +136,8 @@ def unlearn_to_disk(
 ) -> Path | None:
     """Load ``model``, unlearn ``forget``, save to ``output`` with config + audit record.
 
-    ``holdout``: rows of the forget set's kind never trained on: the forgetting meter runs
-    (:func:`unilogit.autostop.build_autostop`, options ``stopping``: ``stop``, ``every``,
-    ``max_rows``) and the record's ``stopping`` block says which step was kept and why.
-
+    ``holdout`` (rows never trained on): the forgetting meter runs (docs/stopping.md; options
+    ``stopping``: ``stop``, ``every``, ``max_rows``); the record says which step was kept, why.
     Every path is checked before any work (see :mod:`unilogit.outputs`); the output, with its
     train log, config and record (:func:`unilogit.record.write_record`), appears in one step
     when complete. ``--resume`` refuses a checkpoint of another run (:mod:`unilogit.fingerprint`).
@@ -184,14 +182,8 @@ def unlearn_to_disk(
         }
         identity = {"model_sha256": input_identity["weights_sha256"], "data": data}
         extra: dict[str, Any] = {"refusals_sha256": sha256_json(refusal_texts)}
-        autostop = None
-        if holdout_rows is not None:
-            from .autostop import build_autostop
-
-            options = {"chat_template": cfg.chat_template, "max_length": cfg.max_length}
-            autostop = build_autostop(
-                tokenizer, forget_rows, holdout_rows, retain_rows, **options, **(stopping or {})
-            )
+        autostop = _autostop(tokenizer, cfg, forget_rows, retain_rows, holdout_rows, stopping)
+        if autostop is not None:
             extra["stopping"] = {**(stopping or {}), "holdout": rows_sha256(holdout_rows)}
         fingerprint = run_fingerprint(
             command="unlearn", method=method_config, train=asdict(cfg), extra=extra, **identity
@@ -235,6 +227,24 @@ def unlearn_to_disk(
         }
         after = {"merge_lora": merge_lora, "evaluate": evaluate, "before": before, "t0": t0}
         return _publish_unlearned(run, net, tokenizer, record, **after)
+
+
+def _autostop(
+    tokenizer: Any,
+    cfg: TrainConfig,
+    forget: list[Any],
+    retain: list[Any] | None,
+    holdout: list[Any] | None,
+    stopping: dict[str, Any] | None,
+) -> Any:
+    """The forgetting meter in the loop (:class:`unilogit.autostop.AutoStop`), or None
+    without a holdout set."""
+    if holdout is None:
+        return None
+    from .autostop import build_autostop
+
+    options = {"chat_template": cfg.chat_template, "max_length": cfg.max_length}
+    return build_autostop(tokenizer, forget, holdout, retain, **options, **(stopping or {}))
 
 
 def _publish_unlearned(

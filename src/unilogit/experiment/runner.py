@@ -168,10 +168,7 @@ def run_experiment(
         eval_every / eval_epochs: the evaluation schedule (:class:`EvalSchedule`).
         train_fn: ``unlearn``-compatible training function (tests, other trainers).
         on_evaluation: ``fn(model, step, history) -> mapping | None`` at each evaluation.
-        autostop: read the forgetting meter at every evaluation and record the stop rule's
-            kept step per run (see the module docstring); a mapping sets ``max_rows``
-            (default 200) and ``z`` (default 1.96); False: off. Benchmarks without a holdout
-            split get no meter.
+        autostop: meter + stop rule (module docstring): bool or ``{"max_rows", "z"}``.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError(
@@ -193,8 +190,6 @@ def run_experiment(
         on_evaluation,
         autostop,
     )
-    if ctx.meter is not None:
-        ctx.target_reading = ctx.meter.measure(ctx.target, 0)
     ctx.reference = _baselines(ctx)
     result = ExperimentResult(records=ctx.store.records, output_dir=ctx.store.root)
     done = ctx.store.finished(ctx.store.records)
@@ -277,6 +272,7 @@ def _context(
     return _Context(
         benchmark, store, forget, retain, target, gold, tok, eval_opts, train_options,
         method_options, schedule, train_fn, on_evaluation, progress, None, meter, rule,
+        None if meter is None else meter.measure(target, 0),
     )  # fmt: skip
 
 
