@@ -328,14 +328,12 @@ def test_cli_auto_stop_records_the_kept_step_and_the_readings(cli_inputs, tmp_pa
 
 # ------------------------------------------------------------------------------ bench
 
+BENCH_TRAIN = {"batch_size": 2, "mixed_precision": "no", "progress": False, "max_length": 32}
 
-def test_bench_records_meter_readings_and_an_auto_stop_point_per_run(tmp_path):
-    """A benchmark with a holdout split: the meter is read on the target (step 0, stored with
-    the target baseline) and at every evaluation; the final record's autostop_step is the
-    rule's decision on exactly those readings; the report shows the point."""
+
+@pytest.fixture(scope="module")
+def holdout_bench():
     from tiny_bench import TinyBench
-    from unilogit.experiment import Grid, run_experiment
-    from unilogit.report import autostop_points, read_records
 
     class WithHoldout(TinyBench):
         """Its target has learned forget + retain (rows 8..15 never: the holdout)."""
@@ -348,38 +346,63 @@ def test_bench_records_meter_readings_and_an_auto_stop_point_per_run(tmp_path):
         def eval_splits(self):
             return {**super().eval_splits(), "holdout": self.rows[8:16]}
 
-    train = {"batch_size": 2, "mixed_precision": "no", "progress": False, "max_length": 32}
-    out = tmp_path / "sweep"
+    return WithHoldout()
+
+
+def test_bench_auto_stop_point_is_what_unlearn_stop_when_forgotten_saves(holdout_bench, tmp_path):
+    """bench reads the meter every step (the target's reading stored with the target baseline),
+    evaluates the kept step (not on the evaluation schedule: steps 4 and 8 only) and names it in
+    the final record; `unlearn(..., stopping=AutoStop(...))` with the same settings keeps the
+    same step and returns a model with the same evaluation; the report shows the point."""
+    from unilogit.experiment import Grid, run_experiment
+    from unilogit.methods import get_method
+    from unilogit.report import autostop_points, read_records
+
+    bench, out = holdout_bench, tmp_path / "sweep"
     run_experiment(
-        WithHoldout(),
-        Grid.make(["ga", "npo"], [2e-2], [4]),
+        bench,
+        Grid.make(["npo"], [2e-2], [4]),
         out,
-        train_options=train,
-        eval_every=1,
+        train_options=BENCH_TRAIN,
+        eval_every=4,
+        eval_epochs=False,
+        autostop={"every": 1},
         progress=False,
     )
     records = read_records(out / "results.jsonl")
     target = next(r for r in records if r.get("method") == "target")
-    assert target["meter_auc_loss"] > 0.9
-    for method in ("ga", "npo"):
-        evals = sorted((r for r in records if r.get("method") == method), key=lambda r: r["step"])
-        assert [r["step"] for r in evals] == list(range(1, 9))
+    assert target["meter_auc_loss"] > 0.9  # the target knows the forget rows
+    runs = sorted((r for r in records if r.get("kind") == "run"), key=lambda r: r["step"])
+    final = runs[-1]
+    kept = final["autostop_step"]
+    assert final["final"] and final["autostop_reason"] in ("forgotten", "over-forgotten")
+    assert 0 < kept < 8 and final["autostop_tolerance"] == pytest.approx(1.96 * auc_null_se(4, 8))
+    kept_record = next(r for r in runs if r["step"] == kept)
+    assert kept_record.get("autostop_eval") is (None if kept == 4 else True)
+    assert [r["step"] for r in runs if not r.get("autostop_eval")] == [4, 8]
 
-        def reading(r, step):
-            auc = {"loss": r["meter_auc_loss"], "min_k_plus_plus": r["meter_auc_min_k_plus_plus"]}
-            return MeterReading(step, auc, 1.0, 1.0, r.get("meter_retain_loss"), 4, 8)
-
-        readings = [reading(target, 0)] + [reading(r, r["step"]) for r in evals]
-        tol = evals[-1]["autostop_tolerance"]
-        assert tol == pytest.approx(1.96 * auc_null_se(4, 8))
-        decision = StopRule(tolerance=tol).decide(readings)
-        assert evals[-1]["autostop_step"] == decision.kept_step
-        assert evals[-1]["autostop_reason"] == decision.reason
-        assert decision.stop and decision.kept_step > 0  # the target still knew the rows
+    meter = ForgettingMeter(
+        bench.tok, bench.forget(), bench.holdout(), bench.retain(), max_length=32
+    )
+    live, history = unlearn(
+        copy.deepcopy(bench.target).train(),
+        bench.tok,
+        bench.forget(),
+        bench.retain(),
+        method=get_method("npo"),
+        lr=2e-2,
+        epochs=4,
+        seed=0,
+        stopping=AutoStop(meter, every=1),
+        **BENCH_TRAIN,
+    )
+    assert history.stop["kept_step"] == kept and history.stop["stopped_at"] < 8
+    assert kept_record["meter_auc_loss"] == history.stop["readings"][kept]["auc"]["loss"]
+    res = bench.summarize(
+        bench.evaluate(live, bench.tok, progress=False, **bench.default_eval_options)
+    )
+    for key in ("forget/probability", "retain/probability", "model_utility"):
+        assert kept_record[key] == pytest.approx(res[key], rel=1e-5), key
     points = autostop_points(records)
-    assert sorted(p["method"] for p in points) == ["ga", "npo"]
-    for p in points:
-        final = next(r for r in records if r.get("run_id") == p["run_id"] and r.get("final"))
-        assert p["step"] == final["autostop_step"] and p["autostop"] is True
-    report = (out / "report.md").read_text()
-    assert "Auto-stop point of every run" in report
+    assert [(p["method"], p["step"], p["autostop"]) for p in points] == [("npo", kept, True)]
+    assert "Auto-stop point of every run" in (out / "report.md").read_text()

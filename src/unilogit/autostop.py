@@ -55,7 +55,11 @@ class AutoStop:
 
     def observe(self, model: nn.Module, step: int) -> MeterReading:
         """Read the meter at ``step``; snapshot the weights if the rule now keeps this step."""
-        reading = self.meter.measure(model, step)
+        return self.add(model, self.meter.measure(model, step))
+
+    def add(self, model: nn.Module, reading: MeterReading) -> MeterReading:
+        """Record a reading taken elsewhere (of ``model`` at ``reading.step``)."""
+        step = reading.step
         self.readings.append(reading)
         if self.stop and self.decision.kept_step == step:
             self.kept = {

@@ -54,6 +54,13 @@ def add_parser(sub: Any) -> None:
         "benchmark has a holdout split; the report then shows each run's auto-stop point)",
     )
     g.add_argument(
+        "--meter-every",
+        type=int,
+        default=None,
+        help="forgetting meter: read it every N optimizer steps (default: four times per "
+        "epoch); the step the stop rule keeps is evaluated too",
+    )
+    g.add_argument(
         "--meter-rows",
         type=int,
         default=200,
@@ -117,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         overwrite=args.overwrite,
         progress=args.progress,
-        autostop={"max_rows": args.meter_rows} if args.autostop else False,
+        autostop=(
+            {"max_rows": args.meter_rows, "every": args.meter_every} if args.autostop else False
+        ),
         **_models(args),
     )
     print(

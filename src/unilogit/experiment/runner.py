@@ -9,11 +9,13 @@ when the benchmark has one (``has_gold``; its evaluation, completed by
 :meth:`~unilogit.benchmarks.base.Benchmark.gold_baseline`, is the reference of every later
 evaluation, stored as the ``retain`` baseline) and the TARGET model (step 0 of every run).
 
-AUTO-STOP (docs/stopping.md): when the benchmark has a holdout split, the gold-free forgetting
-meter (:class:`~unilogit.stopping.ForgettingMeter`) is read on the target model (step 0) and at
-every evaluation; its values join each record (``meter_*``) and the run's final record carries
-the stop rule's decision on those readings (``autostop_step``, ``autostop_reason``,
-``autostop_tolerance``): the evaluation a run stopped by the rule would have kept.
+AUTO-STOP (docs/stopping.md): when the benchmark has a holdout split, each run also does what
+``unlearn --stop-when forgotten`` does (:class:`~unilogit.autostop.AutoStop`): the gold-free
+forgetting meter is read on the target model (step 0, stored with the target baseline) and every
+``every`` steps until the stop rule stops (the run itself goes on to its last step); readings
+at evaluation steps join those records (``meter_*``). The step the rule keeps is evaluated (its
+weights were kept in memory; a step already on the schedule is not evaluated twice), and the
+final record names it (``autostop_step``, ``autostop_reason``, ``autostop_tolerance``).
 
 The training function is injectable (``train_fn``, default :func:`unilogit.trainer.unlearn`),
 and so is ``on_evaluation(model, step, history)``: called at every evaluation point, its
@@ -123,6 +125,7 @@ class _Context:
     meter: Any = None  # ForgettingMeter over the benchmark's holdout split, or None
     stop_rule: Any = None  # the StopRule applied to each run's readings
     target_reading: Any = None  # the meter on the target model: every run's step 0
+    meter_every: int | None = None  # read the meter every N steps (None: 4 times per epoch)
 
 
 def default_train_fn(*args: Any, **kwargs: Any) -> Any:
@@ -252,6 +255,7 @@ def _context(
     eval_opts = {**benchmark.default_eval_options, **eval_options}
     target, gold, tok = _resolve_models(benchmark, *models)
     meter, rule, meter_config = _meter(benchmark, autostop, forget, retain, tok, train_options)
+    meter_every = None if meter_config is None else meter_config["every"]
     hashes = {"target_sha256": weights_sha256(target)}
     if gold is not None:
         hashes["retain_sha256"] = weights_sha256(gold)
@@ -272,7 +276,7 @@ def _context(
     return _Context(
         benchmark, store, forget, retain, target, gold, tok, eval_opts, train_options,
         method_options, schedule, train_fn, on_evaluation, progress, None, meter, rule,
-        None if meter is None else meter.measure(target, 0),
+        None if meter is None else meter.measure(target, 0), meter_every,
     )  # fmt: skip
 
 
@@ -289,15 +293,15 @@ def _meter(
     if autostop is False or autostop is None:
         return None, None, None
     options = {} if autostop is True else dict(autostop)
-    unknown = sorted(set(options) - {"max_rows", "z"})
+    unknown = sorted(set(options) - {"max_rows", "z", "every"})
     if unknown:
-        raise ConfigError(f"autostop options are max_rows and z, got {unknown}")
+        raise ConfigError(f"autostop options are max_rows, z and every, got {unknown}")
     holdout = benchmark.holdout()
     if not holdout:
         return None, None, None
     from unilogit.stopping import ForgettingMeter, StopRule
 
-    config = {"max_rows": 200, "z": 1.96, **options}
+    config = {"max_rows": 200, "z": 1.96, "every": None, **options}
     meter = ForgettingMeter(
         tokenizer,
         forget,
@@ -491,14 +495,19 @@ def _run_one(ctx: _Context, spec: RunSpec) -> None:
         "options": method.config(),
     }
     clock = {"start": time.perf_counter(), "eval": 0.0, "final": False}
-    readings = [] if ctx.meter is None else [ctx.target_reading]
+    model = copy.deepcopy(ctx.target).train().requires_grad_(True)
+    auto = None if ctx.meter is None else _RunAutoStop(ctx, model)
 
     def on_step_end(model: Any, step: int, history: Any) -> None:
         steps_per_epoch = max(1, history.total_steps // spec.epochs)
+        meter = {} if auto is None else auto.after_step(model, step, history, steps_per_epoch)
         if ctx.schedule.due(step, history.total_steps, steps_per_epoch):
-            _record_evaluation(ctx, base, model, step, history, clock, readings)
+            _record_evaluation(ctx, base, model, step, history, clock, meter)
+        if auto is not None and auto.kept_needs_evaluation(
+            step, history.total_steps, steps_per_epoch
+        ):
+            auto.evaluate_kept(base, model, history, clock)
 
-    model = copy.deepcopy(ctx.target).train().requires_grad_(True)
     ctx.train_fn(
         model,
         ctx.tokenizer,
@@ -524,17 +533,16 @@ def _record_evaluation(
     step: int,
     history: Any,
     clock: dict[str, Any],
-    readings: list[Any] | None = None,
+    meter: Mapping[str, Any] | None = None,
 ) -> None:
-    """Evaluate ``model`` at ``step`` and store the record (losses from ``history``; the
-    meter's reading and, at the last step, the stop rule's decision)."""
+    """Evaluate ``model`` at ``step`` and store the record (losses from ``history``, the
+    forgetting meter's fields ``meter``)."""
     res, secs = _evaluate(ctx, model, ctx.reference, ctx.gold)
     extra: Mapping[str, Any] | None = None
     if ctx.on_evaluation is not None:
         with _evaluating(model):
             extra = ctx.on_evaluation(model, step, history)
     final = step == history.total_steps
-    meter = _meter_fields(ctx, model, step, final, readings)
     clock["eval"] += secs
     last = history.steps[-1]
     losses = {
@@ -548,7 +556,7 @@ def _record_evaluation(
         "final": final,
         **ctx.benchmark.summarize(res),
         **losses,
-        **meter,
+        **dict(meter or {}),
         **dict(extra or {}),
         "train_seconds": round(time.perf_counter() - clock["start"] - clock["eval"], 2),
         "eval_seconds": round(secs, 2),
@@ -558,21 +566,55 @@ def _record_evaluation(
     log(ctx.progress, "  " + one_line(stored, ctx.benchmark))
 
 
-def _meter_fields(
-    ctx: _Context, model: Any, step: int, final: bool, readings: list[Any] | None
-) -> dict[str, Any]:
-    """The meter's reading at ``step`` (``meter_*``) and, at the last step, the stop rule's
-    decision on every reading of the run (``autostop_*``); {} without a meter."""
-    if ctx.meter is None or readings is None:
-        return {}
-    reading = ctx.meter.measure(model, step)
-    readings.append(reading)
-    out: dict[str, Any] = dict(reading.log_fields())
-    if final:
-        decision = ctx.stop_rule.decide(readings)
-        out.update(
-            autostop_step=decision.kept_step,
-            autostop_reason=decision.reason,
-            autostop_tolerance=decision.tolerance,
-        )
-    return out
+class _RunAutoStop:
+    """One run's :class:`~unilogit.autostop.AutoStop` (module docstring): reads the meter
+    until the rule stops, then has the kept step evaluated once."""
+
+    def __init__(self, ctx: _Context, model: Any) -> None:
+        from unilogit.autostop import AutoStop
+
+        self.ctx = ctx
+        self.stop = AutoStop(ctx.meter, every=ctx.meter_every, rule=ctx.stop_rule)
+        self.stop.add(model, ctx.target_reading)  # the run starts from the target's weights
+        self.done_at: int | None = None  # the step at which the rule's decision became final
+
+    def after_step(
+        self, model: Any, step: int, history: Any, steps_per_epoch: int
+    ) -> dict[str, Any]:
+        """Read the meter if due (and not yet decided); the record fields of this step."""
+        total = history.total_steps
+        out: dict[str, Any] = {}
+        if self.done_at is None and self.stop.due(step, total, steps_per_epoch):
+            out.update(self.stop.observe(model, step).log_fields())
+            if self.stop.decision.stop or step == total:
+                self.done_at = step
+        if step == total:
+            decision = self.stop.decision
+            out.update(
+                autostop_step=decision.kept_step,
+                autostop_reason=decision.reason,
+                autostop_tolerance=decision.tolerance,
+            )
+        return out
+
+    def kept_needs_evaluation(self, step: int, total: int, steps_per_epoch: int) -> bool:
+        """Just decided, and the kept step is neither step 0 (the target's evaluation) nor a
+        step of the evaluation schedule (already evaluated)."""
+        kept = self.stop.decision.kept_step
+        if self.done_at != step or not kept:
+            return False
+        return not self.ctx.schedule.due(kept, total, steps_per_epoch)
+
+    def evaluate_kept(self, base: Mapping[str, Any], model: Any, history: Any, clock: dict) -> None:
+        """Evaluate a copy of ``model`` holding the kept step's weights, stored as that step's
+        evaluation of the run."""
+        from types import SimpleNamespace
+
+        kept = self.stop.decision.kept_step
+        reading = next(r for r in self.stop.readings if r.step == kept)
+        copy_ = copy.deepcopy(model)
+        self.stop.restore(copy_)
+        past = SimpleNamespace(steps=history.steps[:kept], total_steps=history.total_steps)
+        meter = {**reading.log_fields(), "autostop_eval": True}
+        _record_evaluation(self.ctx, base, copy_, kept, past, clock, meter)
+        del copy_
