@@ -570,15 +570,15 @@ def test_chat_template_prompt(chat_tokenizer, tiny_tokenizer):
     assert enc.input_ids == prompt + answer + [tok.eos_token_id]
     assert enc.labels == [IGNORE_INDEX] * len(prompt) + answer + [tok.eos_token_id]
     # chat_template=False turns it off; True requires one.
-    off = encode_example(tok, ex, chat_template=False)
+    off = encode_example(tok, ex, prompt_format=False)
     assert off.input_ids == encode_example(tiny_tokenizer, ex).input_ids
-    assert encode_example(tok, ex, chat_template=True).input_ids == enc.input_ids
+    assert encode_example(tok, ex, prompt_format=True).input_ids == enc.input_ids
     with pytest.raises(ConfigError, match="no chat template"):
-        encode_example(tiny_tokenizer, ex, chat_template=True)
+        encode_example(tiny_tokenizer, ex, prompt_format=True)
     with pytest.raises(ConfigError, match="chat_template must be"):
-        encode_prompt(tok, "q", chat_template=3)
+        encode_prompt(tok, "q", prompt_format=3)
     # A template string given explicitly is used instead of the tokenizer's.
-    custom = encode_prompt(tiny_tokenizer, "hi", chat_template="[{{ messages[0]['content'] }}]")
+    custom = encode_prompt(tiny_tokenizer, "hi", prompt_format="[{{ messages[0]['content'] }}]")
     assert tiny_tokenizer.decode(custom) == "[hi]"
 
 

@@ -18,7 +18,7 @@ Parquet files, Hugging Face datasets and in-memory sources.
 Encoding (:func:`encode_example`) tokenises the prompt and the answer separately and concatenates
 them, so that evaluation scores exactly the tokens that training saw::
 
-    with a chat template:  apply_chat_template([{"role": "user", "content": q}],
+    with a chat template:  apply_chat_template([system?, {"role": "user", "content": q}],
                                                add_generation_prompt=True)  +  tok(a) + [EOS]
     without:               [BOS] + tok("Question: {q}\\nAnswer:")           +  tok(" {a}") + [EOS]
     raw text:              [BOS] + tok(text) + [EOS]                 (all supervised)
@@ -48,6 +48,7 @@ import torch
 
 from .errors import ConfigError, DataError
 from .losses import IGNORE_INDEX
+from .prompts import RAW_ANSWER, RAW_QUESTION, PromptFormat
 from .record import describe_data, sha256_file  # sha256_file re-exported: the one file hash
 
 __all__ = [
@@ -66,8 +67,8 @@ __all__ = [
     "sha256_file",
 ]
 
-PROMPT_FORMAT = "Question: {question}\nAnswer:"  # used when no chat template applies
-ANSWER_FORMAT = " {answer}"  # followed by EOS
+PROMPT_FORMAT = RAW_QUESTION  # kept names; see unilogit.prompts
+ANSWER_FORMAT = RAW_ANSWER
 SUPPORTED_SUFFIXES = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -688,28 +689,6 @@ def describe_source(
 # --------------------------------------------------------------------------------------------
 
 
-def _template_to_use(tokenizer: Any, chat_template: bool | str | None) -> str | bool:
-    """``False`` (no template), ``True`` (the tokenizer's own) or a template string."""
-    has = bool(getattr(tokenizer, "chat_template", None))
-    if chat_template is None:
-        return has
-    if chat_template is True:
-        if not has:
-            raise ConfigError(
-                "chat_template=True but the tokenizer has no chat template; set "
-                "tokenizer.chat_template or use chat_template=None (auto) / False (off)"
-            )
-        return True
-    if chat_template is False:
-        return False
-    if isinstance(chat_template, str) and chat_template.strip():
-        return chat_template
-    raise ConfigError(
-        f"chat_template must be None (auto), True, False or a Jinja template string, got "
-        f"{chat_template!r}"
-    )
-
-
 def _ids(value: Any) -> list[int]:
     """Normalise what tokenizer calls return (list, BatchEncoding, tensor, batch of 1)."""
     if isinstance(value, Mapping) or hasattr(value, "input_ids"):
@@ -743,25 +722,25 @@ def _eos(tokenizer: Any) -> int:
 
 
 def encode_prompt(
-    tokenizer: Any, question: str, *, chat_template: bool | str | None = None
+    tokenizer: Any, question: str, *, prompt_format: PromptFormat | bool | str | None = None
 ) -> list[int]:
     """Token ids of the prompt of a QA pair, ending where the answer starts.
 
-    ``chat_template``: ``None`` = use the tokenizer's chat template if it has one; ``True`` =
-    required (``ConfigError`` if absent); ``False`` = off; a string = this Jinja template.
-    With a template: ``apply_chat_template([{"role": "user", "content": question}],
-    add_generation_prompt=True)``; without: ``[BOS] + tok("Question: {question}\\nAnswer:")``.
+    ``prompt_format``: a :class:`~unilogit.prompts.PromptFormat` or a bare ``chat_template``
+    value (``None`` = the tokenizer's template if it has one, ``True`` = required, ``False`` =
+    off, a string = this Jinja template). With a template: ``apply_chat_template([system?,
+    {"role": "user", "content": question}], add_generation_prompt=True)``; without:
+    ``[BOS] + tok("Question: {question}\\nAnswer:")``.
     """
-    template = _template_to_use(tokenizer, chat_template)
-    if template is False:
-        return _bos(tokenizer) + _tokenize(tokenizer, PROMPT_FORMAT.format(question=question))
-    kwargs = {"chat_template": template} if isinstance(template, str) else {}
+    fmt = PromptFormat.of(prompt_format)
+    if fmt.template(tokenizer) is False:
+        return _bos(tokenizer) + _tokenize(tokenizer, RAW_QUESTION.format(question=question))
     out = tokenizer.apply_chat_template(
-        [{"role": "user", "content": question}],
+        fmt.messages(question),
         add_generation_prompt=True,
         tokenize=True,
         return_dict=False,
-        **kwargs,
+        **fmt.template_kwargs(tokenizer),
     )
     return _ids(out)
 
@@ -778,7 +757,7 @@ def encode_example(
     tokenizer: Any,
     example: Example,
     *,
-    chat_template: bool | str | None = None,
+    prompt_format: PromptFormat | bool | str | None = None,
     max_length: int | None = None,
     warn: bool = True,
 ) -> EncodedExample:
@@ -800,10 +779,10 @@ def encode_example(
     field_name = "answer" if example.kind == "qa" else _TEXT_FIELD
     try:
         if example.kind == "qa":
-            prompt = encode_prompt(tokenizer, example.prompt, chat_template=chat_template)
-            use_template = _template_to_use(tokenizer, chat_template) is not False
+            prompt = encode_prompt(tokenizer, example.prompt, prompt_format=prompt_format)
+            use_template = PromptFormat.of(prompt_format).template(tokenizer) is not False
             text = example.response
-            body = _tokenize(tokenizer, text if use_template else ANSWER_FORMAT.format(answer=text))
+            body = _tokenize(tokenizer, text if use_template else RAW_ANSWER.format(answer=text))
             start: list[int] = []
         else:
             prompt, start = [], _bos(tokenizer)
@@ -842,13 +821,13 @@ def encode_examples(
     tokenizer: Any,
     examples: Sequence[Example],
     *,
-    chat_template: bool | str | None = None,
+    prompt_format: PromptFormat | bool | str | None = None,
     max_length: int | None = None,
 ) -> list[EncodedExample]:
     """:func:`encode_example` over a list; one warning summarises all truncated rows."""
     encoded = [
         encode_example(
-            tokenizer, ex, chat_template=chat_template, max_length=max_length, warn=False
+            tokenizer, ex, prompt_format=prompt_format, max_length=max_length, warn=False
         )
         for ex in examples
     ]

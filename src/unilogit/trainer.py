@@ -370,7 +370,7 @@ def _encode_all(
 ) -> list[Any]:
     """Tokenise once (one warning summarises truncated rows, which the history keeps)."""
     encoded = data_lib.encode_examples(
-        tokenizer, examples, chat_template=cfg.chat_template, max_length=cfg.max_length
+        tokenizer, examples, prompt_format=cfg.chat_template, max_length=cfg.max_length
     )
     history.truncated_rows += [e.row_id for e in encoded if e.truncated]
     return encoded

@@ -124,7 +124,7 @@ def generate_answers(
 ) -> list[str]:
     """Greedy answers to QA questions, the prompt formatted as in training
     (:func:`unilogit.data.encode_prompt`); each answer cut at EOS (TOFU ROUGE: 200 new tokens)."""
-    prompts = [encode_prompt(tokenizer, q, chat_template=chat_template) for q in questions]
+    prompts = [encode_prompt(tokenizer, q, prompt_format=chat_template) for q in questions]
     return generate_from_ids(
         model,
         tokenizer,

@@ -90,7 +90,7 @@ def encode_probe(
 ) -> tuple[list[int], list[list[int]]]:
     """Prompt token ids and the token ids of each accepted answer (see the module docstring)."""
     if probe.format == "chat":
-        prompt = encode_prompt(tokenizer, probe.prompt, chat_template=chat_template)
+        prompt = encode_prompt(tokenizer, probe.prompt, prompt_format=chat_template)
         context = probe.lead
         if probe.lead:
             prompt = prompt + _tokenize(tokenizer, probe.lead)

@@ -143,7 +143,7 @@ def _encode_qa(
     feats = []
     for i, (q, a) in enumerate(zip(questions, answers, strict=True)):
         ex = Example(prompt=q, response=a, kind="qa", row_id=str(i), extras={})
-        enc = encode_example(tokenizer, ex, chat_template=chat_template)
+        enc = encode_example(tokenizer, ex, prompt_format=chat_template)
         feats.append(_Feature(list(enc.input_ids), list(enc.labels)))
     return feats
 
