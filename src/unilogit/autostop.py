@@ -116,7 +116,7 @@ def build_autostop(
     stop: bool = True,
     every: int | None = None,
     max_rows: int = 200,
-    chat_template: bool | str | None = None,
+    prompt_format: Any = None,
     max_length: int | None = 512,
     rule: StopRule | None = None,
 ) -> AutoStop:
@@ -134,7 +134,7 @@ def build_autostop(
         rows(holdout, "holdout"),
         rows(retain, "retain") or None,
         max_rows=max_rows,
-        chat_template=chat_template,
+        prompt_format=prompt_format,
         max_length=max_length,
     )
     return AutoStop(meter, every=every, rule=rule, stop=stop)

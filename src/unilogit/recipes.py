@@ -243,7 +243,7 @@ def _autostop(
         return None
     from .autostop import build_autostop
 
-    options = {"chat_template": cfg.chat_template, "max_length": cfg.max_length}
+    options = {"prompt_format": cfg.chat_template, "max_length": cfg.max_length}
     return build_autostop(tokenizer, forget, holdout, retain, **options, **(stopping or {}))
 
 

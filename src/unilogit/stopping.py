@@ -232,7 +232,7 @@ class ForgettingMeter:
         max_rows: int = 200,
         batch_size: int = 16,
         k: float = 0.4,
-        chat_template: bool | str | None = None,
+        prompt_format: Any = None,
         max_length: int | None = 512,
         seed: int = 0,
     ) -> None:
@@ -255,7 +255,7 @@ class ForgettingMeter:
             if len(rows) > max_rows:
                 rows = random.Random(seed * 1_000_003 + salt).sample(rows, max_rows)
             return encode_examples(
-                tokenizer, rows, chat_template=chat_template, max_length=max_length
+                tokenizer, rows, prompt_format=prompt_format, max_length=max_length
             )
 
         self.forget, self.holdout = encode(forget, 1), encode(holdout, 2)

@@ -308,7 +308,7 @@ def _meter(
         holdout,
         retain,
         max_rows=config["max_rows"],
-        chat_template=train_options.get("chat_template"),
+        prompt_format=train_options.get("chat_template"),
         max_length=train_options.get("max_length", 512),
     )
     return meter, StopRule(z=config["z"]), config
