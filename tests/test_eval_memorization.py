@@ -50,9 +50,7 @@ def test_top1_matches_argmax(tiny_tokenizer):
     # recompute: argmax of a full forward pass at the scored positions
     from unilogit.data import Example, encode_example
 
-    enc = encode_example(
-        tiny_tokenizer, Example("Who wrote it?", "Ann did.", "qa", "r", {})
-    )
+    enc = encode_example(tiny_tokenizer, Example("Who wrote it?", "Ann did.", "qa", "r", {}))
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([enc.input_ids])).logits[0, :-1]
     labels = torch.tensor(enc.labels[1:])

@@ -187,6 +187,9 @@ def evaluate_qa(
         "prompt_format": {**fmt.describe(tokenizer), "source": fmt_source},
         "splits": {},
     }
+    if isinstance(reference, Mapping):  # refuse a reference made another way before any work
+        mine = {forget: {"questions_sha256": questions_hash([e.prompt for e in data[forget]])}}
+        check_same_setup({**result, "splits": mine if forget else {}}, reference, forget)
     result["splits"], mia_inputs = _score_splits(
         model,
         tokenizer,
@@ -209,8 +212,6 @@ def evaluate_qa(
         result["mia"] = M.mia_aucs(mia_inputs[forget], mia_inputs[holdout])
         result["mia_k"] = mia_k
     if reference is not None:
-        if isinstance(reference, Mapping):
-            check_same_setup(result, reference, forget)
         result.update(_forget_quality(result["splits"], forget, reference))
         result.update(_qa_privleak(result.get("mia"), reference, conv))
     result.update(_model_utility(result["splits"], utility))
