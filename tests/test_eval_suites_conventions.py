@@ -29,8 +29,9 @@ def _qa(q, a, **extras):
 
 
 def _splits():
-    forget = [_qa(q, a, paraphrased_answer=a.upper(), perturbed_answer=PERT) for q, a in zip(QS, AS, strict=True)]  # fmt: skip
-    retain = [_qa(q, a, paraphrased_answer="So " + a, perturbed_answer=PERT[:2]) for q, a in zip(QS, AS, strict=True)]  # fmt: skip
+    pairs = list(zip(QS, AS, strict=True))
+    forget = [_qa(q, a, paraphrased_answer=a.upper(), perturbed_answer=PERT) for q, a in pairs]
+    retain = [_qa(q, a, paraphrased_answer="So " + a, perturbed_answer=PERT[:2]) for q, a in pairs]
     holdout = [_qa(q + " Now?", "Not " + a) for q, a in zip(QS, AS, strict=True)]
     return {"forget": forget, "retain": retain, "holdout": holdout}
 

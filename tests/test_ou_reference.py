@@ -18,6 +18,7 @@ from unilogit.eval.ou_names import from_ou_log, is_ou_log
 from unilogit.eval.prompt_defaults import resolve_prompt_format
 from unilogit.prompts import PromptFormat
 
+SYS = "You are a helpful assistant."
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "ou_reference.json").read_text())
 #: Metrics that need no generation / gradients (the rest are checked by the scratch script).
 FAST = (
@@ -118,10 +119,10 @@ def test_from_ou_log_by_hand():
 @pytest.mark.parametrize(
     ("name", "system", "date", "source"),
     [
-        ("meta-llama/Llama-3.2-1B-Instruct", "You are a helpful assistant.", "10 Apr 2025", "Llama-3"),
-        ("open-unlearning/tofu_Llama-3.1-8B-Instruct_full", "You are a helpful assistant.", "10 Apr 2025", "Llama-3"),
-        ("Qwen/Qwen2.5-7B-Instruct", "You are a helpful assistant.", None, "Qwen2.5"),
-        ("HuggingFaceH4/zephyr-7b-beta", "You are a helpful assistant.", "10 Apr 2025", "zephyr"),
+        ("meta-llama/Llama-3.2-1B-Instruct", SYS, "10 Apr 2025", "Llama-3"),
+        ("open-unlearning/tofu_Llama-3.1-8B-Instruct_full", SYS, "10 Apr 2025", "Llama-3"),
+        ("Qwen/Qwen2.5-7B-Instruct", SYS, None, "Qwen2.5"),
+        ("HuggingFaceH4/zephyr-7b-beta", SYS, "10 Apr 2025", "zephyr"),
         ("google/gemma-7b-it", None, None, "gemma"),
     ],
 )  # fmt: skip
