@@ -158,3 +158,28 @@ def test_muse_convention_prompt_and_stop(tiny_tokenizer, models, monkeypatch):
         models[0], tiny_tokenizer, data, metrics_convention="exact", progress=False
     )
     assert seen[-1][0][0].endswith("Answer:") and "\nQuestion" not in seen[-1][1]
+
+
+def test_report_names_the_convention(tmp_path):
+    from unilogit.benchmarks.qa import summarize_qa
+    from unilogit.report import write_report
+
+    result = {
+        "forget_quality": 0.2,
+        "model_utility": 0.5,
+        "splits": {},
+        "metrics_convention": CONVENTIONS["open-unlearning"].describe(),
+        "prompt_format": {
+            "source": "open-unlearning:x",
+            "system_prompt": "Hi.",
+            "date_string": None,
+        },
+    }
+    summary = summarize_qa(result)
+    assert summary["metrics_convention"] == "open-unlearning"
+    assert summary["prompt_format"] == "open-unlearning:x, system_prompt='Hi.'"
+    rec = {"kind": "run", "method": "ga", "run_id": "ga-1", "epoch": 1, "step": 1, "final": True}
+    paths = write_report([{**rec, **summary}], tmp_path, html_report=False)
+    md = paths["md"].read_text()
+    assert "Metrics convention: open-unlearning (docs/metrics.md)" in md
+    assert "Prompts: open-unlearning:x, system_prompt='Hi.'" in md

@@ -385,6 +385,8 @@ class MuseBenchmark(BenchmarkSource, Benchmark):
         out = {k: result[k] for k in keys if _is_number(result.get(k))}
         for attack, auc in (result.get("mia") or {}).items():
             out[f"mia/{attack}"] = auc
+        if isinstance(result.get("metrics_convention"), Mapping):
+            out["metrics_convention"] = result["metrics_convention"].get("name")
         return out
 
 

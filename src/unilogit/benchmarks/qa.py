@@ -69,6 +69,22 @@ def summarize_qa(result: Mapping[str, Any]) -> dict[str, float]:
                 out[f"{split}/{m}"] = s[m]
     for attack, auc in (result.get("mia") or {}).items():
         out[f"mia/{attack}"] = auc
+    out.update(setup_labels(result))
+    return out
+
+
+def setup_labels(result: Mapping[str, Any]) -> dict[str, str]:
+    """How an evaluation was made, as short strings for a record (the report's set-up
+    section): ``metrics_convention`` (its name) and ``prompt_format`` (where it came from)."""
+    out = {}
+    conv = result.get("metrics_convention")
+    if isinstance(conv, Mapping) and isinstance(conv.get("name"), str):
+        out["metrics_convention"] = conv["name"]
+    fmt = result.get("prompt_format")
+    if isinstance(fmt, Mapping):
+        parts = [str(fmt.get("source", "given"))]
+        parts += [f"{k}={fmt[k]!r}" for k in ("system_prompt", "date_string") if fmt.get(k)]
+        out["prompt_format"] = ", ".join(parts)
     return out
 
 
