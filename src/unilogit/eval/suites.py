@@ -142,32 +142,18 @@ def evaluate_qa(
         generate: greedy-decode answers for ROUGE (the slow part); off = no ROUGE.
         mia_k: k of Min-K% / Min-K%++ for the forget-vs-holdout attacks.
         prompt_format: a :class:`unilogit.prompts.PromptFormat` (or bare ``chat_template``);
-            ``None`` = open-unlearning's format for the model's family
-            (:func:`unilogit.eval.prompt_defaults.resolve_prompt_format`). Recorded.
-        metrics_convention: ``open-unlearning`` (default) | ``tofu`` | ``muse`` | ``exact``
-            (:mod:`unilogit.eval.conventions`). Recorded.
+            ``None``: :func:`unilogit.eval.prompt_defaults.resolve_prompt_format`. Recorded.
+        metrics_convention: :mod:`unilogit.eval.conventions` (default open-unlearning).
         mia_gradnorm: also run the gradient-norm attack (one backward pass per answer).
 
-    Per split (``result["splits"][name]``):
-        * ``probability``: mean P(a|q)^(1/|a|); on splits with ``perturbed_answer`` but no
-          ``paraphrased_answer`` (real authors / world facts) it is normalised by the perturbed
-          answers' probabilities (``probability_kind`` says which).
-        * ``rouge_l_recall`` (+ ``generations``, ``fluency``) when ``generate``.
-        * with ``perturbed_answer`` in the rows: ``truth_ratios`` (per question, R = P_pert/P_true,
-          geometric mean over perturbed answers; ã = ``paraphrased_answer`` if present, else the
-          gold answer), and ``truth_ratio``: mean min(R, 1/R) on the forget split, mean
-          max(0, 1 - R) elsewhere (``truth_ratio_summary`` names it).
-        * ``kl_to_gold`` when ``gold_model`` is given and the split is in ``kl_splits``.
-        * ``exact_memorization`` / ``extraction_strength`` of the gold answers (teacher forcing).
-        * with ``paraphrased_answer`` / ``perturbed_answer`` and ``generate``: ROUGE-L recall of
-          the greedy answer against the paraphrased answer and (mean over) the perturbed ones.
-
-    Top level: ``forget_quality`` (KS p-value), ``forget_quality_log10``, ``model_utility``
-    (harmonic mean of ``model_utility_components``, named ``"metric/split"``), ``mia``
-    (ROC AUC per attack, forget = members vs holdout = non-members, > 0.5 = members recognised;
-    ``reference`` with ``gold_model``, ``gradnorm`` with ``mia_gradnorm``), ``privleak``
-    (TOFU PrivLeak: Min-K% AUC against the reference's), ``metrics_convention``,
-    ``prompt_format`` and ``ou_names`` (the numbers under open-unlearning's metric names).
+    Per split (``result["splits"][name]``; definitions in ``docs/metrics.md``): ``probability``
+    (``probability_kind``), ``truth_ratios`` / ``truth_ratio`` (``truth_ratio_summary``; ã =
+    ``paraphrased_answer`` if present, else the gold answer), ``exact_memorization``,
+    ``extraction_strength``, ``kl_to_gold`` (with ``gold_model``, on ``kl_splits``); with
+    ``generate``: ``rouge_l_recall`` (+ ``_paraphrased`` / ``_perturbed``), ``fluency``,
+    ``generations``. Top level: ``forget_quality`` (+ ``_log10``), ``model_utility`` (of
+    ``model_utility_components``), ``mia`` (AUC per attack, forget vs holdout), ``privleak``,
+    ``metrics_convention``, ``prompt_format``, ``ou_names`` (open-unlearning's names).
     """
     if not splits:
         raise DataError("evaluate_qa: no splits")
@@ -188,28 +174,15 @@ def evaluate_qa(
         "splits": {},
     }
     if isinstance(reference, Mapping):  # refuse a reference made another way before any work
-        mine = {forget: {"questions_sha256": questions_hash([e.prompt for e in data[forget]])}}
-        check_same_setup({**result, "splits": mine if forget else {}}, reference, forget)
+        _check_early(result, reference, data, forget)
     result["splits"], mia_inputs = _score_splits(
-        model,
-        tokenizer,
-        data,
-        roles=(forget, holdout),
-        want_mia=want_mia,
-        mia_k=mia_k,
+        model, tokenizer, data, roles=(forget, holdout), want_mia=want_mia, mia_k=mia_k,
         generation=(max_new_tokens, keep_generations) if generate else None,
-        gold=(gold_model, kl_names),
-        common=common,
-        conv=conv,
-    )
+        gold=(gold_model, kl_names), common=common, conv=conv,
+    )  # fmt: skip
     if want_mia:
-        if gold_model is not None:
-            _add_reference_attack(
-                mia_inputs, data, (forget, holdout), gold_model, tokenizer, common
-            )
-        if mia_gradnorm:
-            _add_gradnorm(mia_inputs, data, (forget, holdout), model, tokenizer, fmt, conv)
-        result["mia"] = M.mia_aucs(mia_inputs[forget], mia_inputs[holdout])
+        runs = (model, tokenizer, gold_model, mia_gradnorm)
+        result["mia"] = _membership(mia_inputs, data, (forget, holdout), runs, common, conv)
         result["mia_k"] = mia_k
     if reference is not None:
         result.update(_forget_quality(result["splits"], forget, reference))
@@ -217,6 +190,39 @@ def evaluate_qa(
     result.update(_model_utility(result["splits"], utility))
     result["ou_names"] = qa_ou_names(result)
     return result
+
+
+def _membership(
+    mia_inputs: dict[str, dict[str, np.ndarray]],
+    data: Mapping[str, list[Example]],
+    roles: tuple[str | None, str | None],
+    runs: tuple[torch.nn.Module, Any, torch.nn.Module | None, bool],
+    common: Mapping[str, Any],
+    conv: MetricConvention,
+) -> dict[str, float]:
+    """AUC per attack, forget (members) vs holdout; ``runs`` = (model, tokenizer, gold model
+    for the reference-model attack or None, whether to run the gradient-norm attack)."""
+    model, tokenizer, gold_model, gradnorm = runs
+    if gold_model is not None:
+        _add_reference_attack(mia_inputs, data, roles, gold_model, tokenizer, common)
+    if gradnorm:
+        fmt = common.get("prompt_format")
+        _add_gradnorm(mia_inputs, data, roles, model, tokenizer, fmt, conv)
+    forget, holdout = roles
+    return M.mia_aucs(mia_inputs[forget], mia_inputs[holdout])  # type: ignore[index]
+
+
+def _check_early(
+    result: Mapping[str, Any],
+    reference: Mapping[str, Any],
+    data: Mapping[str, list[Example]],
+    forget: str | None,
+) -> None:
+    """:func:`check_same_setup` before scoring (the forget questions' fingerprint only)."""
+    mine = {}
+    if forget is not None:
+        mine[forget] = {"questions_sha256": questions_hash([e.prompt for e in data[forget]])}
+    check_same_setup({**result, "splits": mine}, reference, forget)
 
 
 def _add_reference_attack(
