@@ -89,3 +89,19 @@ def test_gradnorm_matches_autograd_and_restores_grads(tiny_tokenizer):
         assert got[i] == pytest.approx(-float(want), rel=1e-5)
     with pytest.raises(DataError, match="p must be"):
         gradnorm_scores(model, tiny_tokenizer, ["Q?"], ["A."], p=3)
+
+
+def test_completion_scores_only_the_text(tiny_tokenizer):
+    model = tiny_llama(len(tiny_tokenizer), seed=5)
+    s = scoring.completion_token_scores(
+        model, tiny_tokenizer, ["Once upon"], ["a time there was"], insert_space=True
+    )[0]
+    prefix = tiny_tokenizer("Once upon")["input_ids"]
+    full = tiny_tokenizer("Once upon a time there was")["input_ids"]
+    assert len(s.logprobs) == len(full) - len(prefix)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([full])).logits[0, :-1]
+    lp = torch.log_softmax(logits, -1)[torch.arange(len(full) - 1), torch.tensor(full[1:])]
+    assert np.allclose(s.logprobs, lp[len(prefix) - 1 :].numpy(), atol=1e-5)
+    with pytest.raises(DataError, match="adds no token"):
+        scoring.completion_token_scores(model, tiny_tokenizer, ["Once upon"], [""])

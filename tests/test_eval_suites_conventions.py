@@ -183,3 +183,26 @@ def test_report_names_the_convention(tmp_path):
     md = paths["md"].read_text()
     assert "Metrics convention: open-unlearning (docs/metrics.md)" in md
     assert "Prompts: open-unlearning:x, system_prompt='Hi.'" in md
+
+
+def test_muse_verbmem_memorization_and_ou_log_reference(shared_dir, tiny_tokenizer):
+    from unilogit.benchmarks.muse import MuseBenchmark
+
+    path = shared_dir / "data" / "muse-news"
+    if not path.is_dir():
+        pytest.skip(f"MUSE-News files not found: {path}")
+    bench = MuseBenchmark(data_dir=path, max_rows=2)
+    model = tiny_llama(len(tiny_tokenizer), seed=0, max_positions=4096)
+    opts = dict(
+        progress=False, knowmem_max_new_tokens=2, verbmem_max_new_tokens=2,
+        keep_generations=False,
+    )  # fmt: skip
+    log = {"mia_min_k": {"agg_value": 0.5}, "forget_knowmem_ROUGE": {"agg_value": 0.1}}
+    res = bench.evaluate(model, tiny_tokenizer, reference=log, **opts)
+    assert res["reference"]["privleak_auc"] == 0.5
+    assert res["privleak"] == pytest.approx(M.privleak(res["privleak_auc"], 0.5, 1e-10))
+    assert 0.0 <= res["extraction_strength"] <= 1.0
+    assert res["ou_names"]["extraction_strength"] == res["extraction_strength"]
+    assert bench.summarize(res)["metrics_convention"] == "open-unlearning"
+    with pytest.raises(ConfigError, match="another convention"):
+        bench.evaluate(model, tiny_tokenizer, reference=log, metrics_convention="muse", **opts)

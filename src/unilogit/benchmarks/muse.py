@@ -382,6 +382,7 @@ class MuseBenchmark(BenchmarkSource, Benchmark):
         """``knowmem_f``, ``knowmem_r``, ``verbmem_f``, ``privleak``, ``privleak_auc`` and
         ``"mia/<attack>"`` AUCs (those present and numeric)."""
         keys = ("knowmem_f", "knowmem_r", "verbmem_f", "privleak", "privleak_auc")
+        keys += ("extraction_strength", "exact_memorization")
         out = {k: result[k] for k in keys if _is_number(result.get(k))}
         for attack, auc in (result.get("mia") or {}).items():
             out[f"mia/{attack}"] = auc

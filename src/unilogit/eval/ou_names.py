@@ -71,6 +71,8 @@ def muse_ou_names(result: Mapping[str, Any]) -> dict[str, float]:
         "knowmem_r": "retain_knowmem_ROUGE",
         "verbmem_f": "forget_verbmem_ROUGE",
         "privleak": "privleak",
+        "extraction_strength": "extraction_strength",
+        "exact_memorization": "exact_memorization",
     }
     out = {theirs: result[ours] for ours, theirs in names.items() if result.get(ours) is not None}
     for attack, auc in (result.get("mia") or {}).items():

@@ -29,6 +29,7 @@ __all__ = [
     "TokenScores",
     "answer_logprobs",
     "answer_token_scores",
+    "completion_token_scores",
     "kl_to_reference",
     "text_logprobs",
     "token_stats",
@@ -321,6 +322,46 @@ def text_logprobs(
         progress=progress,
         desc="scoring texts",
         uncentred=uncentred,
+    )
+
+
+def completion_token_scores(
+    model: torch.nn.Module,
+    tokenizer,
+    prefixes: Sequence[str],
+    texts: Sequence[str],
+    *,
+    batch_size: int = 32,
+    max_length: int | None = None,
+    insert_space: bool = False,
+    progress: bool = False,
+) -> list[TokenScores]:
+    """Per-token scores of each ``text`` after its ``prefix`` (MUSE VerbMem continuations).
+
+    ``tokenizer(prefix + text)`` (with one space between them if ``insert_space``) with
+    special tokens, the first ``len(tokenizer(prefix))`` tokens unscored (open-unlearning's
+    ``preprocess_pretraining_instance``); the text part cut to ``max_length`` tokens. An item
+    whose text adds no token raises :class:`DataError`.
+    """
+    if len(prefixes) != len(texts):
+        raise DataError(f"{len(prefixes)} prefixes but {len(texts)} texts")
+    feats = []
+    for i, (prefix, text) in enumerate(zip(prefixes, texts, strict=True)):
+        n = len(tokenizer(prefix, add_special_tokens=True)["input_ids"])
+        joined = prefix + (" " if insert_space else "") + text
+        ids = list(tokenizer(joined, add_special_tokens=True)["input_ids"])
+        ids = ids[: n + max_length] if max_length is not None else ids
+        if len(ids) <= max(n, 1):
+            raise DataError(f"completion {i}: the text adds no token after its prefix")
+        feats.append(_Feature(ids, [-100] * max(n, 1) + ids[max(n, 1) :]))
+    return _score(
+        model,
+        tokenizer,
+        feats,
+        batch_size=batch_size,
+        with_stats=False,
+        progress=progress,
+        desc="scoring completions",
     )
 
 

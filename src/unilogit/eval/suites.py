@@ -732,6 +732,7 @@ def evaluate_muse(
         result["verbmem_f"] = score
         if keep_generations:
             result["verbmem_f_generations"] = gens
+        result.update(_verbmem_memorization(model, tokenizer, data, common, conv))
     if "privleak_forget" in data and "privleak_holdout" in data:
         result.update(_privleak(model, tokenizer, data, reference, k, common, conv))
     result["ou_names"] = muse_ou_names(result)
@@ -781,6 +782,25 @@ def _verbmem(
         model, tokenizer, [p for p, _ in pairs], max_new_tokens=limits, **common
     )
     return gens, M.verbmem(gens, [gt for _, gt in pairs], stemmer=conv.muse_rouge_stemmer)
+
+
+def _verbmem_memorization(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    data: Mapping[str, Sequence[Any]],
+    common: Mapping[str, Any],
+    conv: MetricConvention,
+) -> dict[str, float]:
+    """Exact memorization and extraction strength of the VerbMem true continuations given
+    their prompts (teacher forcing; open-unlearning's MUSE ``extraction_strength``)."""
+    from unilogit.eval.scoring import completion_token_scores
+
+    pairs = _prompt_pairs("verbmem_forget", data["verbmem_forget"])
+    prefixes, texts = [p for p, _ in pairs], [gt for _, gt in pairs]
+    scores = completion_token_scores(
+        model, tokenizer, prefixes, texts, max_length=2048, insert_space=True, **common
+    )
+    return _memorization(scores, conv)
 
 
 def _privleak(
