@@ -206,3 +206,20 @@ def test_muse_verbmem_memorization_and_ou_log_reference(shared_dir, tiny_tokeniz
     assert bench.summarize(res)["metrics_convention"] == "open-unlearning"
     with pytest.raises(ConfigError, match="another convention"):
         bench.evaluate(model, tiny_tokenizer, reference=log, metrics_convention="muse", **opts)
+
+
+def test_tofu_row_limit_with_a_benchmark_reference(shared_dir, tiny_tokenizer):
+    from unilogit.benchmarks.tofu import TofuBenchmark
+
+    path = shared_dir / "data" / "tofu"
+    if not path.is_dir():
+        pytest.skip(f"TOFU files not found: {path}")
+    bench = TofuBenchmark("forget10", data_dir=path, max_rows=3)
+    conv = dataclasses.replace(CONVENTIONS["tofu"], tofu_max_rows=2)
+    model = tiny_llama(len(tiny_tokenizer), seed=0, max_positions=512)
+    kw = dict(metrics_convention=conv, generate=False, progress=False)
+    ref = bench.evaluate(model, tiny_tokenizer, **kw)
+    assert ref["splits"]["forget"]["n"] == 2
+    out = bench.evaluate(model, tiny_tokenizer, reference=ref, **kw)
+    assert out["forget_quality"] == pytest.approx(1.0)
+    assert out["reference"]["n_forget"] == 2

@@ -207,6 +207,10 @@ class QABenchmark(Benchmark):
         """As :meth:`Benchmark.resolve_reference`, and an open-unlearning evaluation log
         (``TOFU_EVAL.json``, path or dict) is read as the reference: its per-question forget
         truth ratios and Min-K% AUC (:func:`unilogit.eval.ou_names.from_ou_log`)."""
+        from unilogit.eval.conventions import get_convention
+
+        # the rows a reference must cover: the convention may evaluate only the first N
+        self._reference_rows = get_convention(options.get("metrics_convention")).tofu_max_rows
         converted = _ou_reference(self, reference)
         if converted is None:
             return super().resolve_reference(reference, tokenizer, **options)
@@ -228,7 +232,7 @@ class QABenchmark(Benchmark):
                 file=file,
                 field="truth_ratios",
             ) from None
-        n = len(self.eval_splits()["forget"])
+        n = len(self.eval_splits()["forget"][: getattr(self, "_reference_rows", None)])
         if len(ratios) != n:
             raise ConfigError(
                 f"reference has {len(ratios)} forget questions, this evaluation {n} (different "
