@@ -266,7 +266,8 @@ def test_evaluate_qa_end_to_end(tiny_tokenizer, model):
     assert out["model_utility"] == pytest.approx(
         M.harmonic_mean(list(out["model_utility_components"].values()))
     )
-    assert set(out["mia"]) == {"loss", "zlib", "min_k", "min_k_plus_plus"}
+    # with a gold model, the reference-model attack runs too
+    assert set(out["mia"]) == {"loss", "zlib", "min_k", "min_k_plus_plus", "reference"}
     assert all(0.0 <= v <= 1.0 for v in out["mia"].values())
     assert f["kl_to_gold"] > 0
     assert "kl_to_gold" not in out["splits"]["holdout"]

@@ -697,6 +697,10 @@ def _document(
         ("table", *_table(baselines + sorted(runs, key=_sort_key), front, layout.columns))
     )
     setup = _describe(meta)
+    for key, what in (("metrics_convention", "Metrics convention"), ("prompt_format", "Prompts")):
+        used = sorted({str(r[key]) for r in records if r.get(key)})
+        if used:
+            setup.append(f"{what}: {'; '.join(used)} (docs/metrics.md)")
     setup.append(
         "Files: results.jsonl (every evaluation, all metrics), results.csv (the same "
         "as a table), evals/ (full evaluation outputs with generations)."

@@ -301,6 +301,7 @@ class MuseBenchmark(BenchmarkSource, Benchmark):
         progress: bool = True,
         batch_size: int = 32,
         k: float = 0.4,
+        metrics_convention: str | None = None,
         **options: Any,
     ) -> dict[str, Any]:
         """``knowmem_f``, ``knowmem_r``, ``verbmem_f``, ``privleak`` (+ AUCs, generations;
@@ -314,6 +315,9 @@ class MuseBenchmark(BenchmarkSource, Benchmark):
             gold_model: must be None: MUSE has no KL to a gold model.
             k: the Min-K% fraction of the PrivLeak attack (MUSE: 0.4); a reference must use
                 the same.
+            metrics_convention: ``open-unlearning`` (default) | ``muse`` | ``tofu`` | ``exact``;
+                a reference must use the same. An open-unlearning ``MUSE_EVAL.json`` is read
+                as a reference (its ``mia_min_k`` AUC).
             options: more :func:`evaluate_muse` arguments (``knowmem_max_new_tokens``,
                 ``verbmem_max_new_tokens``, ``keep_generations``).
         """
@@ -324,11 +328,23 @@ class MuseBenchmark(BenchmarkSource, Benchmark):
         self.check_options(
             options, ("knowmem_max_new_tokens", "verbmem_max_new_tokens", "keep_generations")
         )
+        from unilogit.eval.conventions import get_convention
+        from unilogit.eval.suites import check_same_setup
+
+        conv = get_convention(metrics_convention or "open-unlearning")
         ref = self.resolve_reference(
-            reference, tokenizer, batch_size=batch_size, k=k, progress=progress
+            _ou_reference(self, reference),
+            tokenizer,
+            batch_size=batch_size,
+            k=k,
+            progress=progress,
+            metrics_convention=conv,
         )
         if ref is not None:
             _check_same_k(ref.evaluation, k)
+            check_same_setup(
+                {"splits": {}, "metrics_convention": conv.describe()}, ref.evaluation, None
+            )
         result = evaluate_muse(
             model,
             tokenizer,
@@ -336,6 +352,7 @@ class MuseBenchmark(BenchmarkSource, Benchmark):
             reference=ref.evaluation if ref is not None else None,
             batch_size=batch_size,
             k=k,
+            metrics_convention=conv,
             progress=progress,
             **options,
         )
@@ -365,10 +382,28 @@ class MuseBenchmark(BenchmarkSource, Benchmark):
         """``knowmem_f``, ``knowmem_r``, ``verbmem_f``, ``privleak``, ``privleak_auc`` and
         ``"mia/<attack>"`` AUCs (those present and numeric)."""
         keys = ("knowmem_f", "knowmem_r", "verbmem_f", "privleak", "privleak_auc")
+        keys += ("extraction_strength", "exact_memorization")
         out = {k: result[k] for k in keys if _is_number(result.get(k))}
         for attack, auc in (result.get("mia") or {}).items():
             out[f"mia/{attack}"] = auc
+        if isinstance(result.get("metrics_convention"), Mapping):
+            out["metrics_convention"] = result["metrics_convention"].get("name")
         return out
+
+
+def _ou_reference(bench: MuseBenchmark, reference: Any) -> Any:
+    """An open-unlearning ``MUSE_EVAL.json`` (path or dict) in our layout, given this
+    benchmark's identity (the log records none); any other reference unchanged."""
+    from unilogit.eval.ou_names import from_ou_log, is_ou_log
+
+    from .source import load_reference
+
+    value = reference
+    if isinstance(reference, (str, os.PathLike)) and str(reference).endswith(".json"):
+        value = load_reference(reference)
+    if not is_ou_log(value):
+        return reference
+    return {**from_ou_log(value, str(reference)), "benchmark": bench.identity()}
 
 
 def _is_number(value: Any) -> bool:

@@ -95,6 +95,7 @@ class TofuBenchmark(BenchmarkSource, QABenchmark):
     what = "TOFU"
     utility_splits = UTILITY_SPLITS
     kl_splits = ("forget", *UTILITY_SPLITS)
+    default_metrics_convention = "open-unlearning"
 
     def __init__(
         self,

@@ -130,6 +130,12 @@ def add_eval_options(g: argparse._ArgumentGroup) -> None:
         type=int,
         help="greedy answer length for ROUGE (default: world 32, TOFU 200)",
     )
+    g.add_argument(
+        "--metrics-convention",
+        choices=("open-unlearning", "tofu", "muse", "exact"),
+        help="whose numbers to reproduce (docs/metrics.md; default: open-unlearning for TOFU "
+        "and MUSE, exact for world)",
+    )
 
 
 def eval_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -138,6 +144,8 @@ def eval_options(args: argparse.Namespace) -> dict[str, Any]:
         out["batch_size"] = args.eval_batch_size
     if args.max_new_tokens:
         out["max_new_tokens"] = args.max_new_tokens
+    if getattr(args, "metrics_convention", None):
+        out["metrics_convention"] = args.metrics_convention
     return out
 
 

@@ -11,6 +11,7 @@ first stop string and stripped of surrounding whitespace.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -118,18 +119,25 @@ def generate_answers(
     *,
     max_new_tokens: int = 200,
     batch_size: int = 32,
-    chat_template: str | None = None,
+    prompt_format: Any = None,
     stop_strings: Sequence[str] | None = None,
+    max_length_counts_prompt: bool = False,
     progress: bool = True,
 ) -> list[str]:
     """Greedy answers to QA questions, the prompt formatted as in training
-    (:func:`unilogit.data.encode_prompt`); each answer cut at EOS (TOFU ROUGE: 200 new tokens)."""
-    prompts = [encode_prompt(tokenizer, q, prompt_format=chat_template) for q in questions]
+    (:func:`unilogit.data.encode_prompt` with ``prompt_format``, a
+    :class:`unilogit.prompts.PromptFormat` or bare ``chat_template`` value); each answer cut at
+    EOS (TOFU ROUGE: 200 new tokens). ``max_length_counts_prompt``: ``max_new_tokens`` is a
+    total length that includes the prompt (the original TOFU's ``max_length=200``)."""
+    prompts = [encode_prompt(tokenizer, q, prompt_format=prompt_format) for q in questions]
+    limits: int | list[int] = max_new_tokens
+    if max_length_counts_prompt:
+        limits = [max(0, max_new_tokens - len(p)) for p in prompts]
     return generate_from_ids(
         model,
         tokenizer,
         prompts,
-        max_new_tokens=max_new_tokens,
+        max_new_tokens=limits,
         batch_size=batch_size,
         stop_strings=stop_strings,
         progress=progress,

@@ -41,6 +41,7 @@ __all__ = [
     "forget_quality",
     "harmonic_mean",
     "kl_to_gold",
+    "truth_ratio_true_better",
     "knowmem",
     "length_normalised_probability",
     "loss_score",
@@ -103,12 +104,14 @@ def probability(answer_logprobs: Sequence[np.ndarray]) -> float:
 def normalised_probability(
     true_mean_nll: Sequence[float] | np.ndarray,
     perturbed_mean_nll: Sequence[Sequence[float]],
+    epsilon: float = 0.0,
 ) -> np.ndarray:
     """TOFU Probability on real-authors / world-facts, per question.
 
     p(a) = exp(-mean NLL of a) (length-normalised), and the score of one question is
     ``p(a) / (p(a) + Σ_{a' ∈ A_pert} p(a'))`` (the gold answer is part of the normaliser).
-    Computed in log space (logsumexp), so tiny probabilities do not underflow to 0/0.
+    Computed in log space (logsumexp), so tiny probabilities do not underflow to 0/0; with
+    ``epsilon`` > 0 (open-unlearning: 1e-10) as ``p(a) / (p(a) + Σ p(a') + ε)`` in linear space.
 
     Args:
         true_mean_nll: ``(N,)`` mean token NLL of each gold answer.
@@ -126,7 +129,11 @@ def normalised_probability(
     out = np.empty(len(true))
     for i, (t, pert) in enumerate(zip(true, perturbed_mean_nll, strict=True)):
         logs = np.concatenate([[-t], -np.asarray(pert, dtype=np.float64).reshape(-1)])
-        out[i] = math.exp(-t - _logsumexp(logs))
+        if epsilon > 0.0:
+            p = np.exp(logs)
+            out[i] = float(p[0] / (p.sum() + epsilon))
+        else:
+            out[i] = math.exp(-t - _logsumexp(logs))
     return out
 
 
@@ -140,7 +147,9 @@ def _logsumexp(x: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def truth_ratio(true_mean_nll: float, perturbed_mean_nlls: Sequence[float] | np.ndarray) -> float:
+def truth_ratio(
+    true_mean_nll: float, perturbed_mean_nlls: Sequence[float] | np.ndarray, epsilon: float = 0.0
+) -> float:
     """Truth ratio R of one question, GEOMETRIC-mean convention (open-unlearning's).
 
     ``P_true = exp(-NLL(ã))`` with NLL the mean token NLL of the paraphrased (forget/retain) or
@@ -155,10 +164,16 @@ def truth_ratio(true_mean_nll: float, perturbed_mean_nlls: Sequence[float] | np.
 
     R < 1: the model prefers the true answer; R ≈ 1: it cannot tell true from false.
     log R is clipped to ±700 so R stays finite.
+
+    ``epsilon`` > 0 (open-unlearning's convention, 1e-10): ``R = P_pert / (P_true + ε)``
+    computed in linear space, so once both probabilities fall far below ε (a collapsed model,
+    NLL ≳ 23 nats/token) R underflows towards 0 instead of staying near its exact value.
     """
     pert = np.asarray(perturbed_mean_nlls, dtype=np.float64).reshape(-1)
     if pert.size == 0:
         raise DataError("truth_ratio: no perturbed answers")
+    if epsilon > 0.0:
+        return float(np.exp(-pert.mean()) / (np.exp(-float(true_mean_nll)) + epsilon))
     log_r = float(true_mean_nll) - float(pert.mean())
     return float(math.exp(min(max(log_r, -_MAX_LOG), _MAX_LOG)))
 
@@ -166,6 +181,7 @@ def truth_ratio(true_mean_nll: float, perturbed_mean_nlls: Sequence[float] | np.
 def truth_ratios(
     true_mean_nll: Sequence[float] | np.ndarray,
     perturbed_mean_nll: Sequence[Sequence[float]],
+    epsilon: float = 0.0,
 ) -> np.ndarray:
     """Vector form of :func:`truth_ratio`: ``(N,)`` true NLLs, N lists of perturbed NLLs."""
     true = np.asarray(true_mean_nll, dtype=np.float64).reshape(-1)
@@ -175,20 +191,30 @@ def truth_ratios(
             "perturbed-answer lists"
         )
     return np.array(
-        [truth_ratio(t, p) for t, p in zip(true, perturbed_mean_nll, strict=True)], dtype=np.float64
+        [truth_ratio(t, p, epsilon) for t, p in zip(true, perturbed_mean_nll, strict=True)],
+        dtype=np.float64,
     )
 
 
 def truth_ratio_utility(ratios: Sequence[float] | np.ndarray) -> float:
-    """Truth ratio reported as a utility (retain / real authors / world facts): mean max(0, 1-R)."""
+    """Truth ratio reported as a utility (retain / real authors / world facts): mean max(0, 1-R)
+    (open-unlearning's "true_better" aggregator)."""
     r = _nonempty(ratios, "truth_ratio_utility")
     return float(np.mean(np.maximum(0.0, 1.0 - r)))
 
 
-def truth_ratio_forget_summary(ratios: Sequence[float] | np.ndarray) -> float:
-    """Forget-set summary: mean of min(R, 1/R) (1 = cannot tell true from false answers)."""
+#: open-unlearning's name for :func:`truth_ratio_utility` (its ``true_better`` aggregator).
+truth_ratio_true_better = truth_ratio_utility
+
+
+def truth_ratio_forget_summary(ratios: Sequence[float] | np.ndarray, epsilon: float = 0.0) -> float:
+    """Forget-set summary ("closer to 1 better"): mean of min(R, 1/(R + ε)) (1 = cannot tell
+    true from false answers); ε = 0 is exact, open-unlearning uses 1e-10."""
     r = _nonempty(ratios, "truth_ratio_forget_summary")
-    return float(np.mean(np.exp(-np.abs(np.log(r)))))
+    if epsilon > 0.0:
+        return float(np.mean(np.minimum(r, 1.0 / (r + epsilon))))
+    with np.errstate(divide="ignore"):
+        return float(np.mean(np.exp(-np.abs(np.log(r)))))
 
 
 class KSResult(NamedTuple):
@@ -261,15 +287,18 @@ class RougeL(NamedTuple):
     f1: np.ndarray
 
 
-@lru_cache(maxsize=1)
-def _rouge_scorer():
+@lru_cache(maxsize=2)
+def _rouge_scorer(stemmer: bool = True):
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stemmer)
 
 
-def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> RougeL:
-    """ROUGE-L of each prediction against its reference (Google ``rouge-score``, stemming on).
+def rouge_l(
+    predictions: Sequence[str], references: Sequence[str], *, stemmer: bool = True
+) -> RougeL:
+    """ROUGE-L of each prediction against its reference (Google ``rouge-score``; Porter
+    stemming on unless ``stemmer=False``, as in the original MUSE code).
 
     Recall = LCS / |reference tokens| (TOFU's ROUGE), F1 as reported by MUSE. Example:
     reference "the cat sat on the mat", prediction "the cat is on the mat" -> LCS "the cat on the
@@ -277,7 +306,7 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> RougeL:
     """
     if len(predictions) != len(references):
         raise DataError(f"rouge_l: {len(predictions)} predictions but {len(references)} references")
-    scorer = _rouge_scorer()
+    scorer = _rouge_scorer(stemmer)
     recall = np.empty(len(predictions))
     f1 = np.empty(len(predictions))
     for i, (pred, ref) in enumerate(zip(predictions, references, strict=True)):
@@ -286,18 +315,20 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> RougeL:
     return RougeL(recall=recall, f1=f1)
 
 
-def verbmem(continuations: Sequence[str], true_continuations: Sequence[str]) -> float:
+def verbmem(
+    continuations: Sequence[str], true_continuations: Sequence[str], *, stemmer: bool = True
+) -> float:
     """MUSE VerbMem: mean ROUGE-L F1 between greedy continuations and the true continuations."""
     if len(continuations) == 0:
         raise DataError("verbmem: no continuations")
-    return float(rouge_l(continuations, true_continuations).f1.mean())
+    return float(rouge_l(continuations, true_continuations, stemmer=stemmer).f1.mean())
 
 
-def knowmem(answers: Sequence[str], gold_answers: Sequence[str]) -> float:
+def knowmem(answers: Sequence[str], gold_answers: Sequence[str], *, stemmer: bool = True) -> float:
     """MUSE KnowMem: mean ROUGE-L F1 between greedy (ICL-prompted) answers and gold answers."""
     if len(answers) == 0:
         raise DataError("knowmem: no answers")
-    return float(rouge_l(answers, gold_answers).f1.mean())
+    return float(rouge_l(answers, gold_answers, stemmer=stemmer).f1.mean())
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,12 +370,14 @@ def min_k_plus_plus_score(
     mu: Sequence[float] | np.ndarray,
     sigma: Sequence[float] | np.ndarray,
     k: float = 0.2,
+    sigma_floor: float = 1e-6,
 ) -> float:
-    """Min-K%++: mean of the k% lowest ``(lp_t - μ_t) / σ_t`` (HIGHER = member).
+    """Min-K%++: mean of the k% lowest ``(lp_t - μ_t) / max(σ_t, sigma_floor)`` (HIGHER = member).
 
     μ_t = E_{z~p_t}[log p_t(z)] and σ_t² = E_{z~p_t}[(log p_t(z))²] - μ_t² over the model's
-    next-token distribution at position t (see ``scoring.token_stats``). σ_t is floored at 1e-6
-    (a one-hot distribution would otherwise divide by zero).
+    next-token distribution at position t (see ``scoring.token_stats``). σ_t is floored (a
+    one-hot distribution would otherwise divide by zero): at 1e-6 exactly, at 1e-3 by
+    open-unlearning (which floors the variance at 1e-6).
     """
     lp = _as_logprobs(lp)
     mu = np.asarray(mu, dtype=np.float64).reshape(-1)
@@ -354,7 +387,7 @@ def min_k_plus_plus_score(
             f"min_k_plus_plus_score: shapes differ: lp {lp.shape}, mu {mu.shape}, "
             f"sigma {sigma.shape}"
         )
-    z = (lp - mu) / np.maximum(sigma, 1e-6)
+    z = (lp - mu) / np.maximum(sigma, sigma_floor)
     return _k_lowest_mean(z, k)
 
 
@@ -365,26 +398,51 @@ def mia_scores(
     mu: Sequence[np.ndarray] | None = None,
     sigma: Sequence[np.ndarray] | None = None,
     k: float = 0.4,
+    sigma_floor: float = 1e-6,
+    drop_last_token: bool = False,
+    reference_nll: Sequence[float] | np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Membership scores of N texts for every attack the inputs allow, ORIENTED: higher = member.
 
     Keys: ``loss`` (= -mean NLL), ``zlib`` (= -NLL/zlib bytes, needs ``texts``),
-    ``min_k`` (Min-K% with this ``k``), ``min_k_plus_plus`` (needs ``mu`` and ``sigma``).
+    ``min_k`` (Min-K% with this ``k``), ``min_k_plus_plus`` (needs ``mu`` and ``sigma``;
+    σ floored at ``sigma_floor``), ``reference`` (= -(NLL - NLL_ref), needs the reference
+    model's mean NLLs ``reference_nll``; Carlini et al.'s reference-model attack).
+    ``drop_last_token``: Min-K% / Min-K%++ ignore each text's last scored token (the EOS;
+    open-unlearning's convention); a text left with no token scores 0, as there.
     """
+    cut = _drop_last if drop_last_token else _keep
     out: dict[str, np.ndarray] = {
         "loss": np.array([-loss_score(lp) for lp in logprobs]),
-        "min_k": np.array([min_k_score(lp, k) for lp in logprobs]),
+        "min_k": np.array([min_k_score(cut(lp), k) if cut(lp).size else 0.0 for lp in logprobs]),
     }
     if texts is not None:
         out["zlib"] = np.array([-zlib_score(lp, t) for lp, t in zip(logprobs, texts, strict=True)])
     if mu is not None and sigma is not None:
         out["min_k_plus_plus"] = np.array(
             [
-                min_k_plus_plus_score(lp, m, s, k)
+                min_k_plus_plus_score(cut(lp), cut(m), cut(s), k, sigma_floor)
+                if cut(lp).size
+                else 0.0
                 for lp, m, s in zip(logprobs, mu, sigma, strict=True)
             ]
         )
+    if reference_nll is not None:
+        ref = np.asarray(reference_nll, dtype=np.float64).reshape(-1)
+        if ref.size != len(logprobs):
+            raise DataError(f"mia_scores: {len(logprobs)} texts but {ref.size} reference NLLs")
+        out["reference"] = np.array(
+            [-(loss_score(lp) - r) for lp, r in zip(logprobs, ref, strict=True)]
+        )
     return out
+
+
+def _keep(x: Sequence[float] | np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64).reshape(-1)
+
+
+def _drop_last(x: Sequence[float] | np.ndarray) -> np.ndarray:
+    return _keep(x)[:-1]
 
 
 def roc_auc(
@@ -412,7 +470,7 @@ def mia_aucs(
     return {name: roc_auc(member[name], nonmember[name]) for name in member if name in nonmember}
 
 
-def privleak(auc_unlearned: float, auc_retain: float) -> float:
+def privleak(auc_unlearned: float, auc_retain: float, epsilon: float = 0.0) -> float:
     """MUSE PrivLeak in percent, from two membership AUCs oriented as :func:`roc_auc`.
 
     MUSE computes its AUC with the attack score as a NON-membership score (Min-K% as
@@ -425,15 +483,16 @@ def privleak(auc_unlearned: float, auc_retain: float) -> float:
     Check: a fine-tuned model recognises D_f perfectly (A_unl ≈ 1) while the retain model is at
     chance (A_ret ≈ 0.5) -> (0 - 0.5)/0.5 × 100 = -100, matching MUSE's tables (target ≈ -99.8).
     The retain model against itself gives 0. An over-unlearned model that makes D_f look LESS
-    familiar than unseen text (A_unl < A_ret) gives a positive value.
+    familiar than unseen text (A_unl < A_ret) gives a positive value. open-unlearning divides
+    by ``AUC_muse(retain) + ε`` with ε = 1e-10 (``epsilon``).
     """
     a_unl, a_ret = 1.0 - float(auc_unlearned), 1.0 - float(auc_retain)
-    if a_ret <= 0.0:
+    if a_ret + epsilon <= 0.0:
         raise DataError(
             "privleak: the retain model's membership AUC is 1 (non-membership AUC 0); "
             "PrivLeak is undefined"
         )
-    return (a_unl - a_ret) / a_ret * 100.0
+    return (a_unl - a_ret) / (a_ret + epsilon) * 100.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -86,11 +86,12 @@ def _join(context: str, answer: str) -> str:
 
 
 def encode_probe(
-    tokenizer, probe: Probe, *, chat_template=None
+    tokenizer, probe: Probe, *, prompt_format=None
 ) -> tuple[list[int], list[list[int]]]:
-    """Prompt token ids and the token ids of each accepted answer (see the module docstring)."""
+    """Prompt token ids and the token ids of each accepted answer (see the module docstring);
+    ``prompt_format``: a :class:`unilogit.prompts.PromptFormat` or bare ``chat_template``."""
     if probe.format == "chat":
-        prompt = encode_prompt(tokenizer, probe.prompt, prompt_format=chat_template)
+        prompt = encode_prompt(tokenizer, probe.prompt, prompt_format=prompt_format)
         context = probe.lead
         if probe.lead:
             prompt = prompt + _tokenize(tokenizer, probe.lead)
@@ -147,7 +148,7 @@ def score_probes(
     probes: Sequence[Probe],
     *,
     batch_size: int = 16,
-    chat_template=None,
+    prompt_format=None,
     progress: bool = False,
 ) -> list[ProbeScore]:
     """Greedy-correctness and answer probability of every probe (module docstring), in order.
@@ -164,7 +165,7 @@ def score_probes(
     if not probes:
         return []
     net = model
-    encoded = [encode_probe(tokenizer, p, chat_template=chat_template) for p in probes]
+    encoded = [encode_probe(tokenizer, p, prompt_format=prompt_format) for p in probes]
     main = [_features(prompt, answers[0]) for prompt, answers in encoded]
     hits, means, firsts = _score_rows(net, tokenizer, main, batch_size, progress)
     matched: list[str | None] = [

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ __all__ = [
     "TokenScores",
     "answer_logprobs",
     "answer_token_scores",
+    "completion_token_scores",
     "kl_to_reference",
     "text_logprobs",
     "token_stats",
@@ -44,16 +46,18 @@ class TokenScores:
 
     ``logprobs[t]`` = log p(x_t | x_<t); ``mu[t]``, ``sigma[t]`` = mean and standard deviation
     of log p_t(z) under z ~ p_t (the model's distribution at that position), for Min-K%++.
-    ``mu``/``sigma`` are None when not requested.
+    ``mu``/``sigma`` are None when not requested. ``top1[t]``: the target token is the arg-max
+    at that position (exact memorization, extraction strength); None when not computed.
     """
 
     logprobs: np.ndarray
     mu: np.ndarray | None = None
     sigma: np.ndarray | None = None
+    top1: np.ndarray | None = None
 
 
 def token_stats(
-    logits: torch.Tensor, targets: torch.Tensor, *, with_stats: bool = True
+    logits: torch.Tensor, targets: torch.Tensor, *, with_stats: bool = True, uncentred: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Per-position log-prob of the target token and the Min-K%++ moments, in float32.
 
@@ -67,7 +71,8 @@ def token_stats(
         ``logprobs[i] = log softmax(logits[i])[targets[i]]``,
         ``mu[i] = Σ_z p_i(z) log p_i(z)`` and
         ``sigma[i] = sqrt(Σ_z p_i(z) (log p_i(z))² - mu[i]²)``, computed in the centred form
-        ``sqrt(Σ_z p_i(z) (log p_i(z) - mu[i])²)``.
+        ``sqrt(Σ_z p_i(z) (log p_i(z) - mu[i])²)``, or as written (``uncentred``, negative
+        differences clipped to 0; open-unlearning's float32 arithmetic).
     """
     logp = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
     lp = logp.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)  # (N,)
@@ -76,6 +81,9 @@ def token_stats(
     p = logp.exp()  # (N, V)
     # 0 · log 0: log_softmax gives -inf only for -inf logits; p·logp is then nan -> treat as 0
     mu = torch.nan_to_num(p * logp, nan=0.0).sum(-1)  # (N,)
+    if uncentred:
+        second = torch.nan_to_num(p * logp * logp, nan=0.0).sum(-1)  # (N,)
+        return lp, mu, (second - mu * mu).clamp_min(0.0).sqrt()
     # Centred form Σ p (log p - μ)² (= E[(log p)²] - μ²): the uncentred difference loses ~1e-5
     # to cancellation in float32 when σ ≪ |μ| (near-uniform distributions over large V).
     centred = logp - mu.unsqueeze(-1)  # (N, V)
@@ -136,14 +144,14 @@ class _Feature:
 
 
 def _encode_qa(
-    tokenizer, questions: Sequence[str], answers: Sequence[str], chat_template: str | None
+    tokenizer, questions: Sequence[str], answers: Sequence[str], prompt_format: Any
 ) -> list[_Feature]:
     if len(questions) != len(answers):
         raise DataError(f"{len(questions)} questions but {len(answers)} answers")
     feats = []
     for i, (q, a) in enumerate(zip(questions, answers, strict=True)):
         ex = Example(prompt=q, response=a, kind="qa", row_id=str(i), extras={})
-        enc = encode_example(tokenizer, ex, prompt_format=chat_template)
+        enc = encode_example(tokenizer, ex, prompt_format=prompt_format)
         feats.append(_Feature(list(enc.input_ids), list(enc.labels)))
     return feats
 
@@ -202,25 +210,28 @@ def _score(
     with_stats: bool,
     progress: bool,
     desc: str,
+    uncentred: bool = False,
 ) -> list[TokenScores]:
     out: list[TokenScores | None] = [None] * len(feats)
     device = _model_device(model)
     with eval_mode(model):
         for idx, batch in _batches(feats, tokenizer, batch_size, device, desc, progress):
             sel, targets, counts = _forward_selected(model, batch)
-            parts: list[list[torch.Tensor]] = [[], [], []]
+            parts: list[list[torch.Tensor]] = [[], [], [], []]
             for sl in _chunks(sel.shape[0], sel.shape[-1]):
-                for store, val in zip(
-                    parts, token_stats(sel[sl], targets[sl], with_stats=with_stats), strict=True
-                ):
+                stats = token_stats(
+                    sel[sl], targets[sl], with_stats=with_stats, uncentred=uncentred
+                )
+                top1 = sel[sl].argmax(-1) == targets[sl]
+                for store, val in zip(parts, (*stats, top1), strict=True):
                     if val is not None:
-                        store.append(val.double().cpu())
+                        store.append(val.cpu() if val.dtype == torch.bool else val.double().cpu())
             cols = [torch.cat(p).numpy() if p else None for p in parts]
             bounds = np.concatenate([[0], np.cumsum(counts.cpu().numpy())])
             for j, i in enumerate(idx):
                 a, b = bounds[j], bounds[j + 1]
-                lp, mu, sd = (None if c is None else c[a:b].copy() for c in cols)
-                out[i] = TokenScores(logprobs=lp, mu=mu, sigma=sd)
+                lp, mu, sd, hit = (None if c is None else c[a:b].copy() for c in cols)
+                out[i] = TokenScores(logprobs=lp, mu=mu, sigma=sd, top1=hit)
     return out  # type: ignore[return-value]
 
 
@@ -231,15 +242,18 @@ def answer_token_scores(
     answers: Sequence[str],
     *,
     batch_size: int = 32,
-    chat_template: str | None = None,
+    prompt_format: Any = None,
     with_stats: bool = False,
+    uncentred: bool = False,
     progress: bool = False,
 ) -> list[TokenScores]:
     """Per-token scores of each answer given its question (answer tokens + EOS, as trained).
 
-    Set ``with_stats=True`` for the Min-K%++ moments μ_t, σ_t as well.
+    ``prompt_format``: a :class:`unilogit.prompts.PromptFormat` or a bare ``chat_template``
+    value. Set ``with_stats=True`` for the Min-K%++ moments μ_t, σ_t as well (``uncentred``:
+    see :func:`token_stats`).
     """
-    feats = _encode_qa(tokenizer, questions, answers, chat_template)
+    feats = _encode_qa(tokenizer, questions, answers, prompt_format)
     return _score(
         model,
         tokenizer,
@@ -248,6 +262,7 @@ def answer_token_scores(
         with_stats=with_stats,
         progress=progress,
         desc="scoring answers",
+        uncentred=uncentred,
     )
 
 
@@ -258,7 +273,7 @@ def answer_logprobs(
     answers: Sequence[str],
     *,
     batch_size: int = 32,
-    chat_template: str | None = None,
+    prompt_format: Any = None,
     progress: bool = False,
 ) -> list[np.ndarray]:
     """Per-token log-probs ``log p(a_t | q, a_<t)`` of each answer's tokens, ``(|a|,)`` each.
@@ -272,7 +287,7 @@ def answer_logprobs(
         questions,
         answers,
         batch_size=batch_size,
-        chat_template=chat_template,
+        prompt_format=prompt_format,
         progress=progress,
     )
     return [s.logprobs for s in scores]
@@ -286,6 +301,7 @@ def text_logprobs(
     batch_size: int = 32,
     max_length: int | None = None,
     with_stats: bool = True,
+    uncentred: bool = False,
     progress: bool = False,
 ) -> list[TokenScores]:
     """Per-token scores of raw texts (for membership-inference attacks).
@@ -305,6 +321,47 @@ def text_logprobs(
         with_stats=with_stats,
         progress=progress,
         desc="scoring texts",
+        uncentred=uncentred,
+    )
+
+
+def completion_token_scores(
+    model: torch.nn.Module,
+    tokenizer,
+    prefixes: Sequence[str],
+    texts: Sequence[str],
+    *,
+    batch_size: int = 32,
+    max_length: int | None = None,
+    insert_space: bool = False,
+    progress: bool = False,
+) -> list[TokenScores]:
+    """Per-token scores of each ``text`` after its ``prefix`` (MUSE VerbMem continuations).
+
+    ``tokenizer(prefix + text)`` (with one space between them if ``insert_space``) with
+    special tokens, the first ``len(tokenizer(prefix))`` tokens unscored (open-unlearning's
+    ``preprocess_pretraining_instance``); the text part cut to ``max_length`` tokens. An item
+    whose text adds no token raises :class:`DataError`.
+    """
+    if len(prefixes) != len(texts):
+        raise DataError(f"{len(prefixes)} prefixes but {len(texts)} texts")
+    feats = []
+    for i, (prefix, text) in enumerate(zip(prefixes, texts, strict=True)):
+        n = len(tokenizer(prefix, add_special_tokens=True)["input_ids"])
+        joined = prefix + (" " if insert_space else "") + text
+        ids = list(tokenizer(joined, add_special_tokens=True)["input_ids"])
+        ids = ids[: n + max_length] if max_length is not None else ids
+        if len(ids) <= max(n, 1):
+            raise DataError(f"completion {i}: the text adds no token after its prefix")
+        feats.append(_Feature(ids, [-100] * max(n, 1) + ids[max(n, 1) :]))
+    return _score(
+        model,
+        tokenizer,
+        feats,
+        batch_size=batch_size,
+        with_stats=False,
+        progress=progress,
+        desc="scoring completions",
     )
 
 
@@ -316,7 +373,7 @@ def kl_to_reference(
     answers: Sequence[str],
     *,
     batch_size: int = 32,
-    chat_template: str | None = None,
+    prompt_format: Any = None,
     reduction: str = "mean",
     progress: bool = False,
 ) -> float | list[np.ndarray]:
@@ -330,7 +387,7 @@ def kl_to_reference(
     """
     if reduction not in ("mean", "none"):
         raise DataError(f"kl_to_reference: reduction must be 'mean' or 'none', got {reduction!r}")
-    feats = _encode_qa(tokenizer, questions, answers, chat_template)
+    feats = _encode_qa(tokenizer, questions, answers, prompt_format)
     out: list[np.ndarray | None] = [None] * len(feats)
     device, ref_device = _model_device(model), _model_device(ref_model)
     with eval_mode(model, ref_model):

@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,15 +31,18 @@ import numpy as np
 import torch
 
 from unilogit.data import Example, load_examples
-from unilogit.errors import DataError
+from unilogit.errors import ConfigError, DataError
 from unilogit.eval import metrics as M
+from unilogit.eval.conventions import MetricConvention, get_convention
 from unilogit.eval.generation import generate_answers, generate_continuations
+from unilogit.eval.memorization import exact_memorization, extraction_strength
+from unilogit.eval.ou_names import muse_ou_names, qa_ou_names
+from unilogit.eval.prompt_defaults import resolve_prompt_format
 from unilogit.eval.scoring import answer_token_scores, kl_to_reference, text_logprobs
 
 __all__ = ["evaluate_muse", "evaluate_qa", "kl_to_gold", "load_muse_dir"]
 
 TRUTH_RATIO_CONVENTION = "geometric"  # P_pert = geometric mean over perturbed answers
-MUSE_KNOWMEM_STOP = ("\n\n", "Question:")
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,11 +117,13 @@ def evaluate_qa(
     holdout_split: str | None = "holdout",
     utility_splits: Sequence[str] | None = None,
     kl_splits: Sequence[str] | None = None,
-    chat_template: bool | str | None = None,
+    prompt_format: Any = None,
+    metrics_convention: str | MetricConvention | None = None,
     batch_size: int = 32,
     max_new_tokens: int = 200,
     generate: bool = True,
     mia_k: float = 0.4,
+    mia_gradnorm: bool = False,
     keep_generations: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -135,54 +141,144 @@ def evaluate_qa(
             but the holdout).
         generate: greedy-decode answers for ROUGE (the slow part); off = no ROUGE.
         mia_k: k of Min-K% / Min-K%++ for the forget-vs-holdout attacks.
+        prompt_format: a :class:`unilogit.prompts.PromptFormat` (or bare ``chat_template``);
+            ``None``: :func:`unilogit.eval.prompt_defaults.resolve_prompt_format`. Recorded.
+        metrics_convention: :mod:`unilogit.eval.conventions` (default open-unlearning).
+        mia_gradnorm: also run the gradient-norm attack (one backward pass per answer).
 
-    Per split (``result["splits"][name]``):
-        * ``probability``: mean P(a|q)^(1/|a|); on splits with ``perturbed_answer`` but no
-          ``paraphrased_answer`` (real authors / world facts) it is normalised by the perturbed
-          answers' probabilities (``probability_kind`` says which).
-        * ``rouge_l_recall`` (+ ``generations``, ``fluency``) when ``generate``.
-        * with ``perturbed_answer`` in the rows: ``truth_ratios`` (per question, R = P_pert/P_true,
-          geometric mean over perturbed answers; ã = ``paraphrased_answer`` if present, else the
-          gold answer), and ``truth_ratio``: mean min(R, 1/R) on the forget split, mean
-          max(0, 1 - R) elsewhere (``truth_ratio_summary`` names it).
-        * ``kl_to_gold`` when ``gold_model`` is given and the split is in ``kl_splits``.
-
-    Top level: ``forget_quality`` (KS p-value), ``forget_quality_log10``, ``model_utility``
-    (harmonic mean of ``model_utility_components``, named ``"metric/split"``), ``mia``
-    (ROC AUC per attack, forget = members vs holdout = non-members, > 0.5 = members recognised).
+    Per split (``result["splits"][name]``; definitions in ``docs/metrics.md``): ``probability``
+    (``probability_kind``), ``truth_ratios`` / ``truth_ratio`` (``truth_ratio_summary``; ã =
+    ``paraphrased_answer`` if present, else the gold answer), ``exact_memorization``,
+    ``extraction_strength``, ``kl_to_gold`` (with ``gold_model``, on ``kl_splits``); with
+    ``generate``: ``rouge_l_recall`` (+ ``_paraphrased`` / ``_perturbed``), ``fluency``,
+    ``generations``. Top level: ``forget_quality`` (+ ``_log10``), ``model_utility`` (of
+    ``model_utility_components``), ``mia`` (AUC per attack, forget vs holdout), ``privleak``,
+    ``metrics_convention``, ``prompt_format``, ``ou_names`` (open-unlearning's names).
     """
     if not splits:
         raise DataError("evaluate_qa: no splits")
-    data = {name: _as_examples(name, rows) for name, rows in splits.items()}
+    conv = get_convention(metrics_convention)
+    fmt, fmt_source = resolve_prompt_format(prompt_format, model, tokenizer)
+    data = {name: _as_examples(name, rows)[: conv.tofu_max_rows] for name, rows in splits.items()}
     forget, holdout, utility = _qa_roles(data, forget_split, holdout_split, utility_splits)
     kl_names = [n for n in data if n != holdout] if kl_splits is None else list(kl_splits)
-    common = dict(batch_size=batch_size, chat_template=chat_template, progress=progress)
+    common = dict(batch_size=batch_size, prompt_format=fmt, progress=progress)
     want_mia = forget is not None and holdout is not None
     result: dict[str, Any] = {
         "forget_split": forget,
         "holdout_split": holdout,
         "utility_splits": utility,
         "truth_ratio_convention": TRUTH_RATIO_CONVENTION,
+        "metrics_convention": conv.describe(),
+        "prompt_format": {**fmt.describe(tokenizer), "source": fmt_source},
         "splits": {},
     }
+    if isinstance(reference, Mapping):  # refuse a reference made another way before any work
+        _check_early(result, reference, data, forget)
     result["splits"], mia_inputs = _score_splits(
-        model,
-        tokenizer,
-        data,
-        roles=(forget, holdout),
-        want_mia=want_mia,
-        mia_k=mia_k,
+        model, tokenizer, data, roles=(forget, holdout), want_mia=want_mia, mia_k=mia_k,
         generation=(max_new_tokens, keep_generations) if generate else None,
-        gold=(gold_model, kl_names),
-        common=common,
-    )
+        gold=(gold_model, kl_names), common=common, conv=conv,
+    )  # fmt: skip
+    if want_mia:
+        runs = (model, tokenizer, gold_model, mia_gradnorm)
+        result["mia"] = _membership(mia_inputs, data, (forget, holdout), runs, common, conv)
+        result["mia_k"] = mia_k
     if reference is not None:
         result.update(_forget_quality(result["splits"], forget, reference))
+        result.update(_qa_privleak(result.get("mia"), reference, conv))
     result.update(_model_utility(result["splits"], utility))
-    if want_mia:
-        result["mia"] = M.mia_aucs(mia_inputs[forget], mia_inputs[holdout])
-        result["mia_k"] = mia_k
+    result["ou_names"] = qa_ou_names(result)
     return result
+
+
+def _membership(
+    mia_inputs: dict[str, dict[str, np.ndarray]],
+    data: Mapping[str, list[Example]],
+    roles: tuple[str | None, str | None],
+    runs: tuple[torch.nn.Module, Any, torch.nn.Module | None, bool],
+    common: Mapping[str, Any],
+    conv: MetricConvention,
+) -> dict[str, float]:
+    """AUC per attack, forget (members) vs holdout; ``runs`` = (model, tokenizer, gold model
+    for the reference-model attack or None, whether to run the gradient-norm attack)."""
+    model, tokenizer, gold_model, gradnorm = runs
+    if gold_model is not None:
+        _add_reference_attack(mia_inputs, data, roles, gold_model, tokenizer, common)
+    if gradnorm:
+        fmt = common.get("prompt_format")
+        _add_gradnorm(mia_inputs, data, roles, model, tokenizer, fmt, conv)
+    forget, holdout = roles
+    return M.mia_aucs(mia_inputs[forget], mia_inputs[holdout])  # type: ignore[index]
+
+
+def _check_early(
+    result: Mapping[str, Any],
+    reference: Mapping[str, Any],
+    data: Mapping[str, list[Example]],
+    forget: str | None,
+) -> None:
+    """:func:`check_same_setup` before scoring (the forget questions' fingerprint only)."""
+    mine = {}
+    if forget is not None:
+        mine[forget] = {"questions_sha256": questions_hash([e.prompt for e in data[forget]])}
+    check_same_setup({**result, "splits": mine}, reference, forget)
+
+
+def _add_reference_attack(
+    mia_inputs: dict[str, dict[str, np.ndarray]],
+    data: Mapping[str, list[Example]],
+    roles: tuple[str | None, str | None],
+    gold_model: torch.nn.Module,
+    tokenizer: Any,
+    common: Mapping[str, Any],
+) -> None:
+    """Reference-model attack: -(NLL_model - NLL_gold) per answer of the forget/holdout sets."""
+    for name in roles:
+        examples = data[name]  # type: ignore[index]
+        qs, ans = [ex.prompt for ex in examples], [ex.response for ex in examples]
+        ref_nll = _mean_nlls(gold_model, tokenizer, qs, ans, **common)
+        nll = -mia_inputs[name]["loss"]  # type: ignore[index]
+        mia_inputs[name]["reference"] = -(nll - ref_nll)  # type: ignore[index]
+
+
+def _add_gradnorm(
+    mia_inputs: dict[str, dict[str, np.ndarray]],
+    data: Mapping[str, list[Example]],
+    roles: tuple[str | None, str | None],
+    model: torch.nn.Module,
+    tokenizer: Any,
+    fmt: Any,
+    conv: MetricConvention,
+) -> None:
+    """Gradient-norm attack scores of the forget and holdout answers."""
+    from unilogit.eval.gradnorm import gradnorm_scores
+
+    for name in roles:
+        examples = data[name]  # type: ignore[index]
+        mia_inputs[name]["gradnorm"] = gradnorm_scores(  # type: ignore[index]
+            model,
+            tokenizer,
+            [ex.prompt for ex in examples],
+            [ex.response for ex in examples],
+            prompt_format=fmt,
+            drop_last_token=conv.drop_last_token,
+        )
+
+
+def _qa_privleak(
+    mia: Mapping[str, float] | None, reference: Any, conv: MetricConvention
+) -> dict[str, Any]:
+    """TOFU PrivLeak: the Min-K% AUC against the reference (retain) model's, when both exist."""
+    ref_auc = None
+    if isinstance(reference, Mapping):
+        ref_auc = (reference.get("mia") or {}).get("min_k")
+    if not mia or "min_k" not in mia or not isinstance(ref_auc, (int, float)):
+        return {}
+    return {
+        "privleak": M.privleak(mia["min_k"], float(ref_auc), conv.epsilon),
+        "privleak_retain_auc": float(ref_auc),
+    }
 
 
 def _score_splits(
@@ -196,6 +292,7 @@ def _score_splits(
     generation: tuple[int, bool] | None,
     gold: tuple[torch.nn.Module | None, Sequence[str]],
     common: Mapping[str, Any],
+    conv: MetricConvention,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
     """Every split's numbers (see :func:`evaluate_qa`) and the membership scores of the
     forget and holdout splits. ``roles``: (forget, holdout) split names; ``generation``:
@@ -215,9 +312,10 @@ def _score_splits(
             with_stats=want_mia and name in (forget, holdout),
             mia_k=mia_k,
             common=common,
+            conv=conv,
         )
         if generation is not None and name != holdout:
-            split.update(_generation_metrics(model, tokenizer, examples, *generation, common))
+            split.update(_generation_metrics(model, tokenizer, examples, *generation, common, conv))
         if gold_model is not None and name in kl_names and name != holdout:
             split["kl_to_gold"] = kl_to_gold(model, gold_model, tokenizer, examples, **common)
         if mia is not None:
@@ -268,15 +366,27 @@ def _score_split(
     with_stats: bool,
     mia_k: float,
     common: Mapping[str, Any],
+    conv: MetricConvention,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
     """Probability, truth ratios (and membership scores) of one split, without generation."""
     questions = [ex.prompt for ex in examples]
     answers = [ex.response for ex in examples]
-    out: dict[str, Any] = {"n": len(examples), "row_ids": [ex.row_id for ex in examples]}
+    out: dict[str, Any] = {
+        "n": len(examples),
+        "row_ids": [ex.row_id for ex in examples],
+        "questions_sha256": questions_hash(questions),
+    }
     gold = answer_token_scores(
-        model, tokenizer, questions, answers, with_stats=with_stats, **common
+        model,
+        tokenizer,
+        questions,
+        answers,
+        with_stats=with_stats,
+        uncentred=conv.minkpp_uncentred,
+        **common,
     )
     gold_nll = np.array([M.mean_nll(s.logprobs) for s in gold])
+    out.update(_memorization(gold, conv))
     mia = None
     if with_stats:
         mia = M.mia_scores(
@@ -285,6 +395,8 @@ def _score_split(
             mu=[s.mu for s in gold],
             sigma=[s.sigma for s in gold],
             k=mia_k,
+            sigma_floor=conv.minkpp_sigma_floor,
+            drop_last_token=conv.drop_last_token,
         )
     perturbed = None if is_holdout else _perturbed_lists(name, examples)
     pert_nll = None
@@ -297,7 +409,7 @@ def _score_split(
         isinstance(ex.extras.get("paraphrased_answer"), str) for ex in examples
     )
     if pert_nll is not None and not paraphrased:
-        probs = M.normalised_probability(gold_nll, pert_nll)
+        probs = M.normalised_probability(gold_nll, pert_nll, conv.epsilon)
         out["probability_kind"] = "normalised_by_perturbed"
     else:
         probs = np.exp(-gold_nll)
@@ -309,25 +421,48 @@ def _score_split(
         if paraphrased:
             para = [ex.extras["paraphrased_answer"] for ex in examples]
             true_nll = _mean_nlls(model, tokenizer, questions, para, **common)
-        out.update(_truth_ratio_block(true_nll, pert_nll, paraphrased, is_forget))
+        out.update(_truth_ratio_block(true_nll, pert_nll, paraphrased, is_forget, conv.epsilon))
     return out, mia
 
 
+def _memorization(scores: Sequence[Any], conv: MetricConvention) -> dict[str, Any]:
+    """Mean exact memorization and extraction strength of the answers (teacher-forced arg-max
+    matches; the last token dropped under ``conv.drop_last_token``)."""
+    em, es = [], []
+    for s in scores:
+        hits = s.top1[:-1] if conv.drop_last_token and len(s.top1) > 1 else s.top1
+        em.append(exact_memorization(hits))
+        es.append(extraction_strength(hits, conv.es_no_match))
+    return {
+        "exact_memorization": float(np.mean(em)),
+        "extraction_strength": float(np.mean(es)),
+    }
+
+
 def _truth_ratio_block(
-    true_nll: np.ndarray, pert_nll: list[np.ndarray], paraphrased: bool, is_forget: bool
+    true_nll: np.ndarray,
+    pert_nll: list[np.ndarray],
+    paraphrased: bool,
+    is_forget: bool,
+    epsilon: float = 0.0,
 ) -> dict[str, Any]:
-    """Per-question truth ratios R = P_pert / P_true and their summary (forget: mean
-    min(R, 1/R); elsewhere: mean max(0, 1 - R))."""
-    ratios = M.truth_ratios(true_nll, pert_nll)
+    """Per-question truth ratios R = P_pert / (P_true + ε) and their summary (forget: mean
+    min(R, 1/(R + ε)); elsewhere: mean max(0, 1 - R)); both aggregators are also given by
+    name (``truth_ratio_closer_to_1``, ``truth_ratio_true_better``)."""
+    ratios = M.truth_ratios(true_nll, pert_nll, epsilon)
+    closer = M.truth_ratio_forget_summary(ratios, epsilon)
+    true_better = M.truth_ratio_true_better(ratios)
     out: dict[str, Any] = {
         "truth_ratio_true_answer": "paraphrased" if paraphrased else "gold",
         "truth_ratios": _floats(ratios),
+        "truth_ratio_closer_to_1": closer,
+        "truth_ratio_true_better": true_better,
     }
     if is_forget:
-        out["truth_ratio"] = M.truth_ratio_forget_summary(ratios)
+        out["truth_ratio"] = closer
         out["truth_ratio_summary"] = "mean(min(R, 1/R))"
     else:
-        out["truth_ratio"] = M.truth_ratio_utility(ratios)
+        out["truth_ratio"] = true_better
         out["truth_ratio_summary"] = "mean(max(0, 1 - R))"
     return out
 
@@ -339,19 +474,74 @@ def _generation_metrics(
     max_new_tokens: int,
     keep_generations: bool,
     common: Mapping[str, Any],
+    conv: MetricConvention,
 ) -> dict[str, Any]:
-    """Greedy answers: ROUGE-L recall against the gold answers, fluency (and the answers)."""
+    """Greedy answers: ROUGE-L recall against the gold answers (and the paraphrased answer and
+    the perturbed answers, when the rows have them), fluency (and the answers)."""
     questions = [ex.prompt for ex in examples]
-    gens = generate_answers(model, tokenizer, questions, max_new_tokens=max_new_tokens, **common)
+    gens = generate_answers(
+        model,
+        tokenizer,
+        questions,
+        max_new_tokens=max_new_tokens,
+        max_length_counts_prompt=conv.max_length_counts_prompt,
+        **common,
+    )
     recall = M.rouge_l(gens, [ex.response for ex in examples]).recall
     out: dict[str, Any] = {
         "rouge_l_recall": float(recall.mean()),
         "rouge_l_recalls": _floats(recall),
         "fluency": M.fluency(gens),
     }
+    if all(isinstance(ex.extras.get("paraphrased_answer"), str) for ex in examples):
+        para = M.rouge_l(gens, [ex.extras["paraphrased_answer"] for ex in examples]).recall
+        out["rouge_l_recall_paraphrased"] = float(para.mean())
+    pert = _perturbed_lists("rouge", examples) if _has_perturbed(examples) else None
+    if pert is not None:
+        per_row = [
+            float(M.rouge_l([g] * len(ps), ps).recall.mean())
+            for g, ps in zip(gens, pert, strict=True)
+        ]
+        out["rouge_l_recall_perturbed"] = float(np.mean(per_row))
     if keep_generations:
         out["generations"] = gens
     return out
+
+
+def questions_hash(questions: Sequence[str]) -> str:
+    """A fingerprint of a row set: sha256 of the questions joined by NUL (first 16 hex)."""
+    return hashlib.sha256("\0".join(questions).encode("utf-8")).hexdigest()[:16]
+
+
+def check_same_setup(result: Mapping[str, Any], reference: Mapping[str, Any], forget: Any) -> None:
+    """Refuse a Forget Quality / PrivLeak reference evaluated on other rows, with another
+    prompt format or under another metrics convention (each checked when the reference
+    records it; a reference read from open-unlearning's logs records none of them)."""
+    theirs_split = (reference.get("splits") or {}).get(reference.get("forget_split")) or {}
+    mine_split = result["splits"].get(forget) or {}
+    if "questions_sha256" in theirs_split and "questions_sha256" in mine_split:
+        if theirs_split["questions_sha256"] != mine_split["questions_sha256"]:
+            raise ConfigError(
+                "reference was evaluated on other forget rows (questions fingerprint "
+                f"{theirs_split['questions_sha256']} vs {mine_split['questions_sha256']}): "
+                "Forget Quality / PrivLeak must compare the same questions"
+            )
+    for key, what in (("prompt_format", "prompt format"), ("metrics_convention", "convention")):
+        theirs, mine = reference.get(key), result.get(key)
+        if isinstance(theirs, Mapping) and isinstance(mine, Mapping):
+            a = {k: v for k, v in theirs.items() if k != "source"}
+            b = {k: v for k, v in mine.items() if k != "source"}
+            if a != b:
+                diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+                details = ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in diff)
+                raise ConfigError(
+                    f"reference was evaluated with another {what} ({details}): Forget Quality "
+                    "/ PrivLeak must compare evaluations made the same way"
+                )
+
+
+def _has_perturbed(examples: Sequence[Example]) -> bool:
+    return all("perturbed_answer" in ex.extras for ex in examples)
 
 
 def _forget_quality(
@@ -481,9 +671,13 @@ def _texts(key: str, rows: Sequence[Any]) -> list[str]:
     return out
 
 
-def _icl_prompt(icl: Sequence[tuple[str, str]], question: str) -> str:
+def _icl_prompt(
+    icl: Sequence[tuple[str, str]], question: str, answer_prefix: str = "Answer:"
+) -> str:
+    """``Question: q\nAnswer: a\n\n`` per in-context example, then ``Question: {question}\n``
+    and ``answer_prefix`` ("Answer: " in MUSE and open-unlearning, "Answer:" under exact)."""
     prefix = "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in icl)
-    return prefix + f"Question: {question}\nAnswer:"
+    return prefix + f"Question: {question}\n{answer_prefix}"
 
 
 def evaluate_muse(
@@ -496,6 +690,7 @@ def evaluate_muse(
     k: float = 0.4,
     knowmem_max_new_tokens: int = 32,
     verbmem_max_new_tokens: int = 128,
+    metrics_convention: str | MetricConvention | None = None,
     keep_generations: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -509,6 +704,8 @@ def evaluate_muse(
         reference: the RETAIN model's output of this function (or its ``privleak_auc``) ->
             ``privleak``. Without it, ``privleak`` is None (the AUCs are still reported).
         k: Min-K% fraction for PrivLeak (MUSE: 40 %).
+        metrics_convention: ``open-unlearning`` (default) | ``muse`` | ``tofu`` | ``exact``:
+            KnowMem prompt ending and stop strings, ROUGE stemming, Min-K% tokens, PrivLeak ε.
 
     Returns:
         ``knowmem_f`` / ``knowmem_r``: mean ROUGE-L F1 of greedy ICL answers (≤ 32 new tokens,
@@ -519,21 +716,26 @@ def evaluate_muse(
         (MUSE's orientation: fine-tuned ≈ -100, retain 0, over-unlearned > 0); ``mia``: AUC of
         every attack.
     """
-    result: dict[str, Any] = {}
+    conv = get_convention(metrics_convention)
+    result: dict[str, Any] = {"metrics_convention": conv.describe()}
     common = dict(batch_size=batch_size, progress=progress)
     for split, short in (("forget", "f"), ("retain", "r")):
         if f"knowmem_{split}" in data:
-            gens, score = _knowmem(model, tokenizer, data, split, knowmem_max_new_tokens, common)
+            gens, score = _knowmem(
+                model, tokenizer, data, split, knowmem_max_new_tokens, common, conv
+            )
             result[f"knowmem_{short}"] = score
             if keep_generations:
                 result[f"knowmem_{short}_generations"] = gens
     if "verbmem_forget" in data:
-        gens, score = _verbmem(model, tokenizer, data, verbmem_max_new_tokens, common)
+        gens, score = _verbmem(model, tokenizer, data, verbmem_max_new_tokens, common, conv)
         result["verbmem_f"] = score
         if keep_generations:
             result["verbmem_f_generations"] = gens
+        result.update(_verbmem_memorization(model, tokenizer, data, common, conv))
     if "privleak_forget" in data and "privleak_holdout" in data:
-        result.update(_privleak(model, tokenizer, data, reference, k, common))
+        result.update(_privleak(model, tokenizer, data, reference, k, common, conv))
+    result["ou_names"] = muse_ou_names(result)
     return result
 
 
@@ -544,21 +746,22 @@ def _knowmem(
     split: str,
     max_new_tokens: int,
     common: Mapping[str, Any],
+    conv: MetricConvention,
 ) -> tuple[list[str], float]:
     """Greedy in-context answers to the KnowMem questions of ``split`` and their ROUGE-L F1."""
     key = f"knowmem_{split}"
     pairs = _qa_pairs(key, data[key])
     icl = _qa_pairs(f"{key}_icl", data.get(f"{key}_icl", []))
-    prompts = [_icl_prompt(icl, q) for q, _ in pairs]
+    prompts = [_icl_prompt(icl, q, conv.knowmem_answer_prefix) for q, _ in pairs]
     gens = generate_continuations(
         model,
         tokenizer,
         prompts,
         max_new_tokens=max_new_tokens,
-        stop_strings=MUSE_KNOWMEM_STOP,
+        stop_strings=conv.knowmem_stop,
         **common,
     )
-    return gens, M.knowmem(gens, [a for _, a in pairs])
+    return gens, M.knowmem(gens, [a for _, a in pairs], stemmer=conv.muse_rouge_stemmer)
 
 
 def _verbmem(
@@ -567,6 +770,7 @@ def _verbmem(
     data: Mapping[str, Sequence[Any]],
     max_new_tokens: int,
     common: Mapping[str, Any],
+    conv: MetricConvention,
 ) -> tuple[list[str], float]:
     """Greedy continuations (≤ min(max_new_tokens, |gt| tokens)) and their ROUGE-L F1."""
     pairs = _prompt_pairs("verbmem_forget", data["verbmem_forget"])
@@ -577,7 +781,26 @@ def _verbmem(
     gens = generate_continuations(
         model, tokenizer, [p for p, _ in pairs], max_new_tokens=limits, **common
     )
-    return gens, M.verbmem(gens, [gt for _, gt in pairs])
+    return gens, M.verbmem(gens, [gt for _, gt in pairs], stemmer=conv.muse_rouge_stemmer)
+
+
+def _verbmem_memorization(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    data: Mapping[str, Sequence[Any]],
+    common: Mapping[str, Any],
+    conv: MetricConvention,
+) -> dict[str, float]:
+    """Exact memorization and extraction strength of the VerbMem true continuations given
+    their prompts (teacher forcing; open-unlearning's MUSE ``extraction_strength``)."""
+    from unilogit.eval.scoring import completion_token_scores
+
+    pairs = _prompt_pairs("verbmem_forget", data["verbmem_forget"])
+    prefixes, texts = [p for p, _ in pairs], [gt for _, gt in pairs]
+    scores = completion_token_scores(
+        model, tokenizer, prefixes, texts, max_length=2048, insert_space=True, **common
+    )
+    return _memorization(scores, conv)
 
 
 def _privleak(
@@ -587,18 +810,23 @@ def _privleak(
     reference: Mapping[str, Any] | float | None,
     k: float,
     common: Mapping[str, Any],
+    conv: MetricConvention,
 ) -> dict[str, Any]:
     """Membership AUCs of forget vs holdout texts and PrivLeak against the reference's AUC."""
     scores = {}
     for split in ("forget", "holdout"):
         texts = _texts(f"privleak_{split}", data[f"privleak_{split}"])
-        ts = text_logprobs(model, tokenizer, texts, with_stats=True, **common)
+        ts = text_logprobs(
+            model, tokenizer, texts, with_stats=True, uncentred=conv.minkpp_uncentred, **common
+        )
         scores[split] = M.mia_scores(
             [s.logprobs for s in ts],
             texts=texts,
             mu=[s.mu for s in ts],
             sigma=[s.sigma for s in ts],
             k=k,
+            sigma_floor=conv.minkpp_sigma_floor,
+            drop_last_token=conv.drop_last_token,
         )
     aucs = M.mia_aucs(scores["forget"], scores["holdout"])
     auc = aucs["min_k"]
@@ -613,5 +841,5 @@ def _privleak(
         "privleak_auc_muse": 1.0 - auc,
         "privleak_k": k,
         "privleak_retain_auc": ref_auc,
-        "privleak": None if ref_auc is None else M.privleak(auc, ref_auc),
+        "privleak": None if ref_auc is None else M.privleak(auc, ref_auc, conv.epsilon),
     }
