@@ -190,8 +190,10 @@ def unlearn_to_disk(
             "method": method_config,
             "train": {**asdict(cfg), "log_file": log_file},  # the work-area log is transient
             "model": str(model),
+            "load": load_options,  # read back by --config (replaying the run)
             "forget": _source_name(forget),
             "retain": _source_name(retain),
+            "refusals": None if isinstance(refusals, list) else _source_name(refusals),
         }
         record = {
             "command": "unlearn",
@@ -287,6 +289,7 @@ def finetune_to_disk(
             "command": "finetune",
             "train": {**asdict(cfg), "log_file": log_file},  # the work-area log is transient
             "model": str(model),
+            "load": load_options,  # read back by --config (replaying the run)
             "data": identity,
             "resumed": bool(cfg.resume),
             "versions": library_versions(),

@@ -258,6 +258,38 @@ def train_options(args: argparse.Namespace, *, run: bool = True) -> dict[str, An
     return options
 
 
+# ------------------------------------------------------------------------------ aliases
+
+#: Hugging Face ``TrainingArguments`` spellings of our flags (argparse aliases of them).
+HF_ALIASES = {
+    "--model": ("--model_name_or_path",),
+    "--lr": ("--learning_rate",),
+    "--epochs": ("--num_train_epochs",),
+    "--output": ("--output_dir",),
+    "--overwrite": ("--overwrite_output_dir",),
+    "--batch-size": ("--per_device_train_batch_size",),
+    "--eval-batch-size": ("--per_device_eval_batch_size",),
+    "--grad-accum": ("--gradient_accumulation_steps",),
+    "--checkpoint-every": ("--save_steps",),
+    "--max-steps": ("--max_steps",),
+}
+
+
+def add_aliases(p: argparse.ArgumentParser) -> None:
+    """Give every ``--dashed-flag`` of ``p`` its ``--underscored_flag`` spelling and the
+    Hugging Face names of :data:`HF_ALIASES` (the same argparse action, so a config file or
+    the command line may use either; the first spelling stays the one ``--help`` lists first)."""
+    for action in list(p._actions):
+        names = []
+        for s in action.option_strings:
+            if s.startswith("--"):
+                names += [s.replace("-", "_").replace("__", "--", 1), *HF_ALIASES.get(s, ())]
+        for name in names:
+            if name not in p._option_string_actions:
+                action.option_strings.append(name)
+                p._option_string_actions[name] = action
+
+
 # ------------------------------------------------------------------------------ KEY=VALUE
 
 
