@@ -44,11 +44,15 @@ def make_parser() -> argparse.ArgumentParser:
 def silence_library_progress(args: argparse.Namespace) -> None:
     """With ``--no-progress``, also hide the Hugging Face libraries' own bars."""
     if getattr(args, "progress", True) is False:
-        import datasets
         import transformers
 
+        from ..extras import available
+
         transformers.utils.logging.disable_progress_bar()
-        datasets.disable_progress_bars()
+        if available("datasets"):  # an optional dependency (the data extra)
+            import datasets
+
+            datasets.disable_progress_bars()
 
 
 def os_error_text(error: OSError) -> str:
