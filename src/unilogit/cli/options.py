@@ -258,6 +258,53 @@ def train_options(args: argparse.Namespace, *, run: bool = True) -> dict[str, An
     return options
 
 
+# ------------------------------------------------------------------------------ outputs
+
+
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    """``--push-to-hub REPO --private --report-to`` (commands that save a model)."""
+    g = p.add_argument_group("sharing and tracking")
+    g.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="after saving, upload the model, its card and audit record to this Hub repository",
+    )
+    g.add_argument(
+        "--private", action="store_true", help="with --push-to-hub: create the repository private"
+    )
+    g.add_argument(
+        "--report-to",
+        default="none",
+        help="experiment trackers, comma-separated: none | tensorboard | wandb | mlflow | ... "
+        "(accelerate's; default none)",
+    )
+    g.add_argument(
+        "--logging-dir", help="trackers' folder (default: beside --output, .NAME.trackers)"
+    )
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Before any work: ``--push-to-hub`` can upload, ``--report-to`` names known trackers."""
+    from ..trackers import parse_report_to
+
+    parse_report_to(args.report_to)
+    if args.push_to_hub:
+        from ..hub import check_push
+
+        check_push(args.push_to_hub)
+    elif args.private:
+        raise ConfigError("--private needs --push-to-hub REPO")
+
+
+def push_output(args: argparse.Namespace, out: Any) -> None:
+    """``--push-to-hub``: upload the saved folder ``out`` (None on non-main processes)."""
+    if args.push_to_hub and out is not None:
+        from ..hub import push_folder
+
+        url = push_folder(out, args.push_to_hub, private=args.private)
+        print(f"pushed to {url}")
+
+
 # ------------------------------------------------------------------------------ aliases
 
 #: Hugging Face ``TrainingArguments`` spellings of our flags (argparse aliases of them).
@@ -272,6 +319,7 @@ HF_ALIASES = {
     "--grad-accum": ("--gradient_accumulation_steps",),
     "--checkpoint-every": ("--save_steps",),
     "--max-steps": ("--max_steps",),
+    "--private": ("--hub_private_repo",),
 }
 
 

@@ -76,6 +76,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     opt.add_run_options(p)
     opt.add_training_options(p)
+    opt.add_output_options(p)
     p.set_defaults(handler=run, on_interrupt=interrupted)
 
 
@@ -99,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import recipes
 
     train_options = opt.train_options(args)  # validated before any data or model loads
+    opt.check_outputs(args)  # --push-to-hub / --report-to: checked before any work
     forget, retain, evaluate = _data(args)
     method = build_method(args, has_retain=retain is not None)
     out = recipes.unlearn_to_disk(
@@ -114,10 +116,13 @@ def run(args: argparse.Namespace) -> int:
         refusals=args.refusals,  # a path: read (and protected) by the recipe
         allow_overlap=args.allow_overlap,
         load_options=opt.load_options(args),
+        report_to=args.report_to,
+        logging_dir=args.logging_dir,
         evaluate=evaluate,
     )
     if out is not None:  # None: a non-main process under accelerate launch
         print(f"saved to {out}")
+    opt.push_output(args, out)
     return 0
 
 
