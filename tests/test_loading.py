@@ -62,7 +62,8 @@ def test_dtype_and_device_are_passed_to_from_pretrained(saved_tiny, monkeypatch)
 
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", spy)
     loaded, _ = load_model(path, dtype="bfloat16", device="cpu")
-    assert seen["dtype"] is torch.bfloat16 and seen["device_map"] == "cpu"
+    given = seen.get("dtype", seen.get("torch_dtype"))  # torch_dtype before transformers 4.56
+    assert given is torch.bfloat16 and seen["device_map"] == "cpu"
     assert seen["loaded_dtype"] is torch.bfloat16  # created so, not cast afterwards
     assert next(loaded.parameters()).dtype is torch.bfloat16
     expected = model.lm_head.weight.to(torch.bfloat16)

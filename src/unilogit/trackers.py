@@ -106,7 +106,8 @@ class Tracking:
                 tracker = cls(self.run_name, str(self.logging_dir))
             else:
                 tracker = cls(self.run_name)
-            tracker.start()
+            if hasattr(tracker, "start"):  # accelerate >= 1.3 starts trackers here, not in init
+                tracker.start()
             tracker.store_init_configuration(_hparams(config))
             self.trackers.append(tracker)
 
