@@ -174,3 +174,52 @@ def test_report_to_names_a_missing_or_unknown_tracker(inputs, tmp_path):
     res = cli(*unlearn_args(inputs, "o", "--report-to", "tensorbored"), cwd=tmp_path)
     assert res.returncode == 2 and "unknown tracker" in res.stderr
     assert not os.path.exists(tmp_path / "o")
+
+
+def wandb_records(run_file) -> list[dict[str, str]]:
+    """The history rows (key -> JSON text) of an offline W&B run file: a LevelDB-style log
+    (7-byte header, 32 KiB blocks of CRC/length/type records) of ``Record`` protobufs."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    raw, pos, block, part, rows = run_file.read_bytes(), 7, 32768, b"", []
+    while pos + 7 <= len(raw):
+        if block - pos % block < 7:
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", raw[pos : pos + 7])
+        if kind == 0 and length == 0:
+            break
+        part, pos = part + raw[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            record = pb.Record()
+            record.ParseFromString(part)
+            if record.WhichOneof("record_type") == "history":
+                rows.append(
+                    {i.key or "/".join(i.nested_key): i.value_json for i in record.history.item}
+                )
+            part = b""
+    return rows
+
+
+def test_wandb_offline_gets_every_step_and_both_evaluations(inputs, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = recipes.unlearn_to_disk(
+        model=str(inputs["model"]),
+        forget=str(inputs["forget"]),
+        retain=str(inputs["retain"]),
+        output=tmp_path / "o",
+        train_options=dict(FAST),
+        evaluate=lambda model, tokenizer: {"probe": 1.5},
+        report_to="wandb",
+    )
+    rows = wandb_records(next((tmp_path / "wandb").rglob("run-*.wandb")))
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [int(r["_step"]) for r in rows] == [0, 1, 2]
+    assert rows[0]["eval_before/probe"] == "1.5" and rows[-1]["eval_after/probe"] == "1.5"
+    for row, line in zip(rows[1:], log, strict=True):
+        assert float(row["train/loss"]) == pytest.approx(line["loss"], rel=1e-9)

@@ -20,7 +20,6 @@ EXTRAS = {
     "matplotlib": ("matplotlib", "report"),
     "gguf": ("gguf", "gguf"),
     "tensorboard": ("tensorboard", "track"),
-    "wandb": ("wandb", "track"),
     "datasets": ("datasets", "data"),
     "pyarrow": ("pyarrow", "data"),
 }

@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .extras import install_hint
 
 #: Trackers whose package is one of our extras (the error names the extra).
-_EXTRA_MODULE = {"tensorboard": "tensorboard", "wandb": "wandb"}
+_EXTRA_MODULE = {"tensorboard": "tensorboard"}
 
 
 def parse_report_to(text: str | Sequence[str] | None) -> list[str]:
@@ -95,8 +95,11 @@ class Tracking:
 
     def start(self, config: dict[str, Any]) -> None:
         """Start every tracker and store ``config`` (flattened) as the run's hyperparameters."""
+        from accelerate import PartialState
         from accelerate.tracking import LOGGER_TYPE_TO_CLASS
 
+        if self.names:
+            PartialState()  # what Accelerator() sets up first; the trackers' logging needs it
         for name in self.names:
             cls = LOGGER_TYPE_TO_CLASS[name]
             if cls.requires_logging_directory:
