@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 # make test-min: a second venv with $(TORCH) and the minimum versions pyproject.toml declares
 MIN_VENV ?= .venv-min
-MIN_PINS ?= 'transformers==4.45.*' 'accelerate==0.34.*' 'peft==0.12.*' \
-	'tokenizers==0.20.*' 'safetensors==0.4.*' 'huggingface_hub==0.24.*' 'pyyaml==6.0.*' \
+MIN_PINS ?= 'transformers==4.50.*' 'accelerate==0.34.*' 'peft==0.12.*' \
+	'tokenizers==0.21.*' 'safetensors==0.6.*' 'huggingface_hub==0.26.*' 'pyyaml==6.0.*' \
 	'tqdm==4.66.*' 'numpy==1.26.*' 'datasets==2.20.*' 'pyarrow==17.*' 'scipy==1.10.*' \
 	'rouge-score==0.1.2' 'nltk==3.8.*' 'matplotlib==3.7.*' 'gguf==0.17.1' 'tensorboard==2.14.*'
 
