@@ -451,7 +451,9 @@ def _check_csv_header(header: list[str], display: str, line: int) -> None:
 
 
 def _read_parquet(path: Path, display: str) -> list[_RawRow]:
-    import pyarrow.parquet as pq
+    from .extras import require
+
+    pq = require("pyarrow.parquet", "reading Parquet files")
 
     try:
         table = pq.read_table(path)
@@ -477,7 +479,9 @@ def _read_hf(spec: str, data_files: Any, options: dict[str, Any]) -> tuple[str, 
         split = parts[2] or None if len(parts) > 2 else None
     if ds_name in _FILE_BUILDERS and data_files is None:
         raise ConfigError(f"{spec!r}: the '{ds_name}' builder needs files: 'hf:{ds_name}:PATH'")
-    import datasets
+    from .extras import require
+
+    datasets = require("datasets", "hf: data sources")
 
     try:
         loaded = datasets.load_dataset(

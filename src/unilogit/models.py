@@ -26,8 +26,10 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .extras import require
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+#: ``org/name`` or an org-less id (``gpt2``); never ``..``-relative or absolute.
+_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.\-]*/)?[A-Za-z0-9][\w.\-]*$")
 _DTYPES = {
     "auto": "auto",
     "float32": torch.float32,
@@ -60,6 +62,19 @@ def resolve_device(name: str | None) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     return torch.device(name)
+
+
+def load_placement(dtype: Any, device: torch.device) -> dict[str, Any]:
+    """``from_pretrained`` keywords that load the weights in ``dtype`` onto ``device``
+    (``dtype``; ``torch_dtype`` before transformers 4.56) and ``device_map``."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+    out: dict[str, Any] = {"device_map": str(device)}
+    if dtype is not None:
+        out[key] = dtype
+    return out
 
 
 def _is_local_spec(spec: str) -> bool:
@@ -117,7 +132,10 @@ def load_model(
 
     spec = str(spec)
     torch_dtype = resolve_dtype(dtype)
+    target = resolve_device(device)
     common: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    # Weights are created in their dtype on their device (no float32 copy on the host first).
+    placement = load_placement(torch_dtype, target)
     if _is_local_spec(spec):
         path = Path(spec).expanduser()
         if not path.exists():
@@ -139,6 +157,7 @@ def load_model(
                 raise ConfigError(
                     f"{spec}: a model file must be .gguf; otherwise give the model's directory"
                 )
+            require("gguf", "loading a .gguf file")
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, **common)
             gguf_model = AutoModelForCausalLM.from_pretrained(
                 path.parent, gguf_file=path.name, **common
@@ -149,30 +168,32 @@ def load_model(
             _check_weights_format(path, allow_pickle)
             tokenizer = AutoTokenizer.from_pretrained(path, **common)
             model = AutoModelForCausalLM.from_pretrained(
-                path, use_safetensors=not allow_pickle or None, **common
+                path, use_safetensors=not allow_pickle or None, **common, **placement
             )
             _set_name_or_path(model, str(path.resolve()))
     else:
         if not _HUB_ID.match(spec):
             raise ConfigError(
-                f"model {spec!r} is neither an existing path nor a Hub id like 'org/name'"
+                f"model {spec!r} is neither an existing path nor a Hub id like 'org/name' "
+                "or 'gpt2'"
             )
         common["revision"] = revision
         common["cache_dir"] = cache_dir
         try:
             tokenizer = AutoTokenizer.from_pretrained(spec, **common)
             model = AutoModelForCausalLM.from_pretrained(
-                spec, use_safetensors=not allow_pickle or None, **common
+                spec, use_safetensors=not allow_pickle or None, **common, **placement
             )
         except OSError as e:
             offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True")
             hint = " (HF_HUB_OFFLINE is set: only cached models load)" if offline else ""
             raise ConfigError(
-                f"could not load {spec!r} from the Hugging Face Hub{hint}: {str(e).splitlines()[0]}"
+                f"could not load {spec!r} from the Hugging Face Hub{hint} (and no local path "
+                f"{spec!r} exists): {str(e).splitlines()[0]}"
             ) from None
-    if torch_dtype not in (None, "auto"):
+    if torch_dtype not in (None, "auto"):  # a no-op unless loaded another way (GGUF, adapters)
         model = model.to(torch_dtype)
-    model = model.to(resolve_device(device))
+    model = model.to(target)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()

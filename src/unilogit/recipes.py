@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from . import data as data_lib
-from .errors import DataError
+from .card import write_card
+from .errors import ConfigError, DataError
 from .fingerprint import run_fingerprint
 from .methods import Method, get_method
 from .models import (
@@ -35,6 +36,7 @@ from .record import (
     stopping_record,
     write_record,
 )
+from .trackers import Tracking
 from .trainer import TrainConfig, finetune, process_rank, unlearn
 
 __all__ = [
@@ -107,6 +109,32 @@ def _train_config(run: RunOutput, train_options: dict[str, Any], **extra: Any) -
 
 
 @contextlib.contextmanager
+def _tracked(
+    run: RunOutput, report_to: Any, logging_dir: str | os.PathLike[str] | None
+) -> Iterator[Tracking]:
+    """The run's trackers (``--report-to``), logging into ``logging_dir`` or else the work
+    area, whose ``trackers/`` folder is copied into the output (see :func:`_copy_trackers`)."""
+    if logging_dir is not None:
+        where = Path(logging_dir).expanduser().resolve()
+        if where == run.out or run.out in where.parents:
+            raise ConfigError(f"--logging-dir {where} would go inside the output {run.out}")
+    folder = Path(logging_dir) if logging_dir is not None else run.checkpoint_dir / "trackers"
+    tracking = Tracking(report_to, logging_dir=folder, run_name=run.out.name, main=run.main)
+    try:
+        yield tracking
+    finally:
+        tracking.finish()
+
+
+def _copy_trackers(run: RunOutput, tmp: Path) -> None:
+    """Finish the trackers' files, then copy the work area's ``trackers/`` into the output."""
+    import shutil
+
+    if (run.checkpoint_dir / "trackers").is_dir():
+        shutil.copytree(run.checkpoint_dir / "trackers", tmp / "trackers")
+
+
+@contextlib.contextmanager
 def _interruptible(run: RunOutput) -> Iterator[None]:
     """Ctrl-C while training becomes :class:`Interrupted` (where to resume from)."""
     try:
@@ -133,6 +161,8 @@ def unlearn_to_disk(
     evaluate: Callable[[Any, Any], dict[str, Any]] | None = None,
     holdout: Any = None,
     stopping: dict[str, Any] | None = None,
+    report_to: str | list[str] | None = None,
+    logging_dir: str | os.PathLike[str] | None = None,
 ) -> Path | None:
     """Load ``model``, unlearn ``forget``, save to ``output`` with config + audit record.
 
@@ -145,7 +175,9 @@ def unlearn_to_disk(
     run before and after unlearning; the scalar metrics of both go into the audit record
     (``evaluation.before`` / ``evaluation.after``).
     Ctrl-C raises :class:`~unilogit.errors.Interrupted`; a failed save
-    :class:`~unilogit.errors.OutputError`; neither leaves a partial output.
+    :class:`~unilogit.errors.OutputError`; neither leaves a partial output. The output holds a
+    model card (``README.md``, :mod:`unilogit.card`). ``report_to``: accelerate trackers
+    (:mod:`unilogit.trackers`) receiving the config, every step and both evaluations.
 
     Under ``accelerate launch`` every process trains; only the main process evaluates and
     writes the output and returns its path; the others return None as soon as training ends.
@@ -172,7 +204,7 @@ def unlearn_to_disk(
     forget_rows = data_lib.load_examples(forget, name="forget")
     retain_rows = data_lib.load_examples(retain, name="retain") if retain is not None else None
     holdout_rows = data_lib.load_examples(holdout, name="holdout") if holdout is not None else None
-    with run, _interruptible(run):
+    with run, _interruptible(run), _tracked(run, report_to, logging_dir) as tracking:
         net, tokenizer = load_model(model, **load_options)
         input_identity = _model_identity(model, net, load_options)
         cfg = _train_config(run, train_options, allow_overlap=allow_overlap)
@@ -189,9 +221,11 @@ def unlearn_to_disk(
             command="unlearn", method=method_config, train=asdict(cfg), extra=extra, **identity
         )
         run.check_fingerprint(fingerprint)
+        tracking.start({"method": method_config, "train": asdict(cfg), "model": str(model)})
         before = (
             _scalars(evaluate(net, tokenizer)) if evaluate is not None and main_process else None
         )
+        tracking.log_eval("eval_before", before, step=0)
         net, history = unlearn(
             net,
             tokenizer,
@@ -201,6 +235,7 @@ def unlearn_to_disk(
             config=cfg,
             refusals=refusal_texts,
             stopping=autostop,
+            on_step_end=tracking.on_step_end,
         )
         if not main_process:
             return None
@@ -208,8 +243,10 @@ def unlearn_to_disk(
             "method": method_config,
             "train": {**asdict(cfg), "log_file": log_file},  # the work-area log is transient
             "model": str(model),
+            "load": load_options,  # read back by --config (replaying the run)
             "forget": _source_name(forget),
             "retain": _source_name(retain),
+            "refusals": None if isinstance(refusals, list) else _source_name(refusals),
         }
         record = {
             "command": "unlearn",
@@ -226,7 +263,7 @@ def unlearn_to_disk(
             "started": started,
         }
         after = {"merge_lora": merge_lora, "evaluate": evaluate, "before": before, "t0": t0}
-        return _publish_unlearned(run, net, tokenizer, record, **after)
+        return _publish_unlearned(run, net, tokenizer, record, tracking=tracking, **after)
 
 
 def _autostop(
@@ -257,11 +294,14 @@ def _publish_unlearned(
     evaluate: Callable[[Any, Any], dict[str, Any]] | None,
     before: Any,
     t0: float,
+    tracking: Tracking,
 ) -> Path:
     """Merge LoRA adapters if asked, evaluate after, then write model, config and (last) the
     record into the temporary directory that :meth:`RunOutput.publish` renames into place."""
     final_model = net.merge_and_unload() if merge_lora and hasattr(net, "merge_and_unload") else net
     after = _scalars(evaluate(final_model, tokenizer)) if evaluate is not None else None
+    tracking.log_eval("eval_after", after)
+    tracking.finish()  # its files complete before they are copied into the output
     record = {
         **record,
         "output_model": {"path": str(run.out), "weights_sha256": weights_sha256(final_model)},
@@ -272,6 +312,8 @@ def _publish_unlearned(
     def write(tmp: Path) -> None:
         config = {CONFIG_FILE: record["config"]}
         write_model_files(final_model, tokenizer, tmp, merge_lora=merge_lora, json_files=config)
+        _copy_trackers(run, tmp)
+        write_card(tmp, record)
         finished = {"finished": now(), "seconds": round(time.perf_counter() - t0, 2)}
         write_record(tmp, {**record, **finished})
 
@@ -288,11 +330,13 @@ def finetune_to_disk(
     log_file: str | None = None,
     merge_lora: bool = True,
     load_options: dict[str, Any] | None = None,
+    report_to: str | list[str] | None = None,
+    logging_dir: str | os.PathLike[str] | None = None,
 ) -> Path | None:
     """Load ``model``, fine-tune on ``data``, save to ``output`` (safetensors) with
     ``finetune_config.json``; paths, lock, checkpoints, ``--resume`` (fingerprint checked),
-    Ctrl-C and publishing as in :func:`unlearn_to_disk`. Under ``accelerate launch`` only the
-    main process saves (the others return None)."""
+    Ctrl-C, publishing, model card and trackers as in :func:`unlearn_to_disk`. Under
+    ``accelerate launch`` only the main process saves (the others return None)."""
     load_options = dict(load_options or {})
     train_options = dict(train_options or {})
     run = RunOutput(
@@ -304,7 +348,7 @@ def finetune_to_disk(
         main=process_rank() == 0,
     )
     rows = data_lib.load_examples(data, name="data")
-    with run, _interruptible(run):
+    with run, _interruptible(run), _tracked(run, report_to, logging_dir) as tracking:
         net, tokenizer = load_model(model, **load_options)
         cfg = _train_config(run, train_options)
         identity = describe_data(data, rows, name="data")
@@ -317,20 +361,26 @@ def finetune_to_disk(
                 model_sha256=weights_sha256(net),
             )
         )
-        net, history = finetune(net, tokenizer, rows, config=cfg)
+        tracking.start({"method": {"method": "finetune"}, "train": asdict(cfg), "model": model})
+        net, history = finetune(net, tokenizer, rows, config=cfg, on_step_end=tracking.on_step_end)
         if process_rank() != 0:  # under accelerate launch: the main process saves
             return None
         config = {
             "command": "finetune",
             "train": {**asdict(cfg), "log_file": log_file},  # the work-area log is transient
             "model": str(model),
+            "load": load_options,  # read back by --config (replaying the run)
             "data": identity,
             "resumed": bool(cfg.resume),
             "versions": library_versions(),
             "final_loss": history.steps[-1] if history.steps else None,
         }
-        return run.publish(
-            lambda tmp: write_model_files(
-                net, tokenizer, tmp, merge_lora=merge_lora, json_files={FINETUNE_CONFIG: config}
-            )
-        )
+        tracking.finish()
+
+        def write(tmp: Path) -> None:
+            files = {FINETUNE_CONFIG: config}
+            write_model_files(net, tokenizer, tmp, merge_lora=merge_lora, json_files=files)
+            _copy_trackers(run, tmp)
+            write_card(tmp, config)
+
+        return run.publish(write)

@@ -302,6 +302,9 @@ def _colors(methods: Iterable[str]) -> dict[str, str]:
 
 def _figure(width: float = 7.0, height: float = 5.0):
     # The object-oriented API with an Agg canvas: no pyplot, no global backend switch.
+    from .extras import require
+
+    require("matplotlib", "plots in reports")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -276,13 +276,15 @@ def finetune(
     examples: Any,
     *,
     config: TrainConfig | None = None,
+    on_step_end: StepHook | None = None,
     **options: Any,
 ) -> tuple[nn.Module, History]:
     """Fine-tune ``model`` on ``examples`` (NLL on answers / texts) with the same loop.
-    ``options``: :class:`TrainConfig` fields replacing those of ``config``."""
+    ``options``: :class:`TrainConfig` fields replacing those of ``config``; ``on_step_end`` as
+    in :func:`unlearn`."""
     cfg = TrainConfig.from_options(config, dict(options))
     examples = _as_examples(examples, "data")
-    return _train(model, tokenizer, _FineTune(), examples, [], cfg, None)
+    return _train(model, tokenizer, _FineTune(), examples, [], cfg, None, on_step_end=on_step_end)
 
 
 def _as_examples(source: Any, name: str) -> list[data_lib.Example]:

@@ -31,6 +31,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     opt.add_run_options(p)
     opt.add_training_options(p)
+    opt.add_output_options(p)
     p.set_defaults(handler=run)
 
 
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import recipes
 
     train_options = opt.train_options(args)  # validated before any data or model loads
+    opt.check_outputs(args)  # --push-to-hub / --report-to: checked before any work
     out = recipes.finetune_to_disk(
         model=args.model,
         data=_data(args),
@@ -47,9 +49,12 @@ def run(args: argparse.Namespace) -> int:
         log_file=args.log_file,
         merge_lora=not args.save_adapter,
         load_options=opt.load_options(args),
+        report_to=args.report_to,
+        logging_dir=args.logging_dir,
     )
     if out is not None:  # None: a non-main process under accelerate launch
         print(f"saved to {out}")
+    opt.push_output(args, out)
     return 0
 
 

@@ -10,8 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .. import config_file
 from ..errors import Interrupted, UnilogitError
 from . import bench, demo, evaluate, finetune, methods, unlearn, verify
+from .options import add_aliases
 
 #: The subcommands, in the order ``unilogit --help`` lists them.
 COMMANDS = (unlearn, finetune, evaluate, bench, demo, methods, verify)
@@ -32,17 +34,25 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
+    for name, p in sub.choices.items():
+        if name in config_file.CONFIG_COMMANDS:
+            config_file.add_config_option(p)
+        add_aliases(p)
     return parser
 
 
 def silence_library_progress(args: argparse.Namespace) -> None:
     """With ``--no-progress``, also hide the Hugging Face libraries' own bars."""
     if getattr(args, "progress", True) is False:
-        import datasets
         import transformers
 
+        from ..extras import available
+
         transformers.utils.logging.disable_progress_bar()
-        datasets.disable_progress_bars()
+        if available("datasets"):  # an optional dependency (the data extra)
+            import datasets
+
+            datasets.disable_progress_bars()
 
 
 def os_error_text(error: OSError) -> str:
@@ -59,7 +69,11 @@ def os_error_text(error: OSError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``unilogit ARGV``; returns the exit code (0 ok, 1 verify failed, 2 error, 130 Ctrl-C)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = make_parser().parse_args(argv)
+    try:
+        args = config_file.parse_args(make_parser(), argv)
+    except UnilogitError as e:  # a bad --config file
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         silence_library_progress(args)
         return args.handler(args)

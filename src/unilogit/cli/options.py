@@ -266,6 +266,86 @@ def train_options(args: argparse.Namespace, *, run: bool = True) -> dict[str, An
     return options
 
 
+# ------------------------------------------------------------------------------ outputs
+
+
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    """``--push-to-hub REPO --private --report-to`` (commands that save a model)."""
+    g = p.add_argument_group("sharing and tracking")
+    g.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="after saving, upload the model, its card and audit record to this Hub repository",
+    )
+    g.add_argument(
+        "--private", action="store_true", help="with --push-to-hub: create the repository private"
+    )
+    g.add_argument(
+        "--report-to",
+        default="none",
+        help="experiment trackers, comma-separated: none | tensorboard | wandb | mlflow | ... "
+        "(accelerate's; default none)",
+    )
+    g.add_argument(
+        "--logging-dir", help="trackers' folder (default: beside --output, .NAME.trackers)"
+    )
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Before any work: ``--push-to-hub`` can upload, ``--report-to`` names known trackers."""
+    from ..trackers import parse_report_to
+
+    parse_report_to(args.report_to)
+    if args.push_to_hub:
+        from ..hub import check_push
+
+        check_push(args.push_to_hub)
+    elif args.private:
+        raise ConfigError("--private needs --push-to-hub REPO")
+
+
+def push_output(args: argparse.Namespace, out: Any) -> None:
+    """``--push-to-hub``: upload the saved folder ``out`` (None on non-main processes)."""
+    if args.push_to_hub and out is not None:
+        from ..hub import push_folder
+
+        url = push_folder(out, args.push_to_hub, private=args.private)
+        print(f"pushed to {url}")
+
+
+# ------------------------------------------------------------------------------ aliases
+
+#: Hugging Face ``TrainingArguments`` spellings of our flags (argparse aliases of them).
+HF_ALIASES = {
+    "--model": ("--model_name_or_path",),
+    "--lr": ("--learning_rate",),
+    "--epochs": ("--num_train_epochs",),
+    "--output": ("--output_dir",),
+    "--overwrite": ("--overwrite_output_dir",),
+    "--batch-size": ("--per_device_train_batch_size",),
+    "--eval-batch-size": ("--per_device_eval_batch_size",),
+    "--grad-accum": ("--gradient_accumulation_steps",),
+    "--checkpoint-every": ("--save_steps",),
+    "--max-steps": ("--max_steps",),
+    "--private": ("--hub_private_repo",),
+}
+
+
+def add_aliases(p: argparse.ArgumentParser) -> None:
+    """Give every ``--dashed-flag`` of ``p`` its ``--underscored_flag`` spelling and the
+    Hugging Face names of :data:`HF_ALIASES` (the same argparse action, so a config file or
+    the command line may use either; the first spelling stays the one ``--help`` lists first)."""
+    for action in list(p._actions):
+        names = []
+        for s in action.option_strings:
+            if s.startswith("--"):
+                names += [s.replace("-", "_").replace("__", "--", 1), *HF_ALIASES.get(s, ())]
+        for name in names:
+            if name not in p._option_string_actions:
+                action.option_strings.append(name)
+                p._option_string_actions[name] = action
+
+
 # ------------------------------------------------------------------------------ KEY=VALUE
 
 

@@ -79,6 +79,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     opt.add_run_options(p)
     opt.add_training_options(p)
+    opt.add_output_options(p)
     p.set_defaults(handler=run, on_interrupt=interrupted)
 
 
@@ -135,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import recipes
 
     train_options = opt.train_options(args)  # validated before any data or model loads
+    opt.check_outputs(args)  # --push-to-hub / --report-to: checked before any work
     forget, retain, evaluate, holdout = _data(args)
     stopping = _stopping(args, holdout)
     method = build_method(args, has_retain=retain is not None)
@@ -151,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         refusals=args.refusals,  # a path: read (and protected) by the recipe
         allow_overlap=args.allow_overlap,
         load_options=opt.load_options(args),
+        report_to=args.report_to,
+        logging_dir=args.logging_dir,
         evaluate=evaluate,
         holdout=holdout,
         stopping=stopping,
@@ -158,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
     if out is not None:  # None: a non-main process under accelerate launch
         print(f"saved to {out}")
         print(_stopping_line(out))
+    opt.push_output(args, out)
     return 0
 
 

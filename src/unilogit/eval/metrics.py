@@ -30,9 +30,9 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
 
 from unilogit.errors import DataError
+from unilogit.extras import require
 
 __all__ = [
     "KSResult",
@@ -239,7 +239,7 @@ def forget_quality(
     """
     a = _nonempty(unlearned_ratios, "forget_quality (unlearned)")
     b = _nonempty(retain_ratios, "forget_quality (retain)")
-    res = stats.ks_2samp(a, b)
+    res = _stats().ks_2samp(a, b)
     p = float(res.pvalue)
     log10 = math.log10(max(p, np.nextafter(0.0, 1.0)))
     return KSResult(p_value=p, log10_p_value=log10, statistic=float(res.statistic))
@@ -287,9 +287,14 @@ class RougeL(NamedTuple):
     f1: np.ndarray
 
 
+def _stats():
+    """scipy.stats (the ``eval`` extra), imported on first use."""
+    return require("scipy.stats", "Forget Quality and membership AUCs")
+
+
 @lru_cache(maxsize=2)
 def _rouge_scorer(stemmer: bool = True):
-    from rouge_score import rouge_scorer
+    rouge_scorer = require("rouge_score.rouge_scorer", "ROUGE")
 
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stemmer)
 
@@ -457,7 +462,7 @@ def roc_auc(
     """
     pos = _nonempty(member_scores, "roc_auc (members)")
     neg = _nonempty(nonmember_scores, "roc_auc (non-members)")
-    ranks = stats.rankdata(np.concatenate([pos, neg]), method="average")
+    ranks = _stats().rankdata(np.concatenate([pos, neg]), method="average")
     m, n = len(pos), len(neg)
     u = float(ranks[:m].sum()) - m * (m + 1) / 2.0
     return u / (m * n)
