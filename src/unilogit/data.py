@@ -108,6 +108,9 @@ class Example:
     extras: dict[str, Any] = field(default_factory=dict)
     source: str | None = field(default=None, compare=False, repr=False)
     line: int | None = field(default=None, compare=False, repr=False)
+    #: ``messages`` rows: the conversation before the answer (its last turn is the user's
+    #: ``prompt``); None for question/answer rows, whose conversation is built from ``prompt``.
+    messages: list[dict[str, str]] | None = None
 
 
 @dataclass
