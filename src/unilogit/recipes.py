@@ -122,6 +122,7 @@ def unlearn_to_disk(
     allow_overlap: bool = False,
     load_options: dict[str, Any] | None = None,
     evaluate: Callable[[Any, Any], dict[str, Any]] | None = None,
+    columns: dict[str, str] | None = None,
 ) -> Path | None:
     """Load ``model``, unlearn ``forget``, save to ``output`` with config + audit record.
 
@@ -156,8 +157,12 @@ def unlearn_to_disk(
         main=main_process,
     )
     refusal_texts = load_refusals(refusals)
-    forget_rows = data_lib.load_examples(forget, name="forget")
-    retain_rows = data_lib.load_examples(retain, name="retain") if retain is not None else None
+    forget_rows = data_lib.load_examples(forget, name="forget", columns=columns)
+    retain_rows = (
+        data_lib.load_examples(retain, name="retain", columns=columns)
+        if retain is not None
+        else None
+    )
     with run, _interruptible(run):
         net, tokenizer = load_model(model, **load_options)
         input_identity = _model_identity(model, net, load_options)
@@ -192,6 +197,7 @@ def unlearn_to_disk(
             "model": str(model),
             "forget": _source_name(forget),
             "retain": _source_name(retain),
+            **({"columns": columns} if columns else {}),
         }
         record = {
             "command": "unlearn",
@@ -251,6 +257,7 @@ def finetune_to_disk(
     log_file: str | None = None,
     merge_lora: bool = True,
     load_options: dict[str, Any] | None = None,
+    columns: dict[str, str] | None = None,
 ) -> Path | None:
     """Load ``model``, fine-tune on ``data``, save to ``output`` (safetensors) with
     ``finetune_config.json``; paths, lock, checkpoints, ``--resume`` (fingerprint checked),
@@ -266,7 +273,7 @@ def finetune_to_disk(
         log_file=log_file,
         main=process_rank() == 0,
     )
-    rows = data_lib.load_examples(data, name="data")
+    rows = data_lib.load_examples(data, name="data", columns=columns)
     with run, _interruptible(run):
         net, tokenizer = load_model(model, **load_options)
         cfg = _train_config(run, train_options)
@@ -288,6 +295,7 @@ def finetune_to_disk(
             "train": {**asdict(cfg), "log_file": log_file},  # the work-area log is transient
             "model": str(model),
             "data": identity,
+            **({"columns": columns} if columns else {}),
             "resumed": bool(cfg.resume),
             "versions": library_versions(),
             "final_loss": history.steps[-1] if history.steps else None,

@@ -17,6 +17,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from . import options as opt
+from .prompt_options import add_columns_option
+from .prompt_options import columns as prompt_columns
 
 
 def add_parser(sub: Any) -> None:
@@ -60,6 +62,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="warn instead of refusing when forget and retain share rows",
     )
+    add_columns_option(g)
     b = opt.add_benchmark_options(
         p,
         default=None,
@@ -115,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         allow_overlap=args.allow_overlap,
         load_options=opt.load_options(args),
         evaluate=evaluate,
+        columns=prompt_columns(args),
     )
     if out is not None:  # None: a non-main process under accelerate launch
         print(f"saved to {out}")
