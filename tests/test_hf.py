@@ -14,6 +14,8 @@ margin while a wrong scaling, order or batch moves the weights by ~1e-4 or more.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -163,3 +165,45 @@ def test_loss_func_mean_without_count_and_unknown_name():
     torch.testing.assert_close(total * 2, mean, rtol=1e-12, atol=1e-12)
     with pytest.raises(ConfigError, match="valid: ga, nll, unilogit"):
         loss_func("npo")
+
+
+def _readme_block(heading: str) -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index(heading) :]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start : section.index("```", start)]
+
+
+def test_readme_trainer_example_runs_and_equals_our_loop(tmp_path, monkeypatch):
+    """The README's code, executed as written on 4 forget rows: each epoch is one optimizer
+    step over all rows, so the Trainer's shuffling cannot change the batches (only the order of
+    a float64 sum), and our loop with the same settings gives the same weights."""
+    monkeypatch.chdir(tmp_path)
+    rows = FORGET[:4]
+    (tmp_path / "forget.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tokenizer = word_tokenizer()
+    model = _model(F64)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    code = _readme_block("### Inside a `transformers.Trainer`")
+    exec(compile(code, "README.md", "exec"), {"model": model, "tokenizer": tokenizer})
+    ours, _ = unlearn(
+        _model(F64),
+        word_tokenizer(),
+        rows,
+        None,
+        "unilogit",
+        retain_loss=None,
+        epochs=3,  # the Trainer's defaults: 3 epochs, no warmup, clipping at 1
+        lr=1e-5,
+        batch_size=4,
+        grad_accum=4,
+        warmup_ratio=0.0,
+        mixed_precision="no",
+        progress=False,
+    )
+    theirs, ours = model.state_dict(), ours.state_dict()
+    assert max(float((ours[k] - start[k]).abs().max()) for k in start) > 1e-5
+    for k in start:
+        torch.testing.assert_close(theirs[k], ours[k], atol=ATOL, rtol=0, msg=k)
