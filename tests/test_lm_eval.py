@@ -110,3 +110,24 @@ def test_cli_eval_lm_eval_only(memorised, tasks, tmp_path, capsys):
     assert result["lm_eval"]["tasks"]["colors"]["acc"] == 1.0
     assert main(argv + ["--overwrite"]) == 2
     assert "--benchmark none needs --lm-eval-tasks" in capsys.readouterr().err
+
+
+def test_unlearn_records_harness_results_before_and_after(memorised, tasks, tmp_path, capsys):
+    """``unlearn --lm-eval-tasks``: the audit record holds the harness's accuracy before (1.0:
+    memorised) and after unlearning the colour answers with Unilogit (lower)."""
+    model, tokenizer = memorised
+    saved = tmp_path / "model"
+    model.save_pretrained(saved)
+    tokenizer.save_pretrained(saved)
+    forget = tmp_path / "forget.jsonl"
+    colors = [r for r in qa_rows() if "color" in r["question"]]
+    forget.write_text("".join(json.dumps(r) + "\n" for r in colors))
+    out = tmp_path / "forgot"
+    argv = ["unlearn", "--model", str(saved), "--forget", str(forget), "--output", str(out)]
+    argv += ["--epochs", "5", "--lr", "3e-3", "--batch-size", "4", "--no-progress"]
+    argv += ["--lm-eval-tasks", "colors", "--lm-eval-include", str(tasks)]
+    assert main(argv) == 0, capsys.readouterr().err
+    record = json.loads((out / "unlearn_record.json").read_text())["evaluation"]
+    before = record["before"]["lm_eval"]["tasks"]["colors"]["acc"]
+    after = record["after"]["lm_eval"]["tasks"]["colors"]["acc"]
+    assert before == 1.0 and after < 0.75, (before, after)

@@ -854,11 +854,7 @@ def encode_prompt(
     """
     fmt = PromptFormat.of(prompt_format)
     if fmt.template(tokenizer) is False:
-        if messages is not None and [m.get("role") for m in messages] != ["user"]:
-            raise ConfigError(
-                "a multi-turn 'messages' row needs a chat template; the raw 'Question: ... "
-                "Answer:' format holds one user turn"
-            )
+        _check_single_turn(messages, "")
         return _bos(tokenizer) + _tokenize(tokenizer, RAW_QUESTION.format(question=question))
     out = tokenizer.apply_chat_template(
         fmt.messages(question, messages),
@@ -868,6 +864,15 @@ def encode_prompt(
         **fmt.template_kwargs(tokenizer),
     )
     return _ids(out)
+
+
+def _check_single_turn(messages: list[dict[str, str]] | None, where: str) -> None:
+    """The raw format holds one user turn: refuse a longer conversation (ConfigError)."""
+    if messages is not None and [m.get("role") for m in messages] != ["user"]:
+        raise ConfigError(
+            f"{where}a multi-turn 'messages' row needs a chat template; the raw 'Question: ... "
+            "Answer:' format holds one user turn"
+        )
 
 
 def _row_error(example: Example, reason: str, field: str) -> DataError:
@@ -907,6 +912,8 @@ def encode_example(
         end = [eos]
         if example.kind == "qa":
             fmt = PromptFormat.of(prompt_format)
+            if fmt.template(tokenizer) is False:
+                _check_single_turn(example.messages, f"{example.row_id}: ")
             prompt = encode_prompt(
                 tokenizer, example.prompt, prompt_format=fmt, messages=example.messages
             )

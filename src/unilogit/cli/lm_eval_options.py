@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,25 @@ def evaluate(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, 
         apply_chat_template=args.lm_eval_chat_template,
     )
     return {"lm_eval": results}
+
+
+def with_lm_eval(
+    bench_evaluate: Callable[[Any, Any], dict[str, Any]] | None, args: argparse.Namespace
+) -> Callable[[Any, Any], dict[str, Any]] | None:
+    """``bench_evaluate`` (a benchmark's evaluation, or None) extended by the harness tasks of
+    ``--lm-eval-tasks`` under ``"lm_eval"``: ``unlearn`` runs it before and after unlearning
+    and records both in the audit record."""
+    if not getattr(args, "lm_eval_tasks", None):
+        return bench_evaluate
+    from ..eval.lm_eval import parse_tasks
+
+    parse_tasks(args.lm_eval_tasks)  # a bad list fails before any model loads
+
+    def both(model: Any, tokenizer: Any) -> dict[str, Any]:
+        result = dict(bench_evaluate(model, tokenizer)) if bench_evaluate is not None else {}
+        return {**result, **evaluate(args, model, tokenizer)}
+
+    return both
 
 
 def run_only(args: argparse.Namespace, out: Path) -> int:

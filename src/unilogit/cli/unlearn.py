@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from . import lm_eval_options
 from . import options as opt
 from .prompt_options import add_columns_option
 from .prompt_options import columns as prompt_columns
@@ -79,6 +80,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     opt.add_run_options(p)
     opt.add_training_options(p)
+    lm_eval_options.add_lm_eval_options(p)
     p.set_defaults(handler=run, on_interrupt=interrupted)
 
 
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         refusals=args.refusals,  # a path: read (and protected) by the recipe
         allow_overlap=args.allow_overlap,
         load_options=opt.load_options(args),
-        evaluate=evaluate,
+        evaluate=lm_eval_options.with_lm_eval(evaluate, args),  # + harness tasks, if asked
         columns=prompt_columns(args),
     )
     if out is not None:  # None: a non-main process under accelerate launch
