@@ -80,6 +80,7 @@ HF_PREFIX = "hf:"
 # `datasets` builders that read local files: ``hf:json:PATH`` passes PATH as ``data_files``.
 _FILE_BUILDERS = ("json", "csv", "parquet", "text", "arrow")
 _QA_FIELDS = ("question", "answer")
+_CHAT_FIELDS = ("messages", "prompt", "completion")  # conversation rows; TRL's names
 _TEXT_FIELD = "text"
 _KINDS = ("auto", "qa", "text")
 
@@ -108,6 +109,9 @@ class Example:
     extras: dict[str, Any] = field(default_factory=dict)
     source: str | None = field(default=None, compare=False, repr=False)
     line: int | None = field(default=None, compare=False, repr=False)
+    #: ``messages`` rows: the conversation before the answer (its last turn is the user's
+    #: ``prompt``); None for question/answer rows, whose conversation is built from ``prompt``.
+    messages: list[dict[str, str]] | None = None
 
 
 @dataclass
@@ -148,6 +152,7 @@ def load_examples(
     kind: str = "auto",
     name: str = "data",
     data_files: Any = None,
+    columns: Mapping[str, str] | None = None,
     **hf_options: Any,
 ) -> list[Example]:
     """Load a forget / retain set.
@@ -158,9 +163,15 @@ def load_examples(
             with ``datasets.load_dataset``; for the file builders ``json``/``csv``/``parquet``/
             ``text``, ``"hf:json:PATH"`` reads PATH); a ``datasets.Dataset``; a list of dicts
             (or of strings = raw texts); or a list of :class:`Example` (returned as is).
-        kind: ``"qa"`` (rows need ``question`` and ``answer``), ``"text"`` (rows need ``text``)
-            or ``"auto"``: a row with ``question`` or ``answer`` is QA, else a row with ``text`` is
-            raw text; all rows of one source must agree.
+        kind: ``"qa"`` (rows need ``question`` and ``answer``, or ``messages``, or ``prompt`` and
+            ``completion``), ``"text"`` (rows need ``text``) or ``"auto"``: a row with any QA
+            field is QA, else a row with ``text`` is raw text; all rows of one source must agree.
+            ``messages`` rows (a list of ``{"role", "content"}``; the last turn is the
+            assistant's answer, the turn before it the user's question) keep their earlier turns
+            in :attr:`Example.messages`; TRL's ``prompt``/``completion`` rows are read as
+            question/answer (strings) or as a conversation (lists of messages).
+        columns: our field -> the source's column, e.g. ``{"question": "q", "answer": "a"}``
+            (renamed before anything else; the other columns are kept in ``extras``).
         name: how in-memory sources (list, ``Dataset``) are named in messages and row ids.
         data_files / hf_options: passed to ``datasets.load_dataset`` for ``hf:`` sources only
             (e.g. ``data_files="x.jsonl"`` with ``"hf:json"``, ``cache_dir=...``, ``revision=...``).
@@ -177,14 +188,51 @@ def load_examples(
         raise ConfigError(
             f"option(s) {', '.join(opts)} only apply to 'hf:NAME' sources, not to {source!r}"
         )
-    rows, nulls_missing = _read_source(source, name, data_files, hf_options)
+    columns = _check_columns(columns)
+    rows, nulls_missing = _read_source(source, name, data_files, hf_options, columns)
     if isinstance(rows, list) and rows and all(isinstance(r, Example) for r in rows):
         return rows
+    for row in rows:
+        row.value = _rename(row, columns)
     return _rows_to_examples(rows, kind=kind, nulls_missing=nulls_missing)
 
 
+def _check_columns(columns: Mapping[str, str] | None) -> dict[str, str]:
+    """``columns`` as a dict of strings; a source column mapped twice is refused."""
+    if columns is None:
+        return {}
+    if not isinstance(columns, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and v for k, v in columns.items()
+    ):
+        raise ConfigError(f"columns must map field names to column names, got {columns!r}")
+    if len(set(columns.values())) != len(columns):
+        raise ConfigError(f"columns maps one source column to several fields: {dict(columns)}")
+    return dict(columns)
+
+
+def _rename(row: _RawRow, columns: dict[str, str]) -> Any:
+    """The row's value with each source column ``columns[field]`` renamed to ``field``; a row
+    that also has a column named ``field`` (not itself mapped) is refused, never overwritten."""
+    value = row.value
+    if not columns or not isinstance(value, Mapping):
+        return value
+    theirs = {v: k for k, v in columns.items()}
+    for ours, source in columns.items():
+        if source in value and ours in value and ours not in theirs:
+            raise row.error(
+                f"the row has both {source!r} (mapped to {ours!r} by columns) and its own "
+                f"{ours!r}; map or rename one of them",
+                field=ours,
+            )
+    return {theirs.get(k, k): v for k, v in value.items()}
+
+
 def _read_source(
-    source: Any, name: str, data_files: Any, hf_options: dict[str, Any]
+    source: Any,
+    name: str,
+    data_files: Any,
+    hf_options: dict[str, Any],
+    columns: dict[str, str] | None = None,
 ) -> tuple[Any, bool]:
     """Return ``(rows, nulls_missing)``; ``nulls_missing`` marks Arrow-backed sources where a
     missing column reads as ``None``."""
@@ -193,7 +241,7 @@ def _read_source(
         return _source_rows(rows, display), True
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
-        return _read_file(path, str(source)), path.suffix.lower() == ".parquet"
+        return _read_file(path, str(source), columns), path.suffix.lower() == ".parquet"
     if _is_hf(source, "DatasetDict"):
         raise ConfigError(
             f"{name}: got a DatasetDict with splits {list(source)}; pass one split, "
@@ -228,7 +276,7 @@ def _source_rows(rows: Iterable[Any], display: str) -> list[_RawRow]:
     return out
 
 
-def _read_file(path: Path, display: str) -> list[_RawRow]:
+def _read_file(path: Path, display: str, columns: dict[str, str] | None = None) -> list[_RawRow]:
     if not path.exists():
         raise DataError("file not found", file=display)
     if path.is_dir():
@@ -254,7 +302,7 @@ def _read_file(path: Path, display: str) -> list[_RawRow]:
         return _read_jsonl(text, display)
     if fmt == "json":
         return _read_json(text, display)
-    return _read_csv(text, display)
+    return _read_csv(text, display, columns)
 
 
 def _decode_utf8(data: bytes, display: str, fmt: str) -> str:
@@ -380,7 +428,7 @@ def _read_json(text: str, display: str) -> list[_RawRow]:
     return rows
 
 
-def _read_csv(text: str, display: str) -> list[_RawRow]:
+def _read_csv(text: str, display: str, columns: dict[str, str] | None = None) -> list[_RawRow]:
     old_limit = csv.field_size_limit()
     csv.field_size_limit(2**31 - 1)  # the default (128 KiB) rejects long texts
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -394,7 +442,8 @@ def _read_csv(text: str, display: str) -> list[_RawRow]:
             if not record:
                 continue  # blank line
             if header is None:
-                header, header_line = record, line
+                theirs = {v: k for k, v in (columns or {}).items()}
+                header, header_line = [theirs.get(h, h) for h in record], line
                 _check_csv_header(header, display, line)
                 continue
             if len(record) != len(header):
@@ -430,6 +479,8 @@ def _check_csv_header(header: list[str], display: str, line: int) -> None:
             )
         seen.add(col)
     has = set(header)
+    if {"prompt", "completion"} <= has and not has & set(_QA_FIELDS):
+        return  # TRL's names, read as question/answer
     if has & set(_QA_FIELDS):
         needed: tuple[str, ...] = _QA_FIELDS
         what = "QA files need the columns 'question' and 'answer'"
@@ -551,7 +602,7 @@ def _row_kind(row: Mapping, nulls_missing: bool) -> str | None:
     def present(key: str) -> bool:
         return key in row and not (nulls_missing and row[key] is None)
 
-    if any(present(k) for k in _QA_FIELDS):
+    if any(present(k) for k in (*_QA_FIELDS, *_CHAT_FIELDS)):
         return "qa"
     if present(_TEXT_FIELD):
         return "text"
@@ -560,6 +611,20 @@ def _row_kind(row: Mapping, nulls_missing: bool) -> str | None:
 
 def _make_example(row: _RawRow, kind: str | None, nulls_missing: bool) -> Example:
     value = row.value
+    if kind == "qa" and isinstance(value, Mapping) and not any(k in value for k in _QA_FIELDS):
+        if "messages" in value:
+            return _messages_example(row, value["messages"], "messages", ("messages",))
+        if isinstance(value.get("prompt"), list) or isinstance(value.get("completion"), list):
+            turns = _turns(row, value.get("prompt"), "prompt") + _turns(
+                row, value.get("completion"), "completion"
+            )
+            return _messages_example(row, turns, "completion", ("prompt", "completion"))
+        if "prompt" in value or "completion" in value:
+            value = {
+                ("question" if k == "prompt" else "answer" if k == "completion" else k): v
+                for k, v in value.items()
+            }
+            row = _RawRow(value, row.file, row.line, row.row_id, row.item)
     if kind == "qa":
         if not isinstance(value, Mapping):
             raise row.error(
@@ -580,6 +645,55 @@ def _make_example(row: _RawRow, kind: str | None, nulls_missing: bool) -> Exampl
         text = _required_str(row, value, _TEXT_FIELD, "raw-text rows need 'text'", nulls_missing)
         extras = _extras(value, (_TEXT_FIELD,), nulls_missing)
     return Example("", text, "text", row.row_id, extras, row.file, row.line)
+
+
+def _turns(row: _RawRow, value: Any, key: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise row.error(
+            f"must be a list of messages like the other conversation field, got "
+            f"{_type_name(value)}{_preview(value)}",
+            field=key,
+        )
+    return value
+
+
+def _messages_example(row: _RawRow, turns: Any, key: str, used: tuple[str, ...]) -> Example:
+    """A QA example from a conversation: the last turn (assistant) is the answer, the turns
+    before it (ending with the user's question) are :attr:`Example.messages`."""
+    if not isinstance(turns, list) or len(turns) < 2:
+        raise row.error(
+            "must be a list of at least two messages (a user turn, then the assistant's answer)"
+            f", got {_type_name(turns)}{_preview(turns)}",
+            field=key,
+        )
+    clean = []
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, Mapping) or not {"role", "content"} <= set(turn):
+            raise row.error(
+                f"message {i} must be an object with 'role' and 'content', got "
+                f"{_type_name(turn)}{_preview(turn)}",
+                field=key,
+            )
+        role = _check_str(row, turn["role"], f"{key}[{i}].role")
+        content = _check_str(row, turn["content"], f"{key}[{i}].content")
+        clean.append({"role": role, "content": content})
+    if clean[-1]["role"] != "assistant" or clean[-2]["role"] != "user":
+        raise row.error(
+            "the last message must be the assistant's answer and the one before it the user's "
+            f"question; the roles are {[t['role'] for t in clean]}",
+            field=key,
+        )
+    extras = {k: v for k, v in row.value.items() if k not in used}
+    return Example(
+        clean[-2]["content"],
+        clean[-1]["content"],
+        "qa",
+        row.row_id,
+        extras,
+        row.file,
+        row.line,
+        messages=clean[:-1],
+    )
 
 
 def _extras(value: Mapping, used: tuple[str, ...], nulls_missing: bool) -> dict[str, Any]:
@@ -726,7 +840,11 @@ def _eos(tokenizer: Any) -> int:
 
 
 def encode_prompt(
-    tokenizer: Any, question: str, *, prompt_format: PromptFormat | bool | str | None = None
+    tokenizer: Any,
+    question: str,
+    *,
+    prompt_format: PromptFormat | bool | str | None = None,
+    messages: list[dict[str, str]] | None = None,
 ) -> list[int]:
     """Token ids of the prompt of a QA pair, ending where the answer starts.
 
@@ -734,19 +852,31 @@ def encode_prompt(
     value (``None`` = the tokenizer's template if it has one, ``True`` = required, ``False`` =
     off, a string = this Jinja template). With a template: ``apply_chat_template([system?,
     {"role": "user", "content": question}], add_generation_prompt=True)``; without:
-    ``[BOS] + tok("Question: {question}\\nAnswer:")``.
+    ``[BOS] + tok("Question: {question}\\nAnswer:")``. ``messages``: a ``messages`` row's
+    conversation before its answer (:attr:`Example.messages`), used instead of ``question``;
+    without a template it may only hold one user turn (the question).
     """
     fmt = PromptFormat.of(prompt_format)
     if fmt.template(tokenizer) is False:
+        _check_single_turn(messages, "")
         return _bos(tokenizer) + _tokenize(tokenizer, RAW_QUESTION.format(question=question))
     out = tokenizer.apply_chat_template(
-        fmt.messages(question),
+        fmt.messages(question, messages),
         add_generation_prompt=True,
         tokenize=True,
         return_dict=False,
         **fmt.template_kwargs(tokenizer),
     )
     return _ids(out)
+
+
+def _check_single_turn(messages: list[dict[str, str]] | None, where: str) -> None:
+    """The raw format holds one user turn: refuse a longer conversation (ConfigError)."""
+    if messages is not None and [m.get("role") for m in messages] != ["user"]:
+        raise ConfigError(
+            f"{where}a multi-turn 'messages' row needs a chat template; the raw 'Question: ... "
+            "Answer:' format holds one user turn"
+        )
 
 
 def _row_error(example: Example, reason: str, field: str) -> DataError:
@@ -782,12 +912,19 @@ def encode_example(
         raise _row_error(example, f"unknown kind {example.kind!r} (use 'qa' or 'text')", "kind")
     field_name = "answer" if example.kind == "qa" else _TEXT_FIELD
     try:
+        start: list[int] = []
+        end = [eos]
         if example.kind == "qa":
-            prompt = encode_prompt(tokenizer, example.prompt, prompt_format=prompt_format)
-            use_template = PromptFormat.of(prompt_format).template(tokenizer) is not False
-            text = example.response
-            body = _tokenize(tokenizer, text if use_template else RAW_ANSWER.format(answer=text))
-            start: list[int] = []
+            fmt = PromptFormat.of(prompt_format)
+            if fmt.template(tokenizer) is False:
+                _check_single_turn(example.messages, f"{example.row_id}: ")
+            prompt = encode_prompt(
+                tokenizer, example.prompt, prompt_format=fmt, messages=example.messages
+            )
+            if fmt.template(tokenizer) is False:
+                body = _tokenize(tokenizer, RAW_ANSWER.format(answer=example.response))
+            else:
+                body, end = _template_answer(tokenizer, example, fmt, prompt, eos)
         else:
             prompt, start = [], _bos(tokenizer)
             body = _tokenize(tokenizer, example.response)
@@ -799,8 +936,8 @@ def encode_example(
     if not body:
         raise _row_error(example, "is empty after tokenisation", field_name)
     body = start + body
-    input_ids = prompt + body + [eos]
-    labels = [IGNORE_INDEX] * len(prompt) + body + [eos]
+    input_ids = prompt + body + end
+    labels = [IGNORE_INDEX] * len(prompt) + body + end
     truncated = max_length is not None and len(input_ids) > max_length
     if truncated:
         n_tokens = len(input_ids)
@@ -819,6 +956,61 @@ def encode_example(
                 stacklevel=2,
             )
     return EncodedExample(input_ids, labels, truncated, example.row_id)
+
+
+def _template_answer(
+    tokenizer: Any, example: Example, fmt: PromptFormat, prompt: list[int], eos: int
+) -> tuple[list[int], list[int]]:
+    """(answer tokens, end-of-turn tokens) of the assistant turn as the chat template renders it.
+
+    The whole conversation (prompt turns + the answer as the assistant turn, no generation
+    prompt) is rendered and tokenised; it must start with exactly the ``prompt`` ids, else
+    :class:`ConfigError` (the template renders earlier turns differently once an answer
+    follows). The rest is the answer and the template's end of turn (``<|im_end|>``,
+    ``<end_of_turn>``, ...): everything after the prompt minus trailing whitespace-only tokens
+    (the line break between turns, never generated before the model stops). The end is the
+    trailing special tokens; if the rendering ends in no special token, EOS is the end.
+    """
+    conversation = [
+        *fmt.messages(example.prompt, example.messages),
+        {"role": "assistant", "content": example.response},
+    ]
+    full = _ids(
+        tokenizer.apply_chat_template(
+            conversation,
+            add_generation_prompt=False,
+            tokenize=True,
+            return_dict=False,
+            **fmt.template_kwargs(tokenizer),
+        )
+    )
+    if full[: len(prompt)] != prompt:
+        pairs = zip(full, prompt, strict=False)
+        at = next((i for i, (a, b) in enumerate(pairs) if a != b), len(full))
+        raise ConfigError(
+            f"{example.row_id}: the chat template renders the conversation with the answer "
+            f"differently from the prompt alone (they differ at token {at}: "
+            f"{tokenizer.decode(full[at : at + 8])!r} vs {tokenizer.decode(prompt[at : at + 8])!r}"
+            "), so the answer's tokens cannot be separated; use a template whose generation "
+            "prompt is a prefix of the rendered assistant turn, or chat_template=False"
+        )
+    rest = full[len(prompt) :]
+    special = _special(tokenizer)
+    while rest and rest[-1] not in special and not tokenizer.decode(rest[-1:]).strip():
+        rest = rest[:-1]  # trailing line breaks between turns
+    cut = len(rest)
+    while cut > 0 and rest[cut - 1] in special:
+        cut -= 1
+    body, end = rest[:cut], rest[cut:]
+    return body, end or [eos]
+
+
+def _special(tokenizer: Any) -> set[int]:
+    """Ids of the tokenizer's special tokens (BOS/EOS/PAD and added special tokens)."""
+    ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    ids.update(int(i) for i, tok in decoder.items() if getattr(tok, "special", False))
+    return ids
 
 
 def encode_examples(

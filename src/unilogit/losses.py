@@ -7,7 +7,10 @@ Conventions (see ``docs/CONTRACTS.md``):
   HF-style unshifted ``labels`` into aligned targets.
 * ``ignore_index`` (``-100``) marks positions that are not supervised (prompt, padding).
 * Token-level losses are means over the supervised positions; sequence-level losses
-  (NPO, SimNPO, DPO) are means over sequences.
+  (NPO, SimNPO, DPO) are means over sequences. Every loss takes ``reduction="mean" | "sum"``:
+  ``"sum"`` returns the sum over the same units (tokens, sequences or positions), for
+  token-weighted gradient accumulation: divide the sum by the count of the whole accumulated
+  batch (Hugging Face's ``num_items_in_batch``), not by each micro-batch's own count.
 * Everything is computed in at least float32: bf16/fp16 inputs are upcast, float64 stays float64.
   The returned loss has that compute dtype; gradients flow back in the input's dtype.
 * Empty inputs: when there is no supervised position (or no sequence), a loss returns ``0``
@@ -72,18 +75,30 @@ def _check_beta(beta: float) -> None:
         raise ConfigError(f"beta must be > 0, got {beta!r}")
 
 
-def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``values`` over the ``True`` entries of ``mask`` (same shape).
+#: The reductions every loss accepts: the mean or the sum over its units.
+REDUCTIONS = ("mean", "sum")
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ConfigError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def _masked_mean(values: Tensor, mask: Tensor, reduction: str = "mean") -> Tensor:
+    """Mean (or, with ``reduction="sum"``, sum) of ``values`` over the ``True`` entries of
+    ``mask`` (same shape).
 
     With no ``True`` entry the result is a zero that keeps ``values``' grad_fn.
     """
+    _check_reduction(reduction)
     total = torch.where(mask, values, 0.0).sum()  # () ; masked entries never reach the sum
-    return total / mask.sum().clamp_min(1)
+    return total if reduction == "sum" else total / mask.sum().clamp_min(1)
 
 
-def _mean(values: Tensor) -> Tensor:
-    """Mean over a (B,) vector; 0 (still on the graph) for B = 0."""
-    return values.sum() / max(values.numel(), 1)
+def _mean(values: Tensor, reduction: str = "mean") -> Tensor:
+    """Mean (or sum) over a (B,) vector; 0 (still on the graph) for B = 0."""
+    _check_reduction(reduction)
+    return values.sum() if reduction == "sum" else values.sum() / max(values.numel(), 1)
 
 
 def _gold_log_prob(logits: Tensor, targets: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
@@ -157,22 +172,27 @@ def sequence_logps(
     return logps.sum(dim=-1), (targets != ignore_index).sum(dim=-1)
 
 
-def nll_loss(logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
-    """Cross-entropy: ``mean_t -log p_θ(k_t)`` over supervised positions.
+def nll_loss(
+    logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX, *, reduction: str = "mean"
+) -> Tensor:
+    """Cross-entropy: ``mean_t -log p_θ(k_t)`` over supervised positions (``reduction="sum"``:
+    ``Σ_t -log p_θ(k_t)``).
 
     Args: logits (..., V), targets (...). Returns a scalar (0 if nothing is supervised).
     Computed by :func:`closed_form_loss` (gradient ``softmax(z) - e_k`` in closed form).
     """
-    return closed_form_loss(logits, targets, "cross_entropy", ignore_index)
+    return closed_form_loss(logits, targets, "cross_entropy", ignore_index, reduction=reduction)
 
 
-def ga_loss(logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
-    """Gradient ascent, as a loss to MINIMISE: ``-NLL = mean_t log p_θ(k_t)``.
+def ga_loss(
+    logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX, *, reduction: str = "mean"
+) -> Tensor:
+    """Gradient ascent, as a loss to MINIMISE: ``-NLL = mean_t log p_θ(k_t)`` (or the sum).
 
     Unbounded below (it keeps pushing log p_k to -inf); see :func:`unilogit_loss` for a
     self-limiting alternative. Args as :func:`nll_loss`.
     """
-    return -nll_loss(logits, targets, ignore_index)
+    return -nll_loss(logits, targets, ignore_index, reduction=reduction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,7 +336,9 @@ class _ClosedFormLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, logits: Tensor, targets: Tensor, kind: str, ignore_index: int) -> Tensor:
+    def forward(
+        ctx: Any, logits: Tensor, targets: Tensor, kind: str, ignore_index: int, total_sum: bool
+    ) -> Tensor:
         compute = _compute_dtype(logits.dtype)
         vocab = logits.shape[-1]
         flat_targets = targets.reshape(-1)  # (N,)
@@ -331,6 +353,8 @@ class _ClosedFormLoss(torch.autograd.Function):
         )
         n_supervised = (flat_targets != ignore_index).sum().clamp_min(1)  # ()
         scale = 1.0 / n_supervised.to(compute)  # () each chunk's sum / ALL supervised positions
+        if total_sum:  # reduction="sum": no division at all
+            scale = torch.ones_like(scale)
         total = torch.zeros((), dtype=compute, device=logits.device)
         rows = max(1, _CHUNK_ELEMENTS // vocab)
         for offset, block in _row_blocks(logits.detach()):  # views, never a copy of all logits
@@ -355,21 +379,30 @@ class _ClosedFormLoss(torch.autograd.Function):
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
         grad, scale = ctx.saved_tensors
         factor = (grad_output * scale).to(grad.dtype)  # () one scalar: one rounding per element
-        return (grad * factor).reshape(ctx.logits_shape), None, None, None
+        return (grad * factor).reshape(ctx.logits_shape), None, None, None, None
 
 
 def closed_form_loss(
-    logits: Tensor, targets: Tensor, kind: str, ignore_index: int = IGNORE_INDEX
+    logits: Tensor,
+    targets: Tensor,
+    kind: str,
+    ignore_index: int = IGNORE_INDEX,
+    *,
+    reduction: str = "mean",
 ) -> Tensor:
-    """Mean cross-entropy (``kind="cross_entropy"``) or fast Unilogit (``"unilogit"``) over
-    the supervised positions of (..., V) logits, with the gradient from
-    :func:`loss_and_logit_grad`: memory of one (..., V) gradient in the logits' dtype, no
-    autograd graph over the vocabulary. Returns a scalar in the compute dtype."""
+    """Mean (``reduction="sum"``: sum) cross-entropy (``kind="cross_entropy"``) or fast
+    Unilogit (``"unilogit"``) over the supervised positions of (..., V) logits, with the
+    gradient from :func:`loss_and_logit_grad`: memory of one (..., V) gradient in the logits'
+    dtype, no autograd graph over the vocabulary. Returns a scalar in the compute dtype."""
     _check_targets(logits, targets)
+    _check_reduction(reduction)
+    total_sum = reduction == "sum"
     if not (torch.is_grad_enabled() and logits.requires_grad):
         with torch.no_grad():
-            return _ClosedFormLoss.forward(_NoGrad(), logits, targets, kind, ignore_index)
-    return _ClosedFormLoss.apply(logits, targets, kind, ignore_index)
+            return _ClosedFormLoss.forward(
+                _NoGrad(), logits, targets, kind, ignore_index, total_sum
+            )
+    return _ClosedFormLoss.apply(logits, targets, kind, ignore_index, total_sum)
 
 
 class _NoGrad:
@@ -384,6 +417,7 @@ def _unilogit_reference(
     ref_logits: Tensor | None,
     divergence: str,
     ignore_index: int,
+    reduction: str = "mean",
 ) -> Tensor:
     """The paper's literal steps 1-4 with a (..., V) target distribution."""
     source = (logits if ref_logits is None else ref_logits).detach()  # step 1
@@ -395,7 +429,7 @@ def _unilogit_reference(
         per_position = (log_p.exp() * (log_p - log_target)).sum(dim=-1)  # (...)
     else:  # ablation: KL(p̃ ‖ p_θ) = Σ p̃ (log p̃ - log p_θ)
         per_position = (log_target.exp() * (log_target - log_p)).sum(dim=-1)  # (...)
-    return _masked_mean(per_position, targets != ignore_index)  # step 4
+    return _masked_mean(per_position, targets != ignore_index, reduction)  # step 4
 
 
 def unilogit_loss(
@@ -406,6 +440,7 @@ def unilogit_loss(
     ref_logits: Tensor | None = None,
     divergence: str = "reverse",
     ignore_index: int = IGNORE_INDEX,
+    reduction: str = "mean",
 ) -> Tensor:
     """Unilogit (Vasilev et al., Findings of ACL 2025, arXiv 2505.06027).
 
@@ -416,7 +451,7 @@ def unilogit_loss(
     2. ``z̃_k = log Σ_{i≠k} exp z_i - log(V - 1)``, ``z̃_i = z_i`` (i ≠ k), p̃ = softmax(z̃)
        (see :func:`unilogit_target_logits`);
     3. per supervised position the reverse KL ``KL(p_θ ‖ p̃) = Σ_i p_i (log p_i - log p̃_i)``;
-    4. mean over the supervised positions.
+    4. mean over the supervised positions (``reduction="sum"``: their sum).
 
     Reduction: the mean over supervised positions of the per-position KL summed over the
     vocabulary. The authors' code uses ``F.kl_div``'s default ``reduction="mean"``, which also
@@ -445,10 +480,12 @@ def unilogit_loss(
         divergence: ``"reverse"`` (paper) KL(p_θ ‖ p̃) or ``"forward"`` (ablation)
             KL(p̃ ‖ p_θ); p̃ is detached in both.
         ignore_index: label of unsupervised positions.
+        reduction: ``"mean"`` or ``"sum"`` over the supervised positions.
 
     Returns:
         Scalar loss in the compute dtype; 0 (with a grad_fn) if nothing is supervised.
     """
+    _check_reduction(reduction)
     if implementation not in ("fast", "reference"):
         raise ConfigError(
             f"unilogit implementation must be 'fast' or 'reference', got {implementation!r}"
@@ -463,8 +500,8 @@ def unilogit_loss(
     if ref_logits is not None:
         _check_same_shape(logits, ref_logits, "logits and ref_logits")
     if implementation == "fast" and ref_logits is None and divergence == "reverse":
-        return closed_form_loss(logits, targets, "unilogit", ignore_index)
-    return _unilogit_reference(logits, targets, ref_logits, divergence, ignore_index)
+        return closed_form_loss(logits, targets, "unilogit", ignore_index, reduction=reduction)
+    return _unilogit_reference(logits, targets, ref_logits, divergence, ignore_index, reduction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -472,7 +509,9 @@ def unilogit_loss(
 # --------------------------------------------------------------------------------------------
 
 
-def npo_loss(policy_logps: Tensor, ref_logps: Tensor, *, beta: float = 0.1) -> Tensor:
+def npo_loss(
+    policy_logps: Tensor, ref_logps: Tensor, *, beta: float = 0.1, reduction: str = "mean"
+) -> Tensor:
     """Negative Preference Optimization (Zhang et al. 2024).
 
     ``L = mean_b (2/β) log(1 + (π_θ(y_b|x_b)/π_ref(y_b|x_b))^β)
@@ -487,16 +526,21 @@ def npo_loss(policy_logps: Tensor, ref_logps: Tensor, *, beta: float = 0.1) -> T
         beta: β > 0.
 
     Returns:
-        Scalar, mean over sequences; 0 (with a grad_fn) for B = 0.
+        Scalar, mean (``reduction="sum"``: sum) over sequences; 0 (with a grad_fn) for B = 0.
     """
     _check_beta(beta)
     _check_same_shape(policy_logps, ref_logps, "policy_logps and ref_logps")
     log_ratio = _upcast(policy_logps) - _upcast(ref_logps).detach()  # (B,)
-    return _mean(-(2.0 / beta) * F.logsigmoid(-beta * log_ratio))
+    return _mean(-(2.0 / beta) * F.logsigmoid(-beta * log_ratio), reduction)
 
 
 def simnpo_loss(
-    policy_logps: Tensor, lengths: Tensor, *, beta: float = 4.5, gamma: float = 0.0
+    policy_logps: Tensor,
+    lengths: Tensor,
+    *,
+    beta: float = 4.5,
+    gamma: float = 0.0,
+    reduction: str = "mean",
 ) -> Tensor:
     """SimNPO (Fan et al. 2024): reference-free, length-normalised NPO.
 
@@ -511,7 +555,7 @@ def simnpo_loss(
         gamma: margin γ (0 by default).
 
     Returns:
-        Scalar, mean over sequences; 0 (with a grad_fn) for B = 0.
+        Scalar, mean (``reduction="sum"``: sum) over sequences; 0 (with a grad_fn) for B = 0.
     """
     _check_beta(beta)
     if lengths.shape != policy_logps.shape:
@@ -520,7 +564,7 @@ def simnpo_loss(
         )
     logps = _upcast(policy_logps)  # (B,)
     n = lengths.to(device=logps.device, dtype=logps.dtype).clamp_min(1)  # (B,)
-    return _mean(-(2.0 / beta) * F.logsigmoid(-(beta / n) * logps - gamma))
+    return _mean(-(2.0 / beta) * F.logsigmoid(-(beta / n) * logps - gamma), reduction)
 
 
 def dpo_loss(
@@ -530,6 +574,7 @@ def dpo_loss(
     ref_rejected_logps: Tensor,
     *,
     beta: float = 0.1,
+    reduction: str = "mean",
 ) -> Tensor:
     """DPO (Rafailov et al. 2023) with the unlearning field's 2/β scaling (IdkDPO uses a
     refusal as "chosen" and the forget answer as "rejected").
@@ -545,7 +590,7 @@ def dpo_loss(
         beta: β > 0.
 
     Returns:
-        Scalar, mean over pairs; 0 (with a grad_fn) for B = 0.
+        Scalar, mean (``reduction="sum"``: sum) over pairs; 0 (with a grad_fn) for B = 0.
     """
     _check_beta(beta)
     for name, other in (
@@ -556,7 +601,7 @@ def dpo_loss(
         _check_same_shape(chosen_logps, other, f"chosen_logps and {name}")
     chosen = _upcast(chosen_logps) - _upcast(ref_chosen_logps).detach()  # (B,)
     rejected = _upcast(rejected_logps) - _upcast(ref_rejected_logps).detach()  # (B,)
-    return _mean(-(2.0 / beta) * F.logsigmoid(beta * (chosen - rejected)))
+    return _mean(-(2.0 / beta) * F.logsigmoid(beta * (chosen - rejected)), reduction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -571,6 +616,7 @@ def undial_loss(
     *,
     gamma: float = 10.0,
     ignore_index: int = IGNORE_INDEX,
+    reduction: str = "mean",
 ) -> Tensor:
     """UnDIAL (Dong et al. 2024): distil from the frozen original model with the gold logit
     lowered by a fixed γ.
@@ -586,7 +632,7 @@ def undial_loss(
         gamma: logit decrement γ (3, 10 or 30 in the paper).
 
     Returns:
-        Scalar; 0 (with a grad_fn) if nothing is supervised.
+        Scalar, mean (``reduction="sum"``: sum) over supervised positions; 0 if none.
     """
     _check_targets(logits, targets)
     _check_same_shape(logits, ref_logits, "logits and ref_logits")
@@ -597,11 +643,16 @@ def undial_loss(
     q = torch.softmax(teacher, dim=-1)  # (..., V)
     log_p = torch.log_softmax(_upcast(logits), dim=-1)  # (..., V)
     per_position = -(q * log_p).sum(dim=-1)  # (...)
-    return _masked_mean(per_position, mask)
+    return _masked_mean(per_position, mask, reduction)
 
 
 def kl_retain_loss(
-    logits: Tensor, ref_logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX
+    logits: Tensor,
+    ref_logits: Tensor,
+    targets: Tensor,
+    ignore_index: int = IGNORE_INDEX,
+    *,
+    reduction: str = "mean",
 ) -> Tensor:
     """Retain term KL(π_ref ‖ π_θ) = Σ_i p_ref,i (log p_ref,i - log p_θ,i) per supervised
     position (retain ANSWER tokens; prompt and padding are masked), mean over those positions.
@@ -612,14 +663,14 @@ def kl_retain_loss(
         targets: (...) aligned targets; only their mask (``!= ignore_index``) is used.
 
     Returns:
-        Scalar; 0 (with a grad_fn) if nothing is supervised.
+        Scalar, mean (``reduction="sum"``: sum) over supervised positions; 0 if none.
     """
     _check_targets(logits, targets)
     _check_same_shape(logits, ref_logits, "logits and ref_logits")
     log_ref = torch.log_softmax(_upcast(ref_logits.detach()), dim=-1)  # (..., V)
     log_p = torch.log_softmax(_upcast(logits), dim=-1)  # (..., V)
     per_position = (log_ref.exp() * (log_ref - log_p)).sum(dim=-1)  # (...)
-    return _masked_mean(per_position, targets != ignore_index)
+    return _masked_mean(per_position, targets != ignore_index, reduction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -627,16 +678,20 @@ def kl_retain_loss(
 # --------------------------------------------------------------------------------------------
 
 
-def _masked_mse(activations: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+def _masked_mse(
+    activations: Tensor, target: Tensor, mask: Tensor, reduction: str = "mean"
+) -> Tensor:
     if mask.shape != activations.shape[:-1]:
         raise ValueError(
             f"mask must have shape {tuple(activations.shape[:-1])}, got {tuple(mask.shape)}"
         )
     per_position = (_upcast(activations) - _upcast(target)).pow(2).mean(dim=-1)  # (B, T)
-    return _masked_mean(per_position, mask.bool())
+    return _masked_mean(per_position, mask.bool(), reduction)
 
 
-def rmu_loss(activations: Tensor, control: Tensor, mask: Tensor) -> Tensor:
+def rmu_loss(
+    activations: Tensor, control: Tensor, mask: Tensor, *, reduction: str = "mean"
+) -> Tensor:
     """RMU forget term (Li et al. 2024, WMDP): steer layer-ℓ activations on forget data to
     the control vector c·u (u a fixed random unit vector, c the steering coefficient).
 
@@ -648,12 +703,14 @@ def rmu_loss(activations: Tensor, control: Tensor, mask: Tensor) -> Tensor:
         mask: (B, T) bool/int, True at positions that count (e.g. the attention mask).
 
     Returns:
-        Scalar; 0 (with a grad_fn) if the mask is empty.
+        Scalar, mean (``reduction="sum"``: sum) over masked positions; 0 if none.
     """
-    return _masked_mse(activations, control, mask)
+    return _masked_mse(activations, control, mask, reduction)
 
 
-def rmu_retain_loss(activations: Tensor, ref_activations: Tensor, mask: Tensor) -> Tensor:
+def rmu_retain_loss(
+    activations: Tensor, ref_activations: Tensor, mask: Tensor, *, reduction: str = "mean"
+) -> Tensor:
     """RMU retain term: keep retain-data activations equal to the frozen reference's.
 
     ``L = mean_{(b,t): mask} (1/H) Σ_h (a_{b,t,h} - a^ref_{b,t,h})^2``
@@ -664,7 +721,7 @@ def rmu_retain_loss(activations: Tensor, ref_activations: Tensor, mask: Tensor) 
         mask: (B, T) positions that count.
 
     Returns:
-        Scalar; 0 (with a grad_fn) if the mask is empty.
+        Scalar, mean (``reduction="sum"``: sum) over masked positions; 0 if none.
     """
     _check_same_shape(activations, ref_activations, "activations and ref_activations")
-    return _masked_mse(activations, ref_activations.detach(), mask)
+    return _masked_mse(activations, ref_activations.detach(), mask, reduction)

@@ -75,9 +75,16 @@ class PromptFormat:
             )
         return t
 
-    def messages(self, question: str) -> list[dict[str, str]]:
-        """The conversation up to the user turn."""
+    def messages(
+        self, question: str, history: list[dict[str, str]] | None = None
+    ) -> list[dict[str, str]]:
+        """The conversation up to the user turn: ``[system?, user(question)]``, or ``history``
+        (a ``messages`` row's turns before its answer) with the system prompt put first when
+        the row has no system turn of its own (the row's own system turn wins)."""
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        if history is not None:
+            has_system = any(m.get("role") == "system" for m in history)
+            return [*([] if has_system else system), *history]
         return [*system, {"role": "user", "content": question}]
 
     def template_kwargs(self, tokenizer: Any) -> dict[str, Any]:

@@ -163,6 +163,7 @@ def unlearn_to_disk(
     stopping: dict[str, Any] | None = None,
     report_to: str | list[str] | None = None,
     logging_dir: str | os.PathLike[str] | None = None,
+    columns: dict[str, str] | None = None,
 ) -> Path | None:
     """Load ``model``, unlearn ``forget``, save to ``output`` with config + audit record.
 
@@ -201,9 +202,17 @@ def unlearn_to_disk(
         main=main_process,
     )
     refusal_texts = load_refusals(refusals)
-    forget_rows = data_lib.load_examples(forget, name="forget")
-    retain_rows = data_lib.load_examples(retain, name="retain") if retain is not None else None
-    holdout_rows = data_lib.load_examples(holdout, name="holdout") if holdout is not None else None
+    forget_rows = data_lib.load_examples(forget, name="forget", columns=columns)
+    retain_rows = (
+        data_lib.load_examples(retain, name="retain", columns=columns)
+        if retain is not None
+        else None
+    )
+    holdout_rows = (
+        data_lib.load_examples(holdout, name="holdout", columns=columns)
+        if holdout is not None
+        else None
+    )
     with run, _interruptible(run), _tracked(run, report_to, logging_dir) as tracking:
         net, tokenizer = load_model(model, **load_options)
         input_identity = _model_identity(model, net, load_options)
@@ -247,6 +256,7 @@ def unlearn_to_disk(
             "forget": _source_name(forget),
             "retain": _source_name(retain),
             "refusals": None if isinstance(refusals, list) else _source_name(refusals),
+            **({"columns": columns} if columns else {}),
         }
         record = {
             "command": "unlearn",
@@ -332,6 +342,7 @@ def finetune_to_disk(
     load_options: dict[str, Any] | None = None,
     report_to: str | list[str] | None = None,
     logging_dir: str | os.PathLike[str] | None = None,
+    columns: dict[str, str] | None = None,
 ) -> Path | None:
     """Load ``model``, fine-tune on ``data``, save to ``output`` (safetensors) with
     ``finetune_config.json``; paths, lock, checkpoints, ``--resume`` (fingerprint checked),
@@ -347,7 +358,7 @@ def finetune_to_disk(
         log_file=log_file,
         main=process_rank() == 0,
     )
-    rows = data_lib.load_examples(data, name="data")
+    rows = data_lib.load_examples(data, name="data", columns=columns)
     with run, _interruptible(run), _tracked(run, report_to, logging_dir) as tracking:
         net, tokenizer = load_model(model, **load_options)
         cfg = _train_config(run, train_options)
@@ -371,6 +382,7 @@ def finetune_to_disk(
             "model": str(model),
             "load": load_options,  # read back by --config (replaying the run)
             "data": identity,
+            **({"columns": columns} if columns else {}),
             "resumed": bool(cfg.resume),
             "versions": library_versions(),
             "final_loss": history.steps[-1] if history.steps else None,

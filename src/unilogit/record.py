@@ -59,6 +59,8 @@ def rows_sha256(examples: list[Any]) -> str:
     digest = hashlib.sha256()
     for ex in examples:
         row = [ex.kind, ex.prompt, ex.response, ex.extras]
+        if getattr(ex, "messages", None) is not None:  # a conversation row's earlier turns
+            row.append(ex.messages)
         digest.update(json.dumps(row, sort_keys=True, default=str).encode() + b"\n")
     return digest.hexdigest()
 

@@ -42,6 +42,7 @@ from .methods import (
     get_method,
     pick_refusals,
 )
+from .prompts import PromptFormat
 
 if TYPE_CHECKING:
     from .autostop import AutoStop
@@ -66,6 +67,7 @@ class TrainConfig:
     seed: int = 0  # data order, refusal choice, LoRA init and everything else random
     mixed_precision: str = "auto"  # "no" | "bf16" | "fp16" | "auto" (bf16 where CUDA has it)
     chat_template: bool | None = None  # None: use the tokenizer's chat template if it has one
+    prompt_format: PromptFormat | None = None  # system prompt / template / date; wins if set
     lora: bool = False  # train LoRA adapters (peft) instead of all weights
     lora_r: int = 8  # LoRA rank
     lora_alpha: int = 16  # LoRA scale numerator (scale = alpha / r)
@@ -93,6 +95,13 @@ class TrainConfig:
         _check_number(self, "lora_dropout", low=0.0, high=1.0)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"training option 'seed' must be an integer, got {self.seed!r}")
+        if isinstance(self.prompt_format, dict):  # read back from a recorded config
+            self.prompt_format = PromptFormat(**self.prompt_format)
+        if not isinstance(self.prompt_format, (PromptFormat, type(None))):
+            raise ConfigError(
+                f"training option 'prompt_format' must be a PromptFormat, got "
+                f"{self.prompt_format!r}"
+            )
         if self.mixed_precision not in MIXED_PRECISION:
             raise ConfigError(
                 f"training option 'mixed_precision' must be one of {', '.join(MIXED_PRECISION)}, "
@@ -371,8 +380,9 @@ def _encode_all(
     examples: list[data_lib.Example], tokenizer: Any, cfg: TrainConfig, history: History
 ) -> list[Any]:
     """Tokenise once (one warning summarises truncated rows, which the history keeps)."""
+    fmt = cfg.prompt_format if cfg.prompt_format is not None else cfg.chat_template
     encoded = data_lib.encode_examples(
-        tokenizer, examples, prompt_format=cfg.chat_template, max_length=cfg.max_length
+        tokenizer, examples, prompt_format=fmt, max_length=cfg.max_length
     )
     history.truncated_rows += [e.row_id for e in encoded if e.truncated]
     return encoded
@@ -541,9 +551,7 @@ def _setup_views(
     if method.needs_refusals:
         answers = pick_refusals(len(forget), list(refusals or DEFAULT_REFUSALS), cfg.seed)
         chosen = [
-            data_lib.Example(
-                prompt=e.prompt, response=a, kind=e.kind, row_id=e.row_id + ":refusal", extras={}
-            )
+            data_lib.Example(e.prompt, a, e.kind, e.row_id + ":refusal", {}, messages=e.messages)
             for e, a in zip(forget, answers, strict=True)
         ]
         views["chosen"] = _encode_all(chosen, tokenizer, cfg, history)

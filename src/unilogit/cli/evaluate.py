@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from . import lm_eval_options
 from . import options as opt
 
 
@@ -43,6 +44,7 @@ def add_parser(sub: Any) -> None:
     opt.add_progress_option(p)
     p.add_argument("--output", required=True, help="JSON file for the results")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    lm_eval_options.add_lm_eval_options(p)
     p.set_defaults(handler=run)
 
 
@@ -53,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = [p for p in (args.model, args.reference, args.gold_model) if p and Path(p).exists()]
     # never a model, a reference, or anything inside them; an existing file only if asked
     out = check_output_file(args.output, overwrite=args.overwrite, protect=inputs)
+    if lm_eval_options.only(args):  # --benchmark none --lm-eval-tasks ...
+        return lm_eval_options.run_only(args, out)
     saved = _saved_reference(args.reference)  # read first: a bad file fails before any work
     bench = opt.get_benchmark(args)
     loading = opt.load_options(args)
@@ -60,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     reference, gold = _reference_and_gold(args, bench, model, loading, saved)
     t0 = time.perf_counter()
     result = _evaluate(args, bench, model, tok, reference, gold)
+    result.update(lm_eval_options.evaluate(args, model, tok))  # {} without --lm-eval-tasks
     result = {"model": str(args.model), "seconds": round(time.perf_counter() - t0, 1), **result}
     atomic_write_json(out, result, indent=1)
     print(json.dumps(bench.summarize(result), indent=1))

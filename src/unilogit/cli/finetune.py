@@ -13,6 +13,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from . import options as opt
+from .prompt_options import add_columns_option
+from .prompt_options import columns as prompt_columns
 
 
 def add_parser(sub: Any) -> None:
@@ -22,6 +24,7 @@ def add_parser(sub: Any) -> None:
     )
     opt.add_model_options(p)
     p.add_argument("--data", help="training rows (file or hf:NAME:CONFIG:SPLIT)")
+    add_columns_option(p)
     opt.add_benchmark_options(
         p,
         default=None,
@@ -51,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         load_options=opt.load_options(args),
         report_to=args.report_to,
         logging_dir=args.logging_dir,
+        columns=prompt_columns(args),
     )
     if out is not None:  # None: a non-main process under accelerate launch
         print(f"saved to {out}")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigError
+from . import prompt_options
 
 #: Defaults that differ between commands are stated in each flag's help.
 UNLEARN_LR = 1e-5  # safe for real models (SmolLM2, Llama); tiny models want ~1e-3
@@ -194,6 +195,7 @@ def add_training_options(p: argparse.ArgumentParser, *, batch_size: int = 4) -> 
         default=None,
         help="plain 'Question: ... Answer:' format even if the tokenizer has a chat template",
     )
+    prompt_options.add_prompt_options(g)  # --system-prompt, --chat-template, --date-string
     g.add_argument("--lora", action="store_true", help="train LoRA adapters instead of all weights")
     g.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
     g.add_argument("--lora-alpha", type=int, default=16, help="LoRA alpha (default 16)")
@@ -262,6 +264,8 @@ def train_options(args: argparse.Namespace, *, run: bool = True) -> dict[str, An
 
     names = _SHARED_FIELDS + (_RUN_FIELDS if run else ())
     options = {name: getattr(args, name) for name in names}
+    if (fmt := prompt_options.prompt_format(args)) is not None:
+        options["prompt_format"] = fmt
     TrainConfig(**options)
     return options
 

@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from . import lm_eval_options
 from . import options as opt
+from .prompt_options import add_columns_option
+from .prompt_options import columns as prompt_columns
 
 
 def add_parser(sub: Any) -> None:
@@ -62,6 +65,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="warn instead of refusing when forget and retain share rows",
     )
+    add_columns_option(g)
     b = opt.add_benchmark_options(
         p,
         default=None,
@@ -80,6 +84,7 @@ def add_parser(sub: Any) -> None:
     opt.add_run_options(p)
     opt.add_training_options(p)
     opt.add_output_options(p)
+    lm_eval_options.add_lm_eval_options(p)
     p.set_defaults(handler=run, on_interrupt=interrupted)
 
 
@@ -155,9 +160,10 @@ def run(args: argparse.Namespace) -> int:
         load_options=opt.load_options(args),
         report_to=args.report_to,
         logging_dir=args.logging_dir,
-        evaluate=evaluate,
+        evaluate=lm_eval_options.with_lm_eval(evaluate, args),  # + harness tasks, if asked
         holdout=holdout,
         stopping=stopping,
+        columns=prompt_columns(args),
     )
     if out is not None:  # None: a non-main process under accelerate launch
         print(f"saved to {out}")

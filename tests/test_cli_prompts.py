@@ -1,0 +1,98 @@
+"""CLI prompt-format flags (--system-prompt, --chat-template FILE, --date-string) and --columns:
+they reach training (a PromptFormat on TrainConfig) and the run's recorded config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import CHAT_TEMPLATE, build_tiny_tokenizer
+from tiny import tiny_llama
+from unilogit import data as data_lib
+from unilogit.cli import main
+from unilogit.prompts import PromptFormat
+from unilogit.trainer import TrainConfig, _encode_all
+
+
+@pytest.fixture
+def tiny_dir(tmp_path):
+    tok = build_tiny_tokenizer()  # no template of its own: --chat-template supplies one
+    model = tiny_llama(len(tok))
+    path = tmp_path / "model"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(json.dumps({"q": f"Question {i}?", "a": f"Answer {i}."}) + "\n" for i in range(4))
+    )
+    template = tmp_path / "chat.jinja"
+    template.write_text(CHAT_TEMPLATE)
+    return path, rows, template
+
+
+def test_finetune_records_prompt_format_and_columns(tiny_dir, tmp_path, capsys):
+    model, rows, template = tiny_dir
+    out = tmp_path / "out"
+    code = main(
+        [
+            "finetune",
+            "--model",
+            str(model),
+            "--data",
+            str(rows),
+            "--columns",
+            "question=q,answer=a",
+            "--chat-template",
+            str(template),
+            "--system-prompt",
+            "Be brief.",
+            "--date-string",
+            "1 Jan 2025",
+            "--epochs",
+            "1",
+            "--lr",
+            "1e-3",
+            "--no-progress",
+            "--output",
+            str(out),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    config = json.loads((out / "finetune_config.json").read_text())
+    fmt = config["train"]["prompt_format"]
+    assert fmt == {
+        "chat_template": CHAT_TEMPLATE,
+        "system_prompt": "Be brief.",
+        "date_string": "1 Jan 2025",
+    }
+    assert config["columns"] == {"question": "q", "answer": "a"}
+    # the recorded config reads back into the same TrainConfig (replay)
+    assert TrainConfig(prompt_format=fmt).prompt_format == PromptFormat(**fmt)
+
+
+def test_train_config_prompt_format_is_what_training_encodes():
+    tok = build_tiny_tokenizer()
+    fmt = PromptFormat(chat_template=CHAT_TEMPLATE, system_prompt="Be brief.")
+    rows = data_lib.load_examples([{"question": "Q?", "answer": "A."}])
+    from unilogit.trainer import History
+
+    (enc,) = _encode_all(rows, tok, TrainConfig(prompt_format=fmt), History())
+    assert enc.input_ids == data_lib.encode_example(tok, rows[0], prompt_format=fmt).input_ids
+    assert "Be brief." in tok.decode(enc.input_ids)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--chat-template", "missing.jinja"], "--chat-template: file not found: missing.jinja"),
+        (["--no-chat-template", "--system-prompt", "x"], "need a chat template"),
+        (["--columns", "question"], "--columns: expected FIELD=COLUMN, got 'question'"),
+    ],
+)
+def test_bad_prompt_flags_give_one_error_line(tiny_dir, tmp_path, capsys, extra, message):
+    model, rows, _ = tiny_dir
+    argv = ["finetune", "--model", str(model), "--data", str(rows), "--output", str(tmp_path / "o")]
+    assert main(argv + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]

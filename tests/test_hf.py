@@ -1,0 +1,209 @@
+"""unilogit.hf: the Unilogit loss / a registered method inside ``transformers.Trainer`` gives the
+weights of our own loop (:func:`unilogit.trainer.unlearn`) for the same batches.
+
+Both runs: a tiny float64 Llama on the CPU, the batches of our schedule in our order (the
+Trainer samples sequentially), AdamW (torch's, lr 1e-3, no weight decay), a linear schedule
+without warmup, clipping at 1.0, batch 2 × 2 accumulation steps over 10 rows (3 optimizer steps,
+the last with one micro-batch). The loops differ only in the order of a few scalar operations
+(``sum / N`` vs ``mean · n / N``). Float64, because Adam divides by √v: where a gradient entry
+cancels to ~ε its rounding error is amplified to ~lr · relative error, which in float32 gave
+max |Δw| = 8.8e-7 (for weights that move by 2e-3); in float64 we measured 1.1e-16
+(``loss_func``) and exactly 0 (:class:`UnlearnTrainer`), so atol 1e-12 leaves four orders of
+margin while a wrong scaling, order or batch moves the weights by ~1e-4 or more.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tiny import qa_rows, tiny_llama, word_tokenizer
+from unilogit import data as data_lib
+from unilogit.errors import ConfigError
+from unilogit.hf import ForgetRetainCollator, ForgetRetainDataset, UnlearnTrainer, loss_func
+from unilogit.trainer import TrainConfig, _Schedule, unlearn
+
+pytest.importorskip("accelerate")
+ROWS = qa_rows()
+FORGET, RETAIN = ROWS[:10], ROWS[12:20]
+SETTINGS = {"epochs": 1, "lr": 1e-3, "batch_size": 2, "grad_accum": 2, "warmup_ratio": 0.0}
+ATOL = 1e-12
+F64 = torch.float64
+
+
+def _model(dtype: torch.dtype):
+    return tiny_llama(word_tokenizer().vocab_size + 8).to(dtype)
+
+
+def _ours(method: str, retain, dtype: torch.dtype = F64, **options):
+    tokenizer = word_tokenizer()
+    model = _model(dtype)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    model, _ = unlearn(
+        model,
+        tokenizer,
+        FORGET,
+        retain,
+        method,
+        mixed_precision="no",
+        progress=False,
+        allow_overlap=False,
+        **SETTINGS,
+        **options,
+    )
+    return start, model.state_dict()
+
+
+def _order(n_retain: int) -> tuple[list[int], list[int]]:
+    """Forget and retain rows in the order our loop visits them (one process, one epoch)."""
+    cfg = TrainConfig(**SETTINGS)
+    schedule = _Schedule(len(FORGET), n_retain, cfg, 1)
+    forget, retain = [], []
+    for step in range(schedule.total_steps):
+        for _, f, r in schedule.micro_batches(step):
+            forget += f
+            retain += r
+    return forget, retain
+
+
+def _args(tmp_path):
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=SETTINGS["batch_size"],
+        gradient_accumulation_steps=SETTINGS["grad_accum"],
+        num_train_epochs=SETTINGS["epochs"],
+        learning_rate=SETTINGS["lr"],
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        optim="adamw_torch",
+        train_sampling_strategy="sequential",
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+
+
+def _assert_same(start, ours, theirs) -> None:
+    moved = max(float((ours[k] - start[k]).abs().max()) for k in start)
+    assert moved > 1e-3  # the runs really trained
+    for k in start:
+        torch.testing.assert_close(theirs[k], ours[k], atol=ATOL, rtol=0, msg=k)
+
+
+def test_unilogit_compute_loss_func_in_trainer_equals_our_loop(tmp_path):
+    """The README example: Trainer(compute_loss_func=loss_func("unilogit")) on forget rows."""
+    from transformers import Trainer
+
+    start, ours = _ours("unilogit", None, retain_loss=None)
+    tokenizer = word_tokenizer()
+    model = _model(F64)
+    order, _ = _order(0)
+    rows = data_lib.load_examples([FORGET[i] for i in order])
+    encoded = data_lib.encode_examples(tokenizer, rows, max_length=512)
+    trainer = Trainer(
+        model=model,
+        args=_args(tmp_path),
+        train_dataset=encoded,
+        data_collator=lambda feats: data_lib.collate(feats, tokenizer.pad_token_id),
+        compute_loss_func=loss_func("unilogit"),
+    )
+    trainer.args.remove_unused_columns = False
+    trainer.train()
+    _assert_same(start, ours, model.state_dict())
+
+
+@pytest.mark.parametrize("method", ["unilogit", "npo"])
+def test_unlearn_trainer_with_retain_equals_our_loop(tmp_path, method):
+    """forget + NLL retain (NPO: a frozen reference copy in both; our loop's precomputed
+    reference log-probs are stored in float32, see test_trainer for that path)."""
+    start, ours = _ours(method, RETAIN, precompute_reference=False)
+    tokenizer = word_tokenizer()
+    model = _model(F64)
+    forget_order, retain_order = _order(len(RETAIN))
+    dataset = ForgetRetainDataset(
+        tokenizer,
+        [FORGET[i] for i in forget_order],
+        [RETAIN[i] for i in retain_order],  # item i pairs with retain row i
+    )
+    assert len(dataset.retain) == len(dataset)
+    trainer = UnlearnTrainer(
+        model=model,
+        args=_args(tmp_path),
+        method=method,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    _assert_same(start, ours, model.state_dict())
+
+
+def test_collator_and_dataset_shapes(tiny_tokenizer):
+    dataset = ForgetRetainDataset(tiny_tokenizer, FORGET[:3], RETAIN[:2], method="idkdpo")
+    assert set(dataset[0]["forget"]) == {"forget", "chosen"}
+    assert dataset[2]["retain"] is dataset.retain[0]  # row i with retain row i mod 2
+    batch = ForgetRetainCollator(tiny_tokenizer.pad_token_id)([dataset[i] for i in range(3)])
+    assert batch["forget"]["chosen"]["input_ids"].shape[0] == 3
+    assert batch["retain"]["labels"].shape[0] == 3
+    no_retain = ForgetRetainDataset(tiny_tokenizer, FORGET[:2])
+    assert "retain" not in ForgetRetainCollator(0)([no_retain[0], no_retain[1]])
+
+
+def test_loss_func_mean_without_count_and_unknown_name():
+    logits = torch.randn(2, 4, 5, dtype=torch.float64)
+    labels = torch.tensor([[-100, 1, 2, 3], [-100, -100, 4, -100]])
+    out = {"logits": logits}
+    n = 4  # supervised next-token positions: labels[:, 1:] != -100
+    mean = loss_func("nll")(out, labels)
+    total = loss_func("nll")(out, labels, num_items_in_batch=2 * n)
+    torch.testing.assert_close(total * 2, mean, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ConfigError, match="valid: ga, nll, unilogit"):
+        loss_func("npo")
+
+
+def _readme_block(heading: str) -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index(heading) :]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start : section.index("```", start)]
+
+
+def test_readme_trainer_example_runs_and_equals_our_loop(tmp_path, monkeypatch):
+    """The README's code, executed as written on 4 forget rows: each epoch is one optimizer
+    step over all rows, so the Trainer's shuffling cannot change the batches (only the order of
+    a float64 sum), and our loop with the same settings gives the same weights."""
+    monkeypatch.chdir(tmp_path)
+    rows = FORGET[:4]
+    (tmp_path / "forget.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tokenizer = word_tokenizer()
+    model = _model(F64)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    code = _readme_block("### Inside a `transformers.Trainer`")
+    exec(compile(code, "README.md", "exec"), {"model": model, "tokenizer": tokenizer})
+    ours, _ = unlearn(
+        _model(F64),
+        word_tokenizer(),
+        rows,
+        None,
+        "unilogit",
+        retain_loss=None,
+        epochs=3,  # the Trainer's defaults: 3 epochs, no warmup, clipping at 1
+        lr=1e-5,
+        batch_size=4,
+        grad_accum=4,
+        warmup_ratio=0.0,
+        mixed_precision="no",
+        progress=False,
+    )
+    theirs, ours = model.state_dict(), ours.state_dict()
+    assert max(float((ours[k] - start[k]).abs().max()) for k in start) > 1e-5
+    for k in start:
+        torch.testing.assert_close(theirs[k], ours[k], atol=ATOL, rtol=0, msg=k)
