@@ -96,3 +96,36 @@ def test_bad_prompt_flags_give_one_error_line(tiny_dir, tmp_path, capsys, extra,
     assert main(argv + extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_eval_and_unlearn_evaluate_use_the_given_prompt_format(tmp_path):
+    """``eval --system-prompt ...`` and ``unlearn --evaluate --system-prompt ...`` hand the
+    benchmark's evaluation the same PromptFormat that training encodes with."""
+    from unilogit.cli import evaluate as eval_cli
+    from unilogit.cli import unlearn as unlearn_cli
+    from unilogit.cli.main import make_parser
+
+    seen: dict = {}
+
+    class Bench:
+        def evaluate(self, model, tok, *, reference=None, progress=True, **options):
+            seen.update(options)
+            return {}
+
+    parser = make_parser()
+    args = parser.parse_args(
+        ["eval", "--model", "m", "--output", str(tmp_path / "e.json"),
+         "--system-prompt", "Be brief.", "--date-string", "10 Apr 2025"]
+    )  # fmt: skip
+    eval_cli._evaluate(args, Bench(), None, None, None, None)
+    expected = PromptFormat(system_prompt="Be brief.", date_string="10 Apr 2025")
+    assert seen["prompt_format"] == expected
+    seen.clear()
+    eval_cli._evaluate(
+        parser.parse_args(["eval", "--model", "m", "--output", "x.json"]),
+        Bench(), None, None, None, None,
+    )  # fmt: skip
+    assert "prompt_format" not in seen  # the benchmark's own default applies
+    run_eval = unlearn_cli._evaluation(Bench(), expected)
+    run_eval(None, None)
+    assert seen["prompt_format"] == expected

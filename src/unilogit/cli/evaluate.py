@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import ConfigError
 from . import lm_eval_options
 from . import options as opt
+from .prompt_options import add_prompt_options, prompt_format
 
 
 def add_parser(sub: Any) -> None:
@@ -29,6 +30,7 @@ def add_parser(sub: Any) -> None:
     opt.add_model_options(p, what="model to evaluate (directory, Hub id, .gguf)")
     g = opt.add_benchmark_options(p, default="world", what="the benchmark to evaluate on")
     opt.add_eval_options(g)
+    add_prompt_options(p.add_argument_group("prompt format (default: the model family's)"))
     p.add_argument(
         "--reference",
         help="the retain model's saved evaluation (JSON) or the retain model itself: "
@@ -116,6 +118,9 @@ def _evaluate(
     """``bench.evaluate`` with only the options the user gave (the benchmark refuses the ones
     it does not take, naming those it does)."""
     options = opt.eval_options(args)
+    fmt = prompt_format(args)  # None: the benchmark's default for this model family
+    if fmt is not None:
+        options["prompt_format"] = fmt
     if not args.generate:
         options["generate"] = False
     if gold is not None:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from typing import Any
 from ..errors import ConfigError
 from . import lm_eval_options
 from . import options as opt
-from .prompt_options import add_columns_option
+from .prompt_options import add_columns_option, prompt_format
 from .prompt_options import columns as prompt_columns
 
 
@@ -210,6 +211,12 @@ def _stopping_line(output: Any) -> str:
     return "auto-stop: " + block["explain"]
 
 
+def _evaluation(bench: Any, fmt: Any) -> Any:
+    """The benchmark's evaluation, with the run's prompt format when one was given (the model
+    is evaluated on the prompts it was trained with)."""
+    return bench.evaluate if fmt is None else functools.partial(bench.evaluate, prompt_format=fmt)
+
+
 def _data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     """(forget, retain, evaluate, holdout): --forget/--retain/--holdout files, or a benchmark's
     forget split, its matching retain split, (with --evaluate) its evaluation and (with
@@ -219,7 +226,7 @@ def _data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
             raise ConfigError("give either --benchmark or --forget/--retain/--holdout, not both")
         bench = opt.get_benchmark(args, original_model=args.model)
         holdout = bench.holdout() if args.stop_when == "forgotten" else None
-        evaluate = bench.evaluate if args.evaluate else None
+        evaluate = _evaluation(bench, prompt_format(args)) if args.evaluate else None
         return bench.forget(), bench.retain(), evaluate, holdout
     if args.evaluate:
         raise ConfigError("--evaluate needs --benchmark (it runs the benchmark's evaluation)")
