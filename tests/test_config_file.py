@@ -145,3 +145,20 @@ def test_every_training_or_evaluating_command_takes_config(tmp_path):
     for command in ("eval", "bench", "finetune"):
         args = parse([command, "--config", str(path)])
         assert (args.output, args.benchmark) == ("from-file", "tofu")
+
+
+def test_a_recorded_prompt_format_and_column_mapping_read_back(tmp_path):
+    from unilogit.config_file import flatten
+    from unilogit.errors import ConfigError
+
+    saved = {
+        "train": {"prompt_format": {"chat_template": None, "system_prompt": "Be brief.",
+                                    "date_string": "10 Apr 2025"}, "lr": 1e-4},
+        "columns": {"question": "q", "answer": "a"},
+    }  # fmt: skip
+    flat = flatten(saved, tmp_path / "c.json")
+    assert flat["system_prompt"] == "Be brief." and flat["date_string"] == "10 Apr 2025"
+    assert flat["columns"] == "question=q,answer=a" and flat["lr"] == 1e-4
+    saved["train"]["prompt_format"]["chat_template"] = "{{ messages }}"
+    with pytest.raises(ConfigError, match="--chat-template FILE"):
+        flatten(saved, tmp_path / "c.json")

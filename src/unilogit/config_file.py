@@ -95,6 +95,9 @@ def flatten(data: dict[str, Any], path: Path) -> dict[str, Any]:
             for k, v in value.items():
                 if k in RUN_ONLY_TRAIN:
                     continue
+                if k == "prompt_format":
+                    out.update(_prompt_section(v, path))
+                    continue
                 if k in FIXED_TRAIN:
                     if v != FIXED_TRAIN[k]:
                         raise ConfigError(
@@ -109,6 +112,8 @@ def flatten(data: dict[str, Any], path: Path) -> dict[str, Any]:
             out.update(_method_section(value))
         elif key == "data" and isinstance(value, dict):  # finetune_config.json: its identity
             out["data"] = _data_source(value, path)
+        elif key == "columns" and isinstance(value, dict):  # recorded mapping -> the flag's text
+            out["columns"] = ",".join(f"{k}={v}" for k, v in value.items())
         elif key in ("forget", "retain") and str(value).endswith(IN_MEMORY):
             raise ConfigError(
                 f"--config {path}: the {key} rows of that run were given in memory "
@@ -117,6 +122,23 @@ def flatten(data: dict[str, Any], path: Path) -> dict[str, Any]:
         else:
             out["option" if key == "options" else key] = value
     return out
+
+
+def _prompt_section(value: Any, path: Path) -> dict[str, Any]:
+    """A recorded :class:`~unilogit.prompts.PromptFormat` -> ``--system-prompt`` /
+    ``--date-string`` (its ``chat_template`` is recorded separately as ``chat_template``); a
+    template given as a file was recorded as its text, which no flag takes back."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"--config {path}: train.prompt_format must be an object or null")
+    if isinstance(value.get("chat_template"), str):
+        raise ConfigError(
+            f"--config {path}: that run used a chat template file (recorded as its text in "
+            "train.prompt_format); give it again with --chat-template FILE and remove "
+            "train.prompt_format from the config"
+        )
+    return {k: value[k] for k in ("system_prompt", "date_string") if value.get(k) is not None}
 
 
 def _data_source(identity: dict[str, Any], path: Path) -> Any:

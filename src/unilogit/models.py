@@ -174,8 +174,7 @@ def load_model(
     else:
         if not _HUB_ID.match(spec):
             raise ConfigError(
-                f"model {spec!r} is neither an existing path nor a Hub id like 'org/name' "
-                "or 'gpt2'"
+                f"model {spec!r} is neither an existing path nor a Hub id like 'org/name' or 'gpt2'"
             )
         common["revision"] = revision
         common["cache_dir"] = cache_dir
