@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +41,15 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, **kw):
     )
 
 
+def ctrl_c_default() -> None:
+    """Popen ``preexec_fn``: SIGINT back to its default in the child. A suite started as a
+    background job (``make test &`` without job control) inherits SIGINT *ignored*, and Python
+    then never turns it into KeyboardInterrupt, so a Ctrl-C test would see the run finish."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def popen(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """:func:`cli` started in the background (a run to send signals to)."""
     src = str(Path(__file__).resolve().parents[1] / "src")
     full_env = {**os.environ, "PYTHONPATH": src, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.Popen(
@@ -50,6 +59,7 @@ def popen(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproces
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_default,
     )
 
 

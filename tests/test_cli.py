@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from safety_kit import ctrl_c_default
 from unilogit.cli import main
 from unilogit.models import load_model
 
@@ -241,7 +242,12 @@ def test_ctrl_c_says_how_to_resume_and_that_command_resumes(stories, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     state = tmp_path / ".run.checkpoints" / "checkpoint" / "trainer_state.json"
     proc = subprocess.Popen(
-        [*module, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*module, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ctrl_c_default,  # SIGINT not inherited as ignored (suite run in background)
     )
     deadline = time.time() + 300
     while not state.exists() and proc.poll() is None and time.time() < deadline:
