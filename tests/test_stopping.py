@@ -115,12 +115,24 @@ def test_rule_without_stop_keeps_the_closest_ties_by_retain_loss_then_step():
 
 
 def test_rule_default_tolerance_comes_from_the_row_counts():
-    r = _reading(0, 0.6)  # 40 x 40 rows: 1.96 * sqrt(81 / 19200) = 0.1273
+    first, r = _reading(0, 0.95), _reading(5, 0.6)  # 40 x 40 rows: 1.96 * sqrt(81 / 19200)
     assert StopRule().tolerance_for(r) == pytest.approx(1.96 * math.sqrt(81 / 19200))
-    assert StopRule().decide([r]).stop  # 0.1 < 0.127: indistinguishable at 40 x 40 rows
-    assert StopRule(z=1.0).decide([r]).stop is False
+    assert StopRule().decide([first, r]).stop  # 0.1 < 0.127: indistinguishable at 40 x 40
+    assert StopRule(z=1.0).decide([first, r]).stop is False
     with pytest.raises(ConfigError):
         StopRule(tolerance=0.7)
+
+
+def test_rule_without_signal_before_unlearning_never_stops_and_keeps_the_last_step():
+    """The untouched model already reads inside the band (too few rows): the meter cannot tell
+    forgotten from remembered, so it must not claim "forgotten" at step 0; the budget runs."""
+    rule = StopRule(tolerance=0.2)
+    readings = [_reading(0, 0.68), _reading(3, 0.6), _reading(6, 0.1)]
+    d = rule.decide(readings)
+    assert (d.stop, d.kept_step, d.reason) == (False, 6, "undetectable")
+    assert "cannot judge" in d.explain()
+    assert rule.decide(readings[:2]).kept_step == 3  # the last step seen so far
+    assert rule.decide([_reading(0, 0.75), _reading(3, 0.6)]).reason == "forgotten"
 
 
 def test_decision_on_a_prefix_never_depends_on_later_readings():

@@ -130,7 +130,9 @@ class StopDecision:
 
     stop: bool  # True: the run should stop after the last reading
     kept_step: int | None  # the step whose weights to keep (None: no readings)
-    reason: str  # "forgotten" | "over-forgotten" | "budget" (no stop: max steps ran out)
+    reason: str  # "forgotten" | "over-forgotten" | "budget" (no stop: max steps ran out) |
+    # "undetectable" (no stop: the first reading was already inside the band, so the sets are
+    # too small to tell the untouched model's forget rows from the holdout; the last step is kept)
     tolerance: float | None
     readings: list[MeterReading] = field(default_factory=list)
 
@@ -152,6 +154,9 @@ class StopDecision:
             "over-forgotten": "the forget set started to look LESS likely than never-seen data",
             "budget": "the maximum number of steps ran out before the forget set became "
             "indistinguishable from the holdout set",
+            "undetectable": "the meter cannot judge: before unlearning the forget set was "
+            "already within the sampling noise of the holdout set (too few rows, or rows too "
+            "alike), so the fixed budget ran and its last step is kept",
         }[self.reason]
         tol = "" if self.tolerance is None else f" (|AUC - 0.5| <= {self.tolerance:.3f})"
         return f"kept step {self.kept_step}: {why}{tol}; membership AUC at that step: {aucs}"
@@ -191,13 +196,18 @@ class StopRule:
 
     def decide(self, readings: Sequence[MeterReading]) -> StopDecision:
         """Scan ``readings`` in order; stop at the first forgotten or over-forgotten one and keep
-        the closest to 0.5 among those seen so far (ties: lower retain loss, then earlier)."""
+        the closest to 0.5 among those seen so far (ties: lower retain loss, then earlier).
+        If the first reading (the model before unlearning) is already inside the band, the meter
+        has no signal: never stop, keep the last step ("undetectable")."""
         seen: list[MeterReading] = []
         tol = None
         for r in readings:
             seen.append(r)
             tol = self.tolerance_for(r)
             low = min(r.auc[a] for a in self.attacks if a in r.auc)
+            if len(seen) == 1 and self.distance(r) <= tol:  # the untouched model: no signal
+                last = list(readings)[-1]
+                return StopDecision(False, last.step, "undetectable", tol, list(readings))
             if self.distance(r) <= tol:
                 return self._decision(True, "forgotten", tol, seen)
             if low < 0.5 - tol:
