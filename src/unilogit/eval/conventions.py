@@ -68,65 +68,53 @@ class MetricConvention:
 
 _OU_STOP = ("\n\n", "\nQuestion", "Question:")
 
+#: This project's exact definitions; every other convention is written as its differences.
+EXACT = MetricConvention(
+    name="exact",
+    epsilon=0.0,
+    minkpp_sigma_floor=1e-6,
+    minkpp_uncentred=False,
+    drop_last_token=False,
+    es_no_match="zero",
+    muse_rouge_stemmer=True,
+    knowmem_answer_prefix="Answer:",
+    knowmem_stop=("\n\n", "Question:"),
+    tofu_max_rows=None,
+    max_length_counts_prompt=False,
+    source="unilogit docs/metrics.md (exact definitions)",
+)
+_PAPER_PROMPT = {"knowmem_answer_prefix": "Answer: ", "knowmem_stop": _OU_STOP}
+
 CONVENTIONS: dict[str, MetricConvention] = {
     c.name: c
     for c in (
-        MetricConvention(
+        dataclasses.replace(
+            EXACT,
             name="open-unlearning",
             epsilon=1e-10,
             minkpp_sigma_floor=1e-3,
             minkpp_uncentred=True,
             drop_last_token=True,
             es_no_match="one_over_n",
-            muse_rouge_stemmer=True,
-            knowmem_answer_prefix="Answer: ",
-            knowmem_stop=_OU_STOP,
-            tofu_max_rows=None,
-            max_length_counts_prompt=False,
+            **_PAPER_PROMPT,
             source="github.com/locuslab/open-unlearning src/evals/metrics",
         ),
-        MetricConvention(
+        dataclasses.replace(
+            EXACT,
             name="tofu",
-            epsilon=0.0,
-            minkpp_sigma_floor=1e-6,
-            minkpp_uncentred=False,
-            drop_last_token=False,
-            es_no_match="zero",
-            muse_rouge_stemmer=True,
-            knowmem_answer_prefix="Answer: ",
-            knowmem_stop=_OU_STOP,
             tofu_max_rows=300,
             max_length_counts_prompt=True,
+            **_PAPER_PROMPT,
             source="github.com/locuslab/tofu aggregate_eval_stat.py, config/eval_everything.yaml",
         ),
-        MetricConvention(
+        dataclasses.replace(
+            EXACT,
             name="muse",
-            epsilon=0.0,
-            minkpp_sigma_floor=1e-6,
-            minkpp_uncentred=False,
-            drop_last_token=False,
-            es_no_match="zero",
             muse_rouge_stemmer=False,
-            knowmem_answer_prefix="Answer: ",
-            knowmem_stop=_OU_STOP,
-            tofu_max_rows=None,
-            max_length_counts_prompt=False,
+            **_PAPER_PROMPT,
             source="github.com/swj0419/muse_bench metrics/knowmem.py, metrics/logger.py",
         ),
-        MetricConvention(
-            name="exact",
-            epsilon=0.0,
-            minkpp_sigma_floor=1e-6,
-            minkpp_uncentred=False,
-            drop_last_token=False,
-            es_no_match="zero",
-            muse_rouge_stemmer=True,
-            knowmem_answer_prefix="Answer:",
-            knowmem_stop=("\n\n", "Question:"),
-            tofu_max_rows=None,
-            max_length_counts_prompt=False,
-            source="unilogit docs/metrics.md (exact definitions)",
-        ),
+        EXACT,
     )
 }
 
