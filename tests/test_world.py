@@ -11,7 +11,7 @@ import pytest
 from unilogit.benchmarks import WorldConfig, build_world, generate_world, world_root
 from unilogit.benchmarks.world import _tokenizer_corpus, train_tokenizer
 from unilogit.benchmarks.world_data import ATTRIBUTES, TEMPLATES, split_sizes
-from unilogit.errors import ConfigError
+from unilogit.errors import ConfigError, TrainingError
 
 QUICK = WorldConfig.preset("quick")
 
@@ -267,7 +267,7 @@ def test_build_writes_tofu_like_files(built, world_files):
     assert manifest["config"]["name"] == "quick"
     assert manifest["rows"] == {name: len(rows) for name, rows in world_files.items()}
     ex = world.load_split("forget10_perturbed")
-    assert len(ex) == len(world_files["forget10"])
+    assert len(ex) == len(world_files["forget10_perturbed"])
     assert ex[0].prompt == world_files["forget10"][0]["question"]
     assert ex[0].response == world_files["forget10"][0]["answer"]
     assert len(ex[0].extras["perturbed_answer"]) == 5
@@ -331,3 +331,39 @@ def test_target_dir_is_loadable_standalone(built):
     assert model.config.vocab_size == len(tok)
     assert model.config.model_type == "llama"
     assert os.path.isfile(world.target_dir / "train.json")
+
+
+def test_quick_models_answer_unseen_people_like_a_language_model(built):
+    """The gate of every build: the gold model on forget people and the target on holdout people
+    (neither ever saw them) answer in the attribute's template with a value of the right kind in
+    >= 90 % of cases and never repeat a token three times; and the sanity figures are recorded."""
+    world, _, _ = built
+    for model_dir, split in (
+        (world.target_dir, "holdout10_perturbed"),
+        (world.retain_dir("forget10"), "forget10_perturbed"),
+        (world.second_retain_dir("forget10"), "forget10_perturbed"),
+    ):
+        check = json.loads((model_dir / "train.json").read_text())["answer_check"]
+        assert check["split"] == split
+        assert check["well_formed"] >= 0.9 and check["repeating"] == 0, check
+        assert check["correct"] < 0.5, check  # it does not know them: mostly wrong values
+    figures = world.sanity("forget10")
+    assert figures["checks"]["gold_answers_well_formed"]
+    assert figures["checks"]["target_answers_well_formed"]
+    # the target remembers the forget people; a gold model of another seed is not told apart
+    assert figures["forget_quality_target_vs_gold"] < 1e-10
+    assert figures["forget_quality_second_gold_vs_gold"] > 0.1
+    probs = figures["forget_probability"]
+    assert probs["target"] > 2 * probs["gold"]
+
+
+def test_build_refuses_to_publish_an_invalid_model(tmp_path):
+    """One epoch is not enough to answer like a language model: the build stops with a clear
+    error quoting bad answers, and nothing half-built is left behind."""
+    config = WorldConfig.preset("quick", epochs=1)
+    with pytest.raises(TrainingError, match=r"target model is not a valid world model.* -> "):
+        build_world(config, cache_dir=tmp_path, splits=("forget10",), progress=False)
+    root = world_root(config, tmp_path)
+    assert (root / "world.json").is_file()  # the data is fine and kept
+    assert not (root / "target").exists()
+    assert not list(root.parent.glob(".tmp-*")) and not list(root.glob(".tmp-*"))

@@ -185,9 +185,10 @@ class QABenchmark(Benchmark):
 
     def evaluate_reference(self, model: Any, tokenizer: Any, **common: Any) -> dict[str, Any]:
         """The reference model scored on the forget split (its truth ratios) and the holdout
-        split (its Min-K% AUC, for PrivLeak)."""
+        split (its Min-K% AUC, for PrivLeak), with :meth:`evaluate`'s default convention."""
         from unilogit.eval.suites import evaluate_qa
 
+        common.setdefault("metrics_convention", self.default_metrics_convention)
         splits = self.eval_splits()
         result = evaluate_qa(
             model,

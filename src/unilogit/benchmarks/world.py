@@ -32,6 +32,7 @@ Layout of a built world::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -52,7 +53,7 @@ from .world_data import FORGET_PERCENTS, WorldConfig, generate_world
 
 __all__ = ["FORMAT_VERSION", "World", "WorldConfig", "build_world", "world_root"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SPLITS = tuple(f"forget{p}" for p in FORGET_PERCENTS)
 SPECIAL_TOKENS = {"pad": "<pad>", "bos": "<bos>", "eos": "<eos>"}
 _ALIASES = {"forget": "forget10", "retain": "retain90", "holdout": "holdout10"}
@@ -169,8 +170,25 @@ class World:
 
         return PreTrainedTokenizerFast.from_pretrained(str(self.tokenizer_dir))
 
+    def second_retain_dir(self, split: str = "forget10") -> Path:
+        """A second retain model for ``split``, trained with seed ``config.seed + 1`` (the
+        sanity figures compare it with the first: how far apart two gold models are)."""
+        return self.root / f"retain-forget{split_percent(split)}-seed{self.config.seed + 1}"
+
+    def sanity_file(self, split: str = "forget10") -> Path:
+        """The sanity figures of ``split`` (:func:`~.world_sanity.sanity_figures`)."""
+        return self.root / f"sanity-forget{split_percent(split)}.json"
+
+    def sanity(self, split: str = "forget10") -> dict[str, Any] | None:
+        """The recorded sanity figures of ``split``, or None when they were not computed."""
+        path = self.sanity_file(split)
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
     def model_dir(self, which: str = "target") -> Path:
-        """``"target"`` or a forget split (its retain model)."""
+        """``"target"``, a forget split (its retain model) or ``"second:<split>"`` (the second
+        retain model of the split)."""
+        if which.startswith("second:"):
+            return self.second_retain_dir(which.split(":", 1)[1])
         return self.target_dir if which == "target" else self.retain_dir(which)
 
     def load_model(self, which: str = "target") -> Any:
@@ -191,11 +209,19 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
+#: The files whose text trains the tokenizer: the largest retain split and the general facts,
+#: i.e. exactly what every retain (gold) model trains on. Forget and holdout names are left out,
+#: so no token exists only in their text: a token that a gold model never trained on would keep
+#: its random embedding, and the gold model would answer a forget question with garbage ("Celine
+#: Celine Celine ...") instead of a fluent wrong answer, as a model that never saw the person does.
+TOKENIZER_FILES = ("retain90", "retain_perturbed", "general_perturbed")
+
+
 def _tokenizer_corpus(files: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """Every text of the world (trained, held out, paraphrased, perturbed), deduplicated in a
-    fixed order, so that forget and holdout names tokenise alike."""
+    """The texts of :data:`TOKENIZER_FILES` (questions, answers, paraphrases and perturbed
+    answers), deduplicated in a fixed order; forget and holdout names tokenise alike."""
     seen: dict[str, None] = {}
-    for rows in files.values():
+    for rows in (files[name] for name in TOKENIZER_FILES):
         for r in rows:
             seen[f"Question: {r['question']}\nAnswer: {r['answer']}"] = None
             if "paraphrased_question" in r:
@@ -351,14 +377,22 @@ def _train_model(
     label: str,
     progress: bool,
     num_threads: int | None,
+    unseen: str,
+    seed: int | None = None,
 ) -> None:
+    """Train a model on ``train_sets``, check its answers about the people of ``unseen`` (never
+    trained on), and publish it to ``final`` only if the check passes (or ``config.sanity`` is off).
+    ``seed``: training seed (default ``config.seed``)."""
     from unilogit.trainer import finetune
+
+    from .world_sanity import check_answers
 
     examples = []
     for name in train_sets:
         examples.extend(_examples(world.load_rows(name), name))
     tokenizer = world.load_tokenizer()
-    model = new_model(config, tokenizer)
+    seed = config.seed if seed is None else seed
+    model = new_model(dataclasses.replace(config, seed=seed), tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     _log(
         progress,
@@ -374,7 +408,7 @@ def _train_model(
             epochs=config.epochs,
             lr=config.lr,
             batch_size=config.batch_size,
-            seed=config.seed,
+            seed=seed,
             warmup_ratio=config.warmup_ratio,
             weight_decay=config.weight_decay,
             max_length=config.max_length,
@@ -382,6 +416,20 @@ def _train_model(
             progress=progress,
         )
     seconds = time.perf_counter() - t0
+    with _torch_threads(num_threads):
+        check = check_answers(
+            model, tokenizer, world.load_rows(unseen), model_name=label, split=unseen
+        )
+    _log(
+        progress,
+        f"{label} model on {unseen} (people it never saw): {check.well_formed:.0%} well-formed "
+        f"answers, {check.repeating} with a token repeated",
+    )
+    if config.sanity:
+        check.require(
+            " Build a larger world (more people or epochs, phrasings=2), or set "
+            "sanity=False in the WorldConfig to keep such a model anyway."
+        )
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     try:
         model.save_pretrained(str(tmp), safe_serialization=True)
@@ -391,8 +439,10 @@ def _train_model(
             "train_sets": list(train_sets),
             "rows": len(examples),
             "parameters": n_params,
+            "seed": seed,
             "seconds": round(seconds, 1),
             "history": _history_summary(history),
+            "answer_check": check.to_dict(),
         }
         atomic_write_json(tmp / "train.json", info, indent=1)
         _publish(tmp, final)
@@ -416,6 +466,16 @@ def _history_summary(history: Any) -> dict[str, Any]:
         "epoch_loss": {str(e): round(sum(v) / len(v), 5) for e, v in sorted(per_epoch.items())},
         "last": steps[-1] if steps else None,
     }
+
+
+def _write_sanity(world: World, split: str, progress: bool, threads: int | None) -> None:
+    from .world_sanity import sanity_figures
+
+    _log(progress, f"measuring the sanity figures of {split}")
+    with _torch_threads(threads):
+        figures = sanity_figures(world, split)
+    atomic_write_json(world.sanity_file(split), figures, indent=1)
+    _log(progress, f"sanity figures of {split}: {json.dumps(figures['checks'])}")
 
 
 def _collect(config: WorldConfig, root: Path, splits: tuple[str, ...]) -> World:
@@ -467,13 +527,22 @@ def build_world(
 
     if not world.target_dir.is_dir():
         _train_model(
-            config, world, ("full", "general"), world.target_dir, "target", progress, threads
-        )
+            config, world, ("full", "general"), world.target_dir, "target", progress, threads,
+            unseen="holdout10_perturbed",
+        )  # fmt: skip
     for split in wanted:
-        final = world.retain_dir(split)
-        if not final.is_dir():
-            retain = f"retain{100 - int(split_percent(split))}"
-            _train_model(
-                config, world, (retain, "general"), final, f"retain ({split})", progress, threads
-            )
+        pct = split_percent(split)
+        train = (f"retain{100 - int(pct)}", "general")
+        golds = [(world.retain_dir(split), None, f"retain ({split})")]
+        if config.sanity:
+            second = config.seed + 1
+            golds.append((world.second_retain_dir(split), second, f"second retain ({split})"))
+        for final, seed, label in golds:
+            if not final.is_dir():
+                _train_model(
+                    config, world, train, final, label, progress, threads,
+                    unseen=f"forget{pct}_perturbed", seed=seed,
+                )  # fmt: skip
+        if config.sanity and not world.sanity_file(split).is_file():
+            _write_sanity(world, split, progress, threads)
     return world

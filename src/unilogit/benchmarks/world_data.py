@@ -277,7 +277,11 @@ class WorldConfig:
     ``n_holdout`` = 10 % more are generated for membership-inference tests), entity counts.
     Tokenizer: ``vocab_size``. Model (Llama): ``hidden_size``, ``intermediate_size``,
     ``num_layers``, ``num_heads``. Training: ``epochs``, ``lr``,
-    ``batch_size``, ``warmup_ratio``, ``weight_decay``, ``max_length``.
+    ``batch_size``, ``warmup_ratio``, ``weight_decay``, ``max_length``; ``phrasings`` (1: each
+    fact trained in one phrasing; 2: also in the phrasing that is neither the trained one nor
+    the paraphrase, so knowledge is not tied to one sentence). ``sanity``: check every model's
+    answers about people it never saw before publishing it (refuse invalid ones), train a
+    second gold model (seed + 1) and record the sanity figures (:mod:`.world_sanity`).
     """
 
     name: str = "default"  # the preset this config came from (a label)
@@ -293,11 +297,13 @@ class WorldConfig:
     num_layers: int = 4
     num_heads: int = 4
     max_length: int = 64
+    phrasings: int = 1
     epochs: int = 20
     lr: float = 3e-3
     batch_size: int = 32
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
+    sanity: bool = True
 
     @classmethod
     def preset_names(cls) -> tuple[str, ...]:
@@ -343,6 +349,7 @@ class WorldConfig:
             "num_layers",
             "num_heads",
             "max_length",
+            "phrasings",
             "epochs",
             "batch_size",
         ):
@@ -383,6 +390,8 @@ class WorldConfig:
         ):
             need(getattr(self, name) >= 1, f"{name} must be >= 1")
         need(self.max_length >= 32, "max_length must be >= 32")
+        need(isinstance(self.sanity, bool), f"sanity must be true or false, got {self.sanity!r}")
+        need(self.phrasings in (1, 2), f"phrasings must be 1 or 2, got {self.phrasings}")
         need(isinstance(self.lr, (int, float)) and self.lr > 0, "lr must be > 0")
         need(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
         need(self.weight_decay >= 0.0, "weight_decay must be >= 0")
@@ -423,9 +432,11 @@ def _row(
     pq, pa = templates[j]
     wrong = _wrong(rng, pool, value)
     pert_template = pa if perturb_like_paraphrase else a
+    others = [templates[k] for k in range(len(templates)) if k not in (i, j)]
     return {
         "question": _fill(q, subject, value),
         "answer": _fill(a, subject, value),
+        "also_trained": [[_fill(oq, subject, value), _fill(oa, subject, value)] for oq, oa in others],
         "paraphrased_answer": _fill(pa, subject, value),
         "perturbed_answer": [_fill(pert_template, subject, w) for w in wrong],
         "paraphrased_question": _fill(pq, subject, value),
@@ -438,8 +449,20 @@ def _row(
 _PLAIN_KEYS = ("question", "answer", "subject", "attribute", "value")
 
 
-def _plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: r[k] for k in _PLAIN_KEYS} for r in rows]
+def _plain(rows: list[dict[str, Any]], phrasings: int = 1) -> list[dict[str, Any]]:
+    """The training rows of ``rows``: each fact in its trained phrasing and, with ``phrasings``
+    = 2, also in the phrasing that is neither trained nor the paraphrase (so a fact is known
+    in two phrasings and the paraphrase still tests an unseen one)."""
+    out = []
+    for r in rows:
+        out.append({k: r[k] for k in _PLAIN_KEYS})
+        for q, a in r["also_trained"][: phrasings - 1]:
+            out.append({**out[-1], "question": q, "answer": a})
+    return out
+
+
+def _eval_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "also_trained"} for r in rows]
 
 
 def generate_world(config: WorldConfig | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -570,25 +593,26 @@ def generate_world(config: WorldConfig | None = None) -> dict[str, list[dict[str
     def flat(groups: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         return [r for g in groups for r in g]
 
-    out: dict[str, list[dict[str, Any]]] = {"full": _plain(flat(trained))}
+    n = cfg.phrasings
+    out: dict[str, list[dict[str, Any]]] = {"full": _plain(flat(trained), n)}
     for pct, k in sizes.items():
         forget = flat(trained[-k:])
-        out[f"forget{pct}"] = _plain(forget)
-        out[f"forget{pct}_perturbed"] = forget
-        out[f"retain{100 - int(pct)}"] = _plain(flat(trained[:-k]))
+        out[f"forget{pct}"] = _plain(forget, n)
+        out[f"forget{pct}_perturbed"] = _eval_rows(forget)
+        out[f"retain{100 - int(pct)}"] = _plain(flat(trained[:-k]), n)
         holdout = flat(held[-k:])
-        out[f"holdout{pct}"] = _plain(holdout)
-        out[f"holdout{pct}_perturbed"] = holdout
+        out[f"holdout{pct}"] = _plain(holdout, n)
+        out[f"holdout{pct}_perturbed"] = _eval_rows(holdout)
         linked: set[str] = set()
         for person in trained_people[-k:]:
             city = person["birthplace"]
             linked.update((city, city_country[city], person["publisher"], person["award"]))
         neighbour = [r for r in general if r["subject"] in linked]
-        out[f"neighbour{pct}"] = _plain(neighbour)
-        out[f"neighbour{pct}_perturbed"] = neighbour
+        out[f"neighbour{pct}"] = _plain(neighbour, n)
+        out[f"neighbour{pct}_perturbed"] = _eval_rows(neighbour)
     out["neighbour"] = out["neighbour10"]
     out["neighbour_perturbed"] = out["neighbour10_perturbed"]
-    out["retain_perturbed"] = flat(trained[: sizes["10"]])
-    out["general"] = _plain(general)
-    out["general_perturbed"] = general
+    out["retain_perturbed"] = _eval_rows(flat(trained[: sizes["10"]]))
+    out["general"] = _plain(general, n)
+    out["general_perturbed"] = _eval_rows(general)
     return out
