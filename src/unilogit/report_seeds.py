@@ -89,7 +89,7 @@ def seed_blocks(
     text = (
         f"Up to {n} seeds per method and learning rate. Each point is the MEDIAN over the "
         f"seeds of one evaluation point (same method, lr, run length and step); error bars "
-        f"and [brackets] give the spread = {SPREAD} (not an IQR: with 3 seeds the min and max "
+        f"and [brackets] give the spread = {SPREAD} (not an IQR: with a few seeds the min and max "
         "are all there is). Only points that every seed has are summarised. The fronts are "
         "computed over these medians (per method: line; over all methods: dashed)."
     )
