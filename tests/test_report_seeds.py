@@ -56,7 +56,7 @@ def test_seeds_section_medians_spread_and_plots(tmp_path):
     assert "| 1.0e-04 [1.0e-05–0.001] |" in row and "| 0.550 [0.500–0.600] |" in row
     # P(forget) median 0.35 -> P/P_gold = 0.35/0.25 = 1.4 [1.2–1.6]
     assert "| 1.4 [1.2–1.6] |" in row
-    for key in ("seeds_1", "seeds_2"):  # FQ vs MU and KL forget vs retain
+    for key in ("seeds_1", "seeds_2", "seeds_paths"):  # FQ-MU, KL forget-retain, along runs
         assert paths[key].read_bytes().startswith(PNG_MAGIC)
         assert f"]({paths[key].name})" in md
     fronts = seeds.split("### Each method's front of medians: KL to gold: forget vs retain")[1]

@@ -38,6 +38,9 @@ SEED_COLUMNS = (
     (P_GAP_KEY, "P/P_gold", ".3g"),
 )
 SPREAD = "min–max over the seeds"
+#: The plot of the main curve's two numbers along the runs, medians over seeds.
+SEED_PATHS = "seeds_paths.png"
+_LINESTYLES = ("-", "--", ":", "-.")
 
 
 def _xy(r: Mapping[str, Any], curve: Curve) -> tuple[float | None, float | None]:
@@ -99,6 +102,8 @@ def seed_blocks(
         name = f"seeds_pareto_{i}.png"
         paths[f"seeds_{i}"] = plot_seed_pareto(medians, baselines, out / name, curve)
         blocks.append(("img", name, f"{curve.title}: medians over seeds, {SPREAD}"))
+    paths["seeds_paths"] = plot_seed_paths(medians, baselines, out / SEED_PATHS, curves[0])
+    blocks.append(("img", SEED_PATHS, f"Along the runs: medians over seeds, {SPREAD} shaded"))
     blocks += _front_tables(medians, shown)
     headers = ["Method / lr", "step", "epoch", "seeds", *[h for _, h, _ in SEED_COLUMNS]]
     rows = [
@@ -200,6 +205,53 @@ def plot_seed_pareto(
     ax.set_title(f"{curve.title} (median over seeds; bars: {SPREAD})")
     ax.grid(alpha=0.3)
     legend(ax, fontsize=8, loc="best")
+    return save_png(fig, path)
+
+
+def plot_seed_paths(
+    medians: Sequence[Mapping[str, Any]],
+    baselines: Sequence[Mapping[str, Any]],
+    path: Path,
+    curve: Curve,
+) -> Path:
+    """The main curve's two numbers along the runs (x: epoch, fractional between epoch ends;
+    0 = the target model): one line per method and lr through the medians over seeds, the
+    min–max band shaded, so an overshoot inside an epoch is visible."""
+    fig = figure(11.0, 4.5)
+    axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
+    target = next((r for r in baselines if r.get("method") == "target"), None)
+    retain = next((r for r in baselines if r.get("method") == "retain"), None)
+    lines: dict[tuple, list[Mapping[str, Any]]] = {}
+    for r in medians:
+        lines.setdefault((str(r.get("method")), r.get("lr"), r.get("epochs")), []).append(r)
+    palette = colors(dict.fromkeys(m for m, _, _ in lines))
+    style_of: dict[str, int] = {}
+    for (method, _, _), rows in sorted(lines.items(), key=lambda kv: _order(kv[1][0])):
+        k = style_of[method] = style_of.get(method, -1) + 1
+        rows = sorted(rows, key=lambda r: num(r.get("step")) or 0.0)
+        for ax, key in zip(axes, (curve.x_key, curve.y_key), strict=True):
+            pts = [(num(r.get("epoch")), num(r.get(key)), *(r["spread"].get(key) or (None,) * 2))
+                   for r in rows]  # fmt: skip
+            start = None if target is None else num(target.get(key))
+            if start is not None:
+                pts.insert(0, (0.0, start, start, start))
+            pts = [p for p in pts if None not in p]
+            if not pts:
+                continue
+            xs, ys, lo, hi = zip(*pts, strict=True)
+            color, ls = palette[method], _LINESTYLES[k % len(_LINESTYLES)]
+            ax.plot(xs, ys, marker="o", ms=3, color=color, ls=ls, label=_who(rows[0]))
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.12, lw=0)
+    titles = (curve.x_label or curve.x_key, curve.y_label or curve.y_key)
+    for ax, key, title in zip(axes, (curve.x_key, curve.y_key), titles, strict=True):
+        if retain is not None and num(retain.get(key)) is not None:
+            ax.axhline(num(retain.get(key)), color="black", lw=0.9, ls="--", label="retain")
+        ax.set_xlabel("epoch (0 = target model)")
+        ax.set_title(f"{title}\nmedian over seeds, {SPREAD} shaded", fontsize=9)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        axes[1].legend(handles, labels, fontsize=7, loc="best", ncol=1 + len(labels) // 12)
     return save_png(fig, path)
 
 
