@@ -435,6 +435,19 @@ class Method:
         return f"{type(self).__name__}({opts})"
 
 
+#: Unilogit's ``kl_mean`` settings: the factor (of the vocabulary size V) on the forget loss
+#: that :func:`unilogit.losses.unilogit_loss` returns (the mean over answer tokens).
+KL_MEANS: dict[str, Callable[[int], float]] = {
+    "positions": lambda vocab: 1.0,  # ours: mean over answer tokens of the KL summed over V
+    "elements": lambda vocab: 1.0 / vocab,  # F.kl_div(reduction="mean"): also divided by V
+}
+
+
+def _vocab_size(model: nn.Module) -> int:
+    """V: the rows of the model's LM head (the fused path never builds (B, T, V) logits)."""
+    return int(inner_model(model).get_output_embeddings().weight.shape[0])
+
+
 @register("unilogit")
 class Unilogit(Method):
     """Unilogit (Vasilev et al. 2025): reverse KL to the current logits with the gold token
@@ -446,6 +459,10 @@ class Unilogit(Method):
     loss in one chunked pass, see :mod:`unilogit.fused`, so the (B, T, V) logits never exist;
     the NLL retain term is fused too; needs the default reverse / current / fast settings)
     and ``chunk_size`` (positions per chunk when fused: memory ~ chunk_size × V floats).
+    ``kl_mean`` (:data:`KL_MEANS`): ``"positions"`` (ours: the per-position KL, summed over
+    the vocabulary, averaged over answer tokens) or ``"elements"`` (the authors' ``F.kl_div``
+    default reduction, which also divides by the V vocabulary entries: ours / V, V read from
+    the logits' last dimension; registered as ``unilogit-authors``).
     """
 
     hyperparameters: ClassVar[dict[str, Any]] = {
@@ -454,10 +471,15 @@ class Unilogit(Method):
         "implementation": "fast",
         "fused": False,
         "chunk_size": 1024,
+        "kl_mean": "positions",
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.hp["kl_mean"] not in KL_MEANS:
+            raise ConfigError(
+                f"unilogit kl_mean must be one of {sorted(KL_MEANS)}, got {self.hp['kl_mean']!r}"
+            )
         if not isinstance(self.hp["fused"], bool):
             raise ConfigError(f"unilogit fused must be true or false, got {self.hp['fused']!r}")
         if self.hp["fused"]:
@@ -482,8 +504,10 @@ class Unilogit(Method):
 
     def forget_loss(self, step: StepBatch) -> Tensor:
         batch = step.forget["forget"]
+        per_entry = KL_MEANS[self.hp["kl_mean"]]
         if self.hp["fused"]:
-            return _fused_aligned_loss("unilogit", step.model, batch, self.hp["chunk_size"])
+            value = _fused_aligned_loss("unilogit", step.model, batch, self.hp["chunk_size"])
+            return value * per_entry(_vocab_size(step.model))
         logits, targets = aligned(step.model, batch)
         ref_logits = None
         if self.hp["target"] == "reference":
@@ -500,7 +524,7 @@ class Unilogit(Method):
             ref_logits=ref_logits,
             divergence=self.hp["divergence"],
         )
-        return value
+        return value * per_entry(logits.shape[-1])  # (B, T-1, V): V = logits.shape[-1]
 
     def retain_loss(self, step: StepBatch) -> Tensor:
         if self.hp["fused"] and self.retain_kind == "nll":
@@ -509,6 +533,20 @@ class Unilogit(Method):
                 "cross_entropy", step.model, step.retain, self.hp["chunk_size"]
             )
         return super().retain_loss(step)
+
+
+@register("unilogit-authors")
+class UnilogitAuthors(Unilogit):
+    """Unilogit weighted as in the authors' code: forget term = ours / V against the retain NLL.
+
+    Their ``F.kl_div(..., reduction="mean")`` (PyTorch's default) divides the summed KL by
+    every element, (answer tokens) × V, so their forget term is :class:`Unilogit`'s divided by
+    the vocabulary size V (read from the model's logits, so it is right for any model): the
+    same as ``unilogit -O kl_mean=elements``, under its own name so that a comparison keeps
+    the two weightings apart.
+    """
+
+    hyperparameters: ClassVar[dict[str, Any]] = {**Unilogit.hyperparameters, "kl_mean": "elements"}
 
 
 @register("ga")

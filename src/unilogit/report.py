@@ -35,14 +35,24 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .benchmarks.base import Column, Curve
 from .errors import DataError
-from .files import atomic_write_bytes, atomic_write_text
+from .files import atomic_write_text
+from .report_common import colors as _colors
+from .report_common import figure as _figure
+from .report_common import fmt as _fmt
+from .report_common import label as _label
+from .report_common import legend as _legend
+from .report_common import num as _num
+from .report_common import pareto_front
+from .report_common import save_png as _save
+from .report_seeds import hypervolume_blocks, seed_blocks
+from .report_stats import P_GAP_KEY, add_gold_gap
 
 __all__ = [
     "ID_COLUMNS",
@@ -59,17 +69,6 @@ ID_COLUMNS = ("kind", "method", "lr", "epochs", "epoch", "seed", "final", "run_i
 KL_KEYS = ("forget/kl_to_gold", "retain/kl_to_gold")
 #: How many examples per kind the "Examples" section shows.
 EXAMPLES_PER_KIND = 3
-_COLORS = {
-    "unilogit": "#d62728",
-    "npo": "#1f77b4",
-    "simnpo": "#17becf",
-    "undial": "#2ca02c",
-    "graddiff": "#9467bd",
-    "ga": "#8c564b",
-    "idkdpo": "#e377c2",
-    "rmu": "#bcbd22",
-}
-_FALLBACK_COLORS = ("#7f7f7f", "#ff7f0e", "#aec7e8", "#98df8a", "#c5b0d5", "#c49c94")
 _LINESTYLES = ("-", "--", ":", "-.")
 PLOTS = {
     "pareto": "pareto.png",
@@ -115,47 +114,6 @@ class Layout:
         return out
 
 
-# ----------------------------------------------------------------------------------- numbers
-
-
-def _num(value: Any) -> float | None:
-    """A finite float, or None (missing, NaN, inf, not a number)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def pareto_front(
-    points: Sequence[tuple[float, float]], maximize: tuple[bool, bool] = (True, True)
-) -> list[int]:
-    """Indices of the non-dominated ``points`` (both coordinates maximised by default).
-
-    ``q`` dominates ``p`` when ``q`` is at least as good as ``p`` on both coordinates and
-    strictly better on one; equal points do not dominate each other (both stay on the front).
-    Points with a missing or non-finite coordinate are never on the front. The indices come
-    back sorted by the first coordinate (then the second), i.e. in plotting order.
-
-    Example: [(0, 1), (1, 0), (0.5, 0.5), (0.2, 0.2)] -> [0, 2, 1] ((0.2, 0.2) is dominated by
-    (0.5, 0.5)).
-    """
-    signs = tuple(1.0 if m else -1.0 for m in maximize)
-    clean: list[tuple[int, float, float]] = []
-    for i, p in enumerate(points):
-        x, y = _num(p[0]), _num(p[1])
-        if x is not None and y is not None:
-            clean.append((i, signs[0] * x, signs[1] * y))
-    front = []
-    for i, x, y in clean:
-        dominated = any(
-            (qx >= x and qy >= y) and (qx > x or qy > y) for j, qx, qy in clean if j != i
-        )
-        if not dominated:
-            front.append((x, y, i))
-    front.sort()
-    return [i for _, _, i in front]
-
-
 # ----------------------------------------------------------------------------------- records
 
 
@@ -178,35 +136,6 @@ def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
             raise DataError("each line must be a JSON object", file=p, line=n)
         out.append(value)
     return out
-
-
-def _label(r: Mapping[str, Any], with_epoch: bool = False) -> str:
-    if r.get("kind") == "baseline":
-        return str(r.get("method"))
-    text = f"{r.get('method')} lr={_fmt(r.get('lr'), '.0e')}"
-    if r.get("seed") not in (None, 0):
-        text += f" s{r.get('seed')}"
-    if with_epoch:
-        text += f" ep{r.get('epoch')}"
-    return text
-
-
-def _fmt(value: Any, spec: str) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else ""
-    if isinstance(value, str):
-        return value
-    v = _num(value)
-    if v is None:
-        return str(value)
-    if spec == "p":  # p-values span 1e-30 .. 1: two significant digits, scientific below 1e-3
-        return f"{v:.2g}" if v >= 1e-3 or v == 0 else f"{v:.1e}"
-    if spec == ".0e":
-        mantissa, exp = f"{v:.0e}".split("e")
-        return f"{mantissa}e{int(exp)}"
-    return format(v, spec)
 
 
 def _sort_key(r: Mapping[str, Any]) -> tuple:
@@ -287,42 +216,6 @@ def write_csv(records: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> 
 
 
 # ----------------------------------------------------------------------------------- plots
-
-
-def _colors(methods: Iterable[str]) -> dict[str, str]:
-    out, spare = {}, list(_FALLBACK_COLORS)
-    for m in methods:
-        if m in _COLORS:
-            out[m] = _COLORS[m]
-        else:
-            out[m] = spare.pop(0) if spare else "#333333"
-            spare.append(out[m])
-    return out
-
-
-def _figure(width: float = 7.0, height: float = 5.0):
-    # The object-oriented API with an Agg canvas: no pyplot, no global backend switch.
-    from .extras import require
-
-    require("matplotlib", "plots in reports")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return atomic_write_bytes(path, buf.getvalue())
-
-
-def _legend(ax: Any, **kw: Any) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(**kw)
 
 
 def _xy(r: Mapping[str, Any], curve: Curve) -> tuple[float | None, float | None]:
@@ -634,19 +527,33 @@ def write_report(
     if not records:
         raise DataError("write_report: no records")
     meta = dict(meta or {})
-    layout = Layout.resolve(meta, columns, curves)
+    p_gold = add_gold_gap(records)
+    layout = _with_gold_gap(Layout.resolve(meta, columns, curves), p_gold)
     paths = {"csv": write_csv(records, out / "results.csv")}
     for key, name, curve in layout.plot_names():
         paths[key] = plot_pareto(records, out / name, curve)
     paths["epochs"] = plot_epochs(records, out / PLOTS["epochs"], layout.main)
     if any(_num(r.get(k)) is not None for r in records for k in KL_KEYS):
         paths["kl"] = plot_kl(records, out / PLOTS["kl"])
-    blocks = _document(records, out, meta, layout, title, paths)
+    seeds, seed_paths = seed_blocks(records, out, layout.curves)
+    paths.update(seed_paths)
+    blocks = _document(records, out, meta, layout, title, paths, seeds)
     md, page = _render(blocks, out)
     paths["md"] = atomic_write_text(out / "report.md", md)
     if html_report:
         paths["html"] = atomic_write_text(out / "report.html", page)
     return paths
+
+
+def _with_gold_gap(layout: Layout, p_gold: float | None) -> Layout:
+    """``layout`` with the P/P_gold column (:func:`unilogit.report_stats.add_gold_gap`) right
+    after the forget-probability column, when the gold model's probability is known."""
+    keys = [c.key for c in layout.columns]
+    if p_gold is None or "forget/probability" not in keys or P_GAP_KEY in keys:
+        return layout
+    at = keys.index("forget/probability") + 1
+    gap = Column(P_GAP_KEY, "P/P_gold", None, ".3g")
+    return Layout((*layout.columns[:at], gap, *layout.columns[at:]), layout.curves)
 
 
 def _document(
@@ -656,8 +563,9 @@ def _document(
     layout: Layout,
     title: str | None,
     paths: Mapping[str, Path],
+    seeds: Sequence[tuple] = (),
 ) -> list[tuple]:
-    """The report's blocks, in order (see :func:`_render`)."""
+    """The report's blocks, in order (see :func:`_render`); ``seeds``: the seed section."""
     runs = [r for r in records if r.get("kind") == "run"]
     baselines = sorted((r for r in records if r.get("kind") == "baseline"), key=_sort_key)
     scored = [r for r in runs if None not in _xy(r, layout.main)]
@@ -669,6 +577,8 @@ def _document(
     blocks += _summary(records, runs, front_records, layout)
     for _key, file_name, curve in layout.plot_names():
         blocks += [("h2", curve.title), ("img", file_name, curve.title)]
+    blocks += hypervolume_blocks(records)
+    blocks += seeds
     finals = sorted((r for r in runs if r.get("final")), key=_sort_key)
     blocks += [
         ("h2", "Final epoch of every run"),
@@ -764,6 +674,8 @@ def _summary(
             "KL→gold: mean per answer token of KL(p_retain ‖ p_model) (0 = predicts exactly "
             "like the model that never saw the forget set). "
         )
+    if P_GAP_KEY in keys:
+        text += _gold_gap_text(records)
     main = layout.main
     text += (
         f"Every run is listed; ★ marks evaluations on the Pareto front of ({main.x_key}, "
@@ -779,6 +691,18 @@ def _summary(
             ("p", f"Pareto-optimal evaluations by method ({len(front_records)} in all): {share}.")
         )
     return blocks
+
+
+def _gold_gap_text(records: Sequence[Mapping[str, Any]]) -> str:
+    """Over-forgetting in words: what P/P_gold means and the gold model's P(forget)."""
+    gold = _baseline(records, "retain") or {}
+    return (
+        f"P/P_gold: the forget-set probability over the gold model's "
+        f"({_fmt(gold.get('forget/probability'), '.3f')}, the model that never saw the forget "
+        "set); a ratio, since the probability spans orders of magnitude: 1 = as likely as under "
+        "the gold model, < 1 over-forgotten (less likely than if never learned), > 1 "
+        "under-forgotten. "
+    )
 
 
 def _load_examples(out: Path, record: Mapping[str, Any] | None) -> list[dict[str, Any]]:

@@ -18,7 +18,9 @@ Output directory::
                     kind, method, lr, epochs, seed, epoch, step, final, run_id, train losses)
     evals/          the full evaluation of each record (``evals/<run_id>/step-<N>.json``)
     logs/           the training log (loss terms per step) of each run
-    results.csv, report.md, report.html, *.png     (:func:`unilogit.report.write_report`)
+    results.csv, report.md, report.html, *.png     (:func:`unilogit.report.write_report`; with
+                    several seeds also the median and min-max spread over seeds, the fronts of
+                    the medians and a hypervolume per method: docs/bench.md)
 
 Re-running the same sweep skips finished runs (an interrupted run starts again from its
 beginning); adding methods, learning rates, epochs or seeds runs only the new combinations. A

@@ -2,8 +2,11 @@
 
 ::
 
-    unilogit bench --benchmark world --split forget10 --methods unilogit,npo,undial \\
-        --lrs 1e-3,3e-3 --epochs 5 --output runs/bench
+    unilogit bench --benchmark world --split forget10 --methods unilogit,unilogit-authors,npo \\
+        --lrs 1e-3,3e-3 --epochs 5 --seeds 0,1,2 --eval-every 6 --output runs/bench
+
+The fair comparison (every method, three learning rates each, three seeds, evaluations along
+the run; resumable): docs/bench.md.
 """
 
 from __future__ import annotations
@@ -15,21 +18,27 @@ from ..errors import ConfigError
 from ..experiment.grid import parse_lrs
 from . import options as opt
 
+#: ``--methods``' default: the Unilogit weightings side by side, and the usual baselines.
+DEFAULT_METHODS = ("unilogit", "unilogit-authors", "npo", "simnpo", "undial", "graddiff")
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
         help="sweep methods x learning rates x epochs on a benchmark and write a report",
-        description="Every method x lr x epochs x seed, evaluated after every epoch; results "
-        "in OUTPUT/results.jsonl (resumable: finished runs are skipped), OUTPUT/report.md.",
+        description="Every method x lr x epochs x seed, evaluated after every epoch (and every "
+        "--eval-every steps); results in OUTPUT/results.jsonl (resumable: finished runs are "
+        "skipped), OUTPUT/report.md (with several seeds: medians, spread and hypervolumes). "
+        "The fair comparison: docs/bench.md.",
     )
     g = opt.add_benchmark_options(p, default="world", what="the benchmark to sweep on")
     opt.add_eval_options(g)
     g = p.add_argument_group("grid")
     g.add_argument(
         "--methods",
-        default="unilogit,npo,simnpo,undial,graddiff",
-        help="comma-separated methods (default unilogit,npo,simnpo,undial,graddiff)",
+        default=",".join(DEFAULT_METHODS),
+        help=f"comma-separated methods (default {','.join(DEFAULT_METHODS)}: Unilogit in both "
+        "weightings, ours and the authors' / V; `unilogit methods` lists all)",
     )
     g.add_argument(
         "--lrs",
@@ -39,12 +48,18 @@ def add_parser(sub: Any) -> None:
         "the default of `unlearn --lr`)",
     )
     g.add_argument("--epochs", default="5", help="run lengths, comma-separated (default 5)")
-    g.add_argument("--seeds", default="0", help="seeds, comma-separated (default 0)")
+    g.add_argument(
+        "--seeds",
+        default="0",
+        help="seeds, comma-separated (default 0); with more than one the report gives the "
+        "median and min-max spread over seeds at every evaluation point",
+    )
     g.add_argument(
         "--eval-every",
         type=int,
         default=None,
-        help="also evaluate every N optimizer steps (default: after every epoch and at the end)",
+        help="also evaluate every N optimizer steps, so the curves show the path within an "
+        "epoch (default: after every epoch and at the end)",
     )
     g.add_argument(
         "--no-autostop",

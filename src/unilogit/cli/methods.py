@@ -14,10 +14,11 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..methods import METHODS
 
+    width = max(10, *(len(name) for name in METHODS))
     for name, cls in sorted(METHODS.items()):
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         opts = ", ".join(f"{k}={v!r}" for k, v in cls.hyperparameters.items()) or "-"
         ref = "needs a reference model" if cls().needs_reference else "no reference model"
-        print(f"{name:10s} {doc}")
-        print(f"{'':10s} options: {opts}; default retain: {cls.default_retain}; {ref}")
+        print(f"{name:{width}s} {doc}")
+        print(f"{'':{width}s} options: {opts}; default retain: {cls.default_retain}; {ref}")
     return 0

@@ -27,7 +27,7 @@ import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -292,11 +292,34 @@ def _stats():
     return require("scipy.stats", "Forget Quality and membership AUCs")
 
 
+class _MemoTokenizer:
+    """rouge-score's tokenizer with a memo: each distinct text is tokenized (and Porter-stemmed,
+    the slow part) once per process. An evaluation scores every greedy answer against up to 7
+    references, and every evaluation of a sweep against the same references; tokenizing is a
+    pure function of the text, so the scores are unchanged. At most ``max_items`` texts are kept
+    (then the memo starts again)."""
+
+    def __init__(self, inner: Any, max_items: int = 200_000) -> None:
+        self.inner = inner
+        self.max_items = max_items
+        self._memo: dict[str, tuple[str, ...]] = {}
+
+    def tokenize(self, text: str) -> list[str]:
+        tokens = self._memo.get(text)
+        if tokens is None:
+            if len(self._memo) >= self.max_items:
+                self._memo.clear()
+            tokens = self._memo[text] = tuple(self.inner.tokenize(text))
+        return list(tokens)
+
+
 @lru_cache(maxsize=2)
 def _rouge_scorer(stemmer: bool = True):
     rouge_scorer = require("rouge_score.rouge_scorer", "ROUGE")
+    tokenizers = require("rouge_score.tokenizers", "ROUGE")
 
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stemmer)
+    tokenizer = _MemoTokenizer(tokenizers.DefaultTokenizer(use_stemmer=stemmer))
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stemmer, tokenizer=tokenizer)
 
 
 def rouge_l(
