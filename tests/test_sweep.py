@@ -312,7 +312,7 @@ def small_world(tmp_path_factory):
     from unilogit.benchmarks import WorldConfig, build_world
 
     cache = tmp_path_factory.mktemp("world-cache")
-    config = WorldConfig.preset("quick", epochs=6, sanity=False)
+    config = WorldConfig.preset("quick", epochs=6)
     world = build_world(config, cache, splits=("forget10",), progress=False)
     return config, cache, world
 
@@ -343,9 +343,7 @@ def test_eval_and_bench_commands_on_the_world(small_world, tmp_path, monkeypatch
     from unilogit.benchmarks import world_data
 
     quick = world_data._PRESETS["quick"]
-    monkeypatch.setitem(
-        world_data._PRESETS, "quick", {**quick, "epochs": config.epochs, "sanity": False}
-    )
+    monkeypatch.setitem(world_data._PRESETS, "quick", {**quick, "epochs": config.epochs})
     out = tmp_path / "eval.json"
     world_args = ["--benchmark", "world", "--preset", "quick", "--cache-dir", str(cache)]
     eval_args = ["eval", *world_args, "--model", str(world.target_dir), "--output", str(out)]

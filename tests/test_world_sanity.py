@@ -81,6 +81,8 @@ def test_gate_refuses_and_quotes_failures():
     with pytest.raises(TrainingError, match=r"80% .* well-formed .*'Where\?' -> 'Celine Celine'"):
         few.require()
     looping = AnswerCheck("target", "holdout10", 10, 1.0, 1, 0.0)
-    assert not looping.passed
+    assert not looping.passed  # 1 in 10 > 1 %
     with pytest.raises(TrainingError, match="1 repeat a token"):
         looping.require()
+    assert AnswerCheck("target", "holdout10", 180, 0.95, 1, 0.0).passed  # 1 in 180 <= 1 %
+    assert not AnswerCheck("target", "holdout10", 180, 0.95, 2, 0.0).passed

@@ -480,6 +480,7 @@ def _describe(meta: Mapping[str, Any]) -> list[str]:
     if isinstance(bench, Mapping):
         desc = ", ".join(f"{k}={v}" for k, v in bench.items() if not isinstance(v, (dict, list)))
         items.append(f"Benchmark: {desc}")
+        items.extend(str(note) for note in bench.get("notes") or [])  # the benchmark's own
     for key, name in (
         ("models", "Models"),
         ("train", "Training"),

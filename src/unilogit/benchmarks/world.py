@@ -381,7 +381,7 @@ def _train_model(
     seed: int | None = None,
 ) -> None:
     """Train a model on ``train_sets``, check its answers about the people of ``unseen`` (never
-    trained on), and publish it to ``final`` only if the check passes (or ``config.sanity`` is off).
+    trained on), and publish it to ``final`` (with ``config.strict``, only if the check passes).
     ``seed``: training seed (default ``config.seed``)."""
     from unilogit.trainer import finetune
 
@@ -425,10 +425,10 @@ def _train_model(
         f"{label} model on {unseen} (people it never saw): {check.well_formed:.0%} well-formed "
         f"answers, {check.repeating} with a token repeated",
     )
-    if config.sanity:
+    if config.strict:
         check.require(
             " Build a larger world (more people or epochs, phrasings=2), or set "
-            "sanity=False in the WorldConfig to keep such a model anyway."
+            "strict=False in the WorldConfig to keep such a model anyway."
         )
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     try:

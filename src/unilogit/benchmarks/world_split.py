@@ -102,8 +102,12 @@ class WorldBenchmark(QABenchmark):
         }
 
     def describe(self) -> dict[str, Any]:
+        """Identity of the split and, when the build recorded them, the world's sanity figures
+        (``sanity``) with a one-line summary for reports (``notes``)."""
+        from .world_sanity import sanity_line
+
         w = self.world
-        return {
+        out = {
             "name": self.name,
             "split": self.split,
             "preset": getattr(w.config, "name", self.preset),
@@ -111,6 +115,11 @@ class WorldBenchmark(QABenchmark):
             "max_rows": self.max_rows,
             "configs": self.configs,
         }
+        figures = w.sanity(self.split)
+        if figures is not None:
+            out["sanity"] = figures
+            out["notes"] = [sanity_line(figures)]
+        return out
 
     def load(self, name: str) -> list[Any]:
         rows = self.world.load_split(name)
