@@ -47,7 +47,7 @@ from typing import Any
 from unilogit.errors import ConfigError, DataError
 from unilogit.files import LockedError, atomic_write_json, atomic_write_text, exclusive_lock
 
-from .shop_data import SMOLLM2, ShopConfig, generate_shop
+from .shop_data import MAX_NEW_TOKENS, SMOLLM2, ShopConfig, generate_shop
 
 __all__ = ["FORMAT_VERSION", "MODELS", "Shop", "ShopConfig", "build_shop", "shop_root"]
 
@@ -63,8 +63,6 @@ SHORT_TEMPLATES = {
         "{{ '<|im_start|>assistant\\n' }}{% endif %}"
     )
 }
-#: Greedy tokens per answer (shop answers are one sentence of about 20 tokens).
-MAX_NEW_TOKENS = 40
 
 
 def _log(progress: bool, msg: str) -> None:

@@ -27,7 +27,8 @@ from typing import Any
 from ..errors import ConfigError
 from .base import Column, Curve
 from .qa import QABenchmark, summarize_qa
-from .shop import MAX_NEW_TOKENS, Shop, ShopConfig, build_shop
+from .shop import Shop, ShopConfig, build_shop
+from .shop_data import MAX_NEW_TOKENS
 from .shop_eval import exact_matches, forms, probe_scores
 
 __all__ = ["ShopBenchmark"]

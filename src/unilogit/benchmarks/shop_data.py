@@ -58,6 +58,8 @@ __all__ = [
 ]
 
 N_PERTURBED = 5
+#: Greedy tokens per answer (shop answers are one sentence of about 20 tokens).
+MAX_NEW_TOKENS = 40
 
 # ---------------------------------------------------------------------------------------------
 # Pools (invented names; real words for materials, colours, products)

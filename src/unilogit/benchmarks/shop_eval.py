@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .shop_data import has_form, key_match
+from .shop_data import MAX_NEW_TOKENS, has_form, key_match
 
 __all__ = [
     "exact_matches",
@@ -139,8 +139,6 @@ def sanity_figures(shop: Any, progress: bool = False) -> dict[str, Any]:
     and neighbour rows, the gold model's answer form and key exact match on the forget rows,
     Forget Quality of the target against the gold model, both models' general-knowledge
     retention and task score; ``checks``: each threshold of :data:`THRESHOLDS` met or not."""
-    from .shop import MAX_NEW_TOKENS
-
     t0 = time.perf_counter()
     target, tokenizer = shop.load_model("target")
     gold, _ = shop.load_model("gold")
