@@ -220,3 +220,18 @@ def test_sweep_one_method_one_epoch(built, config, tmp_path):
     assert runs and all("forget/key_em" in r and "task/score" in r for r in runs)
     report = result.report["md"].read_text()
     assert "key EM forget" in report and "sanity_target_key_em_forget" in report
+
+
+def test_sizing_counts_steps_and_times_them(config):
+    import math
+
+    from unilogit.benchmarks.shop_sizing import build_steps, time_steps
+
+    files = generate_shop(config)
+    plan = build_steps(config)
+    rows = len(files["full"]) + len(files["task_train"])
+    assert plan["target"] == {"rows": rows, "steps": math.ceil(rows / 8) * config.epochs}
+    assert plan["steps"] == plan["target"]["steps"] + plan["gold"]["steps"]
+    timing = time_steps(config, steps=2)
+    assert timing["wall_s_per_step"] > 0 and timing["cpu_s_per_step"] > 0
+    assert timing["threads"] == 1 and timing["tokens_per_row"] > 5

@@ -366,9 +366,9 @@ class ShopConfig:
     name: str = "default"  # the preset this config came from (a label)
     seed: int = 0
     forget_sellers: int = 1  # sellers to forget
-    forget_items: int = 150  # items per forget seller (the paper's seller had 387)
+    forget_items: int = 200  # items per forget seller (the paper's seller had 387)
     neighbour_sellers: int = 3  # sellers whose items are near-duplicates of forget items
-    other_sellers: int = 4  # the rest of the trained marketplace
+    other_sellers: int = 3  # the rest of the trained marketplace
     holdout_sellers: int = 3  # never trained on (membership attacks)
     items_per_seller: int = 25  # items of each neighbour / other / holdout seller
     questions_per_item: int = 1  # rows per item, on distinct attributes
@@ -377,7 +377,7 @@ class ShopConfig:
     base_model: str = SMOLLM2  # "smollm2" or a path to a causal LM
     lora: bool = False  # LoRA adapters (merged into the saved model) instead of all weights
     lora_r: int = 16
-    epochs: int = 5
+    epochs: int = 4
     lr: float = 1e-4
     batch_size: int = 8
     warmup_ratio: float = 0.05
@@ -688,7 +688,8 @@ def _task_rows(rng: random.Random, cfg: ShopConfig, items: list[dict]) -> dict[s
     train_items = rng.sample(other, cfg.task_train)
     used = {i["title"] for i in train_items}
     known = [i for i in items if i["group"] in ("neighbour", "other") and i["title"] not in used]
-    eval_items = [rng.choice(known) for _ in range(cfg.task_eval)] if known else []
+    eval_items = rng.sample(known, min(cfg.task_eval, len(known)))
+    eval_items += [rng.choice(known) for _ in range(cfg.task_eval - len(eval_items))]
     return {
         "task_train": [_task_row(TASK_KINDS[k % 3], i, rng) for k, i in enumerate(train_items)],
         "task": [_task_row(TASK_KINDS[k % 3], i, rng) for k, i in enumerate(eval_items)],
