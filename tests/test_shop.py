@@ -129,15 +129,29 @@ def test_a_missing_model_is_rebuilt_alone(built, config, monkeypatch, tmp_path):
     (root / "sanity.json").unlink()
     trained = []
     real = shop_mod._train_model
+    import torch
+
+    threads = torch.get_num_threads()
     monkeypatch.setattr(
         shop_mod,
         "_train_model",
         lambda c, s, which, *a: trained.append(which) or real(c, s, which, *a),
     )
     monkeypatch.setattr(shop_mod, "_build_data", lambda *a: pytest.fail("data rebuilt"))
-    build_shop(config, copy, progress=False)
+    build_shop(config, copy, progress=False, num_threads=2)
     assert trained == ["gold"]
+    assert torch.get_num_threads() == threads  # restored after the build
     assert (root / "gold" / "train.json").is_file() and (root / "sanity.json").is_file()
+
+
+def test_bad_build_arguments_are_config_errors(config, tmp_path):
+    with pytest.raises(ConfigError, match="num_threads"):
+        build_shop(config, tmp_path, progress=False, num_threads=0)
+    with pytest.raises(ConfigError, match="unknown shop preset"):
+        build_shop("huge", tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="ShopConfig or a preset"):
+        build_shop({"seed": 1}, tmp_path, progress=False)
+    assert not (tmp_path / "shop").exists()
 
 
 def test_other_config_other_root(config, tmp_path):

@@ -32,6 +32,7 @@ exactly as the build did.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -39,7 +40,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,13 +171,6 @@ class Shop:
         """The build's sanity figures (``sanity.json``)."""
         return json.loads((self.root / "sanity.json").read_text(encoding="utf-8"))
 
-    def prompt_format(self) -> Any:
-        """The prompt format the models were trained with (their tokenizers' own template, or
-        the raw format when they have none)."""
-        from unilogit.prompts import PromptFormat
-
-        return PromptFormat(chat_template=self.manifest["chat_template"] is not None)
-
 
 # ------------------------------------------------------------------------------ building
 
@@ -290,6 +284,20 @@ def _train_model(
     _log(progress, f"{which} model ready in {history.seconds:.0f} s: {final}")
 
 
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` for the block (None: left alone)."""
+    import torch
+
+    saved = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def _as_config(config: ShopConfig | str | None) -> ShopConfig:
     if config is None:
         return ShopConfig.preset("default")
@@ -305,6 +313,7 @@ def build_shop(
     config: ShopConfig | str | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    num_threads: int | None = None,
 ) -> Shop:
     """Build (or find in the cache) the shop of ``config``: data, target and gold models and
     the sanity figures; return a :class:`Shop`.
@@ -312,12 +321,18 @@ def build_shop(
     ``config``: a :class:`ShopConfig`, a preset name (``"quick"``, ``"small"``, ``"default"``)
     or None (default preset). ``cache_dir``: the cache base (default ``$UNILOGIT_CACHE`` or
     ``~/.cache/unilogit``). A second process building the same shop at the same time gets a
-    :class:`ConfigError` (the first one's lock) instead of training twice.
+    :class:`ConfigError` (the first one's lock) instead of training twice. ``num_threads``:
+    torch intra-op threads while building (restored afterwards; None = unchanged). On a busy
+    machine one thread is much faster than two (docs/shop.md, "Sizing").
     """
     from .shop_eval import sanity_figures
     from .world import check_cache_dir
 
     config = _as_config(config)
+    if num_threads is not None and (
+        isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+    ):
+        raise ConfigError(f"num_threads must be a positive integer or None, got {num_threads!r}")
     root = shop_root(config, cache_dir)
     shop = Shop(root, config)
     parts = [root / "shop.json", *(root / m for m in MODELS), root / "sanity.json"]
@@ -327,7 +342,7 @@ def build_shop(
     check_cache_dir(root.parent)
     t0 = time.perf_counter()
     try:
-        with exclusive_lock(root.parent / f"{root.name}.lock"):
+        with exclusive_lock(root.parent / f"{root.name}.lock"), _threads(num_threads):
             if not (root / "shop.json").is_file():
                 _build_data(config, root, cache_dir, progress)
             for which in MODELS:
