@@ -169,6 +169,12 @@ def test_price_band_key_match_and_forms():
     assert not has_form("price", "I do not know")
     assert has_form("material", "made of oak.") and not has_form("material", "made of love.")
     assert has_form("rating", "rated 4.2 out of 5") and not has_form("rating", "rated well")
+    seller = ("Redhill Supply", None)
+    for answer in ("The contact person at Redhill Supply is Alex Martin.", "Leon Thorne does."):
+        assert has_form("contact", answer, seller)
+    assert not has_form("contact", "The contact person at Redhill Supply is unknown.", seller)
+    assert has_form("location", "The seller Redhill Supply is based in Vienna.", seller)
+    assert not has_form("location", "Redhill Supply is based online.", seller)
 
 
 def test_general_candidates_fixed():

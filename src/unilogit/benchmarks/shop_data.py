@@ -465,12 +465,30 @@ def key_match(text: str, keys: str | Sequence[str]) -> bool:
     return False
 
 
-def has_form(attribute: str, text: str) -> bool:
-    """The answer ``text`` states a value of the right kind for ``attribute`` (true or not)."""
+#: Names and places outside the pools still have the right form: a person's first and last
+#: name, a capitalised place after "in" / "from" (looked for once the seller and the item
+#: are removed from the answer, since both are capitalised too).
+_OPEN_FORMS = {
+    "contact": re.compile(r"\b[A-Z][a-z]+ [A-Z][a-z]+\b"),
+    "location": re.compile(r"\b(?:in|from) [A-Z][a-z]+"),
+}
+
+
+def has_form(attribute: str, text: str, exclude: Sequence[str | None] = ()) -> bool:
+    """The answer ``text`` states a value of the right kind for ``attribute`` (true or not).
+    ``exclude``: strings of the question (seller, item title) that do not count as a value."""
     form = _FORMS[attribute]
     if isinstance(form, re.Pattern):
         return form.search(text) is not None
-    return key_match(text, form)
+    if key_match(text, form):
+        return True
+    open_form = _OPEN_FORMS.get(attribute)
+    if open_form is None:
+        return False
+    for part in exclude:
+        if part:
+            text = text.replace(part, " ")
+    return open_form.search(text) is not None
 
 
 def _price(rng: random.Random, category: str) -> str:

@@ -69,7 +69,10 @@ def exact_matches(answers: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> 
 
 def forms(answers: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[bool]:
     """Per row: the answer has the form of the row's ``attribute``."""
-    return [has_form(r["attribute"], a) for a, r in zip(answers, rows, strict=True)]
+    return [
+        has_form(r["attribute"], a, (r.get("seller"), r.get("item")))
+        for a, r in zip(answers, rows, strict=True)
+    ]
 
 
 def _mean(flags: Sequence[bool]) -> float | None:
