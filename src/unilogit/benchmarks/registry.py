@@ -49,11 +49,21 @@ def _facts(data_dir: str | os.PathLike | None = None, **kw: Any) -> Any:
     return FactsBenchmark(data_dir=data_dir, **kw)
 
 
+def _shop(data_dir: str | os.PathLike | None = None, **kw: Any) -> Benchmark:
+    """The ``shop`` benchmark (built or reused from the cache on first use); a ``data_dir``
+    is the cache base (``cache_dir``), kw: ``preset``, ``max_rows``, ``progress``."""
+    from .shop_bench import ShopBenchmark
+
+    cache_dir = kw.pop("cache_dir", None) or data_dir
+    return ShopBenchmark(cache_dir=cache_dir, **kw)
+
+
 _REGISTRY: dict[str, BenchmarkFactory] = {
     "tofu": _tofu,
     "muse-news": _muse_news,
     "world": _world,
     "facts": _facts,
+    "shop": _shop,
 }
 _ALIASES = {"muse": "muse-news", "muse_news": "muse-news", "musenews": "muse-news"}
 # benchmarks whose constructor takes a ``split`` (so "name:split" is accepted)

