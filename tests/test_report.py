@@ -325,3 +325,11 @@ def test_examples_section_shows_before_and_after(tmp_path):
     # a report without saved evaluations has no such section
     plain = write_report(_records(), tmp_path / "plain", html_report=False)["md"]
     assert "## Examples" not in plain.read_text(encoding="utf-8")
+
+
+def test_benchmark_notes_are_printed_in_the_setup_section(tmp_path):
+    note = "World sanity (forget10; docs/world.md): gold model ... NOT MET"
+    meta = {"benchmark": {"name": "world", "split": "forget10", "notes": [note], "sanity": {}}}
+    md = write_report(_records(), tmp_path, meta=meta)["md"].read_text(encoding="utf-8")
+    setup = md.split("\n## Set-up\n", 1)[1].split("\n## ", 1)[0]
+    assert note in setup

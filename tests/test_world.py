@@ -375,3 +375,35 @@ def test_build_refuses_to_publish_an_invalid_model(tmp_path):
     assert (root / "world.json").is_file()  # the data is fine and kept
     assert not (root / "target").exists()
     assert not list(root.parent.glob(".tmp-*")) and not list(root.glob(".tmp-*"))
+
+
+def test_sanity_figures_are_measured_once_and_described(tmp_path):
+    """With ``sanity`` a second gold model (seed + 1) is built, and the benchmark object measures
+    the figures once (on all rows, whatever max_rows) and puts them in describe() for reports."""
+    from unilogit.benchmarks.world_split import WorldBenchmark
+
+    config = WorldConfig.preset("quick", epochs=4, sanity=True)
+    bench = WorldBenchmark("forget10", config=config, cache_dir=tmp_path, max_rows=4)
+    desc = bench.describe()
+    world = bench.world
+    assert world.second_retain_dir("forget10").name == "retain-forget10-seed1"
+    info = json.loads((world.second_retain_dir("forget10") / "train.json").read_text())
+    assert info["seed"] == config.seed + 1
+    figures = desc["sanity"]
+    assert figures == world.sanity("forget10")
+    assert figures["gold_answers_on_forget"]["n"] == len(world.load_rows("forget10_perturbed"))
+    assert set(figures["checks"]) == {
+        "gold_answers_well_formed",
+        "target_answers_well_formed",
+        "no_repeats",
+        "target_prefers_truth",
+        "target_remembers",
+        "gold_vs_gold_not_noise",
+    }
+    assert 0.0 <= figures["forget_quality_second_gold_vs_gold"] <= 1.0
+    assert figures["forget_probability"]["target"] > figures["forget_probability"]["gold"]
+    (line,) = desc["notes"]
+    assert line.startswith("World sanity (forget10") and "FQ second gold" in line
+    stamp = world.sanity_file("forget10").stat().st_mtime_ns
+    WorldBenchmark("forget10", config=config, cache_dir=tmp_path).describe()
+    assert world.sanity_file("forget10").stat().st_mtime_ns == stamp  # measured once

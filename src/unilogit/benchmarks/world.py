@@ -468,16 +468,6 @@ def _history_summary(history: Any) -> dict[str, Any]:
     }
 
 
-def _write_sanity(world: World, split: str, progress: bool, threads: int | None) -> None:
-    from .world_sanity import sanity_figures
-
-    _log(progress, f"measuring the sanity figures of {split}")
-    with _torch_threads(threads):
-        figures = sanity_figures(world, split)
-    atomic_write_json(world.sanity_file(split), figures, indent=1)
-    _log(progress, f"sanity figures of {split}: {json.dumps(figures['checks'])}")
-
-
 def _collect(config: WorldConfig, root: Path, splits: tuple[str, ...]) -> World:
     manifest = json.loads((root / "world.json").read_text(encoding="utf-8"))
     files = {stem: root / name for stem, name in manifest["files"].items()}
@@ -497,7 +487,9 @@ def build_world(
     ``config``: a :class:`WorldConfig`, a preset name (``"quick"``, ``"default"``) or None
     (the default preset). ``cache_dir``: the cache base (default ``$UNILOGIT_CACHE`` or
     ``~/.cache/unilogit``); the world goes to ``<cache_dir>/world/<hash>``. ``splits``: forget
-    splits whose retain models to build (``()`` = data, tokenizer and target model only).
+    splits whose retain models to build (``()`` = data, tokenizer and target model only); with
+    ``config.sanity`` also a second retain model per split (seed + 1), whose comparison with the
+    first the ``world`` benchmark object records as sanity figures on first use.
     ``num_threads``: torch intra-op threads while training (restored afterwards); None = one
     thread for small models (``hidden_size <= 128``: both presets), else unchanged.
     """
@@ -543,6 +535,4 @@ def build_world(
                     config, world, train, final, label, progress, threads,
                     unseen=f"forget{pct}_perturbed", seed=seed,
                 )  # fmt: skip
-        if config.sanity and not world.sanity_file(split).is_file():
-            _write_sanity(world, split, progress, threads)
     return world

@@ -174,32 +174,31 @@ MAX_TARGET_FQ = 1e-10  # the target clearly remembers the forget people
 MIN_SECOND_GOLD_FQ = 0.1  # two gold models (other seed) are indistinguishable
 
 
-def sanity_figures(world: Any, split: str) -> dict[str, Any]:
-    """The figures that say whether ``world`` (built with both retain models of ``split``) is a
-    valid benchmark: the answer checks recorded at training, the target's truth-ratio utility
-    on retain people, Forget Quality of the target and of the second gold model against the
-    gold model, and both models' forget probability. ``checks`` holds each verdict."""
+def sanity_figures(bench: Any) -> dict[str, Any]:
+    """The figures that say whether a world is a valid benchmark, for ``bench`` (a
+    :class:`~.world_split.WorldBenchmark` whose world was built with both retain models of its
+    split): the answer checks recorded at training, the target's truth-ratio utility on retain
+    people, Forget Quality of the target and of the second gold model against the gold model,
+    and the models' forget probability. ``checks`` holds each verdict."""
     import json
 
-    from .world_split import WorldBenchmark
-
-    bench = WorldBenchmark(split, config=world.config, world=world, progress=False)
+    world, split = bench.world, bench.split
     tokenizer = world.load_tokenizer()
-    gold = world.load_model(bench.split)
+    gold = world.load_model(split)
     reference = bench.evaluate_reference(gold, tokenizer, progress=False)
     common = {"progress": False, "generate": False, "reference": reference}
     scores = {}
-    for name in ("target", f"second:{bench.split}", bench.split):
+    for name in ("target", f"second:{split}", split):
         result = bench.evaluate(world.load_model(name), tokenizer, **common)
         scores[name.split(":")[0]] = bench.summarize(result)
-    gold_scores = scores[bench.split]
+    gold_scores = scores[split]
     target, second = scores["target"], scores["second"]
     answers = {}
     for key, path in (("target", world.target_dir), ("gold", world.retain_dir(split))):
         info = json.loads((path / "train.json").read_text(encoding="utf-8"))
         answers[key] = {k: v for k, v in info["answer_check"].items() if k != "failures"}
     figures = {
-        "split": bench.split,
+        "split": split,
         "target_answers_on_holdout": answers["target"],
         "gold_answers_on_forget": answers["gold"],
         "target_retain_truth_ratio": target["retain/truth_ratio"],
@@ -245,3 +244,15 @@ def sanity_line(figures: Mapping[str, Any]) -> str:
         f"{verdict('gold_vs_gold_not_noise')}); P(forget) target {probs['target']:.3f}, gold "
         f"{probs['gold']:.3f}, second gold {probs['second_gold']:.3f}."
     )
+
+
+def ensure_sanity(bench: Any) -> None:
+    """Measure and record the sanity figures of ``bench``'s world and split on all rows
+    (``sanity-forgetNN.json``; whatever ``bench.max_rows``) unless they exist or the world's
+    config has ``sanity=False``; atomic write."""
+    from unilogit.files import atomic_write_json
+
+    world = bench.world
+    if world.config.sanity and world.sanity(bench.split) is None:
+        full = type(bench)(bench.split, config=world.config, world=world, progress=False)
+        atomic_write_json(world.sanity_file(bench.split), sanity_figures(full), indent=1)

@@ -14,6 +14,7 @@ from ..errors import ConfigError
 from .qa import QABenchmark
 from .tofu import without_paraphrase
 from .world import World, build_world, split_percent
+from .world_sanity import ensure_sanity, sanity_line
 
 __all__ = ["WorldBenchmark", "WorldSplit"]
 
@@ -70,7 +71,8 @@ class WorldBenchmark(QABenchmark):
 
     @property
     def world(self) -> World:
-        """The built :class:`~unilogit.benchmarks.world.World` (built on first access)."""
+        """The built :class:`~unilogit.benchmarks.world.World` (built on first access, with its
+        sanity figures measured once when its config asks for them)."""
         if self._world is None:
             self._world = build_world(
                 self.config if self.config is not None else self.preset,
@@ -78,6 +80,7 @@ class WorldBenchmark(QABenchmark):
                 splits=(self.split,),
                 progress=self.progress,
             )
+            ensure_sanity(self)
         return self._world
 
     def __repr__(self) -> str:
@@ -104,8 +107,6 @@ class WorldBenchmark(QABenchmark):
     def describe(self) -> dict[str, Any]:
         """Identity of the split and, when the build recorded them, the world's sanity figures
         (``sanity``) with a one-line summary for reports (``notes``)."""
-        from .world_sanity import sanity_line
-
         w = self.world
         out = {
             "name": self.name,

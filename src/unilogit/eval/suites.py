@@ -275,10 +275,12 @@ def _qa_privleak(
         ref_auc = (reference.get("mia") or {}).get("min_k")
     if not mia or "min_k" not in mia or not isinstance(ref_auc, (int, float)):
         return {}
-    return {
-        "privleak": M.privleak(mia["min_k"], float(ref_auc), conv.epsilon),
-        "privleak_retain_auc": float(ref_auc),
-    }
+    out: dict[str, Any] = {"privleak_retain_auc": float(ref_auc)}
+    try:
+        out["privleak"] = M.privleak(mia["min_k"], float(ref_auc), conv.epsilon)
+    except DataError as e:  # the retain model separates the sets perfectly (tiny splits)
+        out["privleak"], out["privleak_undefined"] = None, str(e)
+    return out
 
 
 def _score_splits(
