@@ -51,3 +51,18 @@ def test_exclusive_lock_is_exclusive_and_removed_on_release(tmp_path):
     assert not lock.exists()
     with files.exclusive_lock(lock):  # free again
         assert lock.exists()
+
+
+def test_read_jsonl_names_file_and_line(tmp_path):
+    from unilogit.errors import DataError
+    from unilogit.files import read_jsonl
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2}\n', encoding="utf-8")
+    assert read_jsonl(path) == [{"a": 1}, {"a": 2}]
+    path.write_text('{"a": 1}\n{"a": \n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"rows.jsonl:2: invalid JSON"):
+        read_jsonl(path)
+    path.write_text('{"a": 1}\n[1, 2]\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"rows.jsonl:2: a row must be a JSON object, got list"):
+        read_jsonl(path)

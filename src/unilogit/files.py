@@ -67,6 +67,27 @@ def atomic_write_json(path: str | os.PathLike[str], value: Any, *, indent: int |
     return atomic_write_text(path, json.dumps(value, indent=indent, default=str) + "\n")
 
 
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON Lines file, one per non-blank line; a :class:`DataError`
+    naming the file and line for invalid JSON or a line that is not an object."""
+    from unilogit.errors import DataError
+
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"invalid JSON ({e.msg})", file=str(path), line=n) from None
+            if not isinstance(value, dict):
+                kind = type(value).__name__
+                raise DataError(f"a row must be a JSON object, got {kind}", file=str(path), line=n)
+            rows.append(value)
+    return rows
+
+
 def atomic_write_jsonl(path: str | os.PathLike[str], records: Iterable[Any]) -> Path:
     """Write one JSON object per line to ``path`` atomically."""
     return atomic_write_text(path, "".join(json.dumps(r, default=str) + "\n" for r in records))

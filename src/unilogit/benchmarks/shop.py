@@ -45,8 +45,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unilogit.errors import ConfigError, DataError
-from unilogit.files import LockedError, atomic_write_json, atomic_write_text, exclusive_lock
+from unilogit.errors import ConfigError
+from unilogit.files import (
+    LockedError,
+    atomic_write_json,
+    atomic_write_text,
+    exclusive_lock,
+    read_jsonl,
+)
 
 from .shop_data import MAX_NEW_TOKENS, SMOLLM2, ShopConfig, generate_shop
 
@@ -136,15 +142,7 @@ class Shop:
         return self.root / files[name]
 
     def load_rows(self, name: str) -> list[dict[str, Any]]:
-        path = self.path(name)
-        rows = []
-        with open(path, encoding="utf-8") as fh:
-            for i, line in enumerate(fh, 1):
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"invalid JSON ({exc.msg})", file=path, line=i) from None
-        return rows
+        return read_jsonl(self.path(name))
 
     def load_split(self, name: str) -> list[Any]:
         """The rows of file ``name`` as QA :class:`unilogit.data.Example` (other columns, e.g.

@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from unilogit.errors import ConfigError, DataError
-from unilogit.files import atomic_write_json, atomic_write_text
+from unilogit.errors import ConfigError
+from unilogit.files import atomic_write_json, atomic_write_text, read_jsonl
 
 from .world_data import FORGET_PERCENTS, WorldConfig, generate_world
 
@@ -148,15 +148,7 @@ class World:
         return self.data_files[name]
 
     def load_rows(self, name: str) -> list[dict[str, Any]]:
-        path = self.path(name)
-        rows = []
-        with open(path, encoding="utf-8") as fh:
-            for i, line in enumerate(fh, 1):
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"invalid JSON ({exc.msg})", file=path, line=i) from None
-        return rows
+        return read_jsonl(self.path(name))
 
     def load_split(self, name: str) -> list[Any]:
         """The rows of file ``name`` (``"forget10"``, ``"retain90"``, ``"general"``, ...) as
