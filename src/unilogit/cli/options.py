@@ -81,10 +81,14 @@ def add_benchmark_options(
     )
     g.add_argument("--data-dir", help="local copy of a TOFU / MUSE benchmark's files")
     g.add_argument("--max-rows", type=int, help="use only the first N rows of every split")
-    g.add_argument("--preset", help="world preset: default | quick (default: default)")
+    g.add_argument(
+        "--preset",
+        help="world preset: default | quick; shop preset: default | small | quick "
+        "(default: default)",
+    )
     g.add_argument(
         "--cache-dir",
-        help="world / facts cache: built models, corpora (default $UNILOGIT_CACHE or "
+        help="world / facts / shop cache: built models, corpora (default $UNILOGIT_CACHE or "
         "~/.cache/unilogit)",
     )
     return g
