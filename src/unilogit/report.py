@@ -44,6 +44,8 @@ from .benchmarks.base import Column, Curve
 from .errors import DataError
 from .files import atomic_write_text
 from .report_common import colors as _colors
+from .report_common import curve_front as _front
+from .report_common import curve_xy as _xy
 from .report_common import figure as _figure
 from .report_common import fmt as _fmt
 from .report_common import label as _label
@@ -216,17 +218,6 @@ def write_csv(records: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> 
 
 
 # ----------------------------------------------------------------------------------- plots
-
-
-def _xy(r: Mapping[str, Any], curve: Curve) -> tuple[float | None, float | None]:
-    return _num(r.get(curve.x_key)), _num(r.get(curve.y_key))
-
-
-def _front(rows: Sequence[Mapping[str, Any]], curve: Curve) -> list[int]:
-    """Indices of ``rows`` on the Pareto front of ``curve``."""
-    return pareto_front(
-        [_xy(r, curve) for r in rows], (curve.x_higher_is_better, curve.y_higher_is_better)
-    )
 
 
 def plot_pareto(records: Sequence[Mapping[str, Any]], path: Path, curve: Curve) -> Path:

@@ -65,6 +65,18 @@ def pareto_front(
     return [i for _, _, i in front]
 
 
+def curve_xy(r: Mapping[str, Any], curve: Any) -> tuple[float | None, float | None]:
+    """A record's two numbers on ``curve`` (a :class:`~unilogit.benchmarks.base.Curve`)."""
+    return num(r.get(curve.x_key)), num(r.get(curve.y_key))
+
+
+def curve_front(rows: Sequence[Mapping[str, Any]], curve: Any) -> list[int]:
+    """Indices of ``rows`` on the Pareto front of ``curve``, in plotting order."""
+    return pareto_front(
+        [curve_xy(r, curve) for r in rows], (curve.x_higher_is_better, curve.y_higher_is_better)
+    )
+
+
 def label(r: Mapping[str, Any], with_epoch: bool = False) -> str:
     """A record's short name: the baseline's name, or "method lr=1e-3 [sN] [epE]"."""
     if r.get("kind") == "baseline":

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .benchmarks.base import Curve
-from .report_common import colors, figure, fmt, legend, num, pareto_front, save_png
+from .report_common import colors, figure, fmt, legend, num, save_png
+from .report_common import curve_front as _front
+from .report_common import curve_xy as _xy
 from .report_stats import HYPERVOLUMES, P_GAP_KEY, max_seeds, seed_medians
 
 __all__ = ["KL_CURVE", "hypervolume_blocks", "seed_blocks"]
@@ -41,15 +43,6 @@ SPREAD = "min–max over the seeds"
 #: The plot of the main curve's two numbers along the runs, medians over seeds.
 SEED_PATHS = "seeds_paths.png"
 _LINESTYLES = ("-", "--", ":", "-.")
-
-
-def _xy(r: Mapping[str, Any], curve: Curve) -> tuple[float | None, float | None]:
-    return num(r.get(curve.x_key)), num(r.get(curve.y_key))
-
-
-def _front(rows: Sequence[Mapping[str, Any]], curve: Curve) -> list[int]:
-    points = [_xy(r, curve) for r in rows]
-    return pareto_front(points, (curve.x_higher_is_better, curve.y_higher_is_better))
 
 
 def _who(r: Mapping[str, Any]) -> str:
