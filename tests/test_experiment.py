@@ -205,3 +205,20 @@ def test_parse_lrs():
         parse_lrs("fast", ["npo"])
     with pytest.raises(ConfigError, match="none for"):
         parse_lrs("npo:1e-3", ["npo", "ga"])
+
+
+def test_store_names_what_changed_and_treats_null_as_absent(tmp_path):
+    """A refused folder names the nested setting that changed (not a truncated dump); an
+    option that is null counts as absent, so a new unset option keeps old results usable."""
+    from unilogit.experiment.store import ResultsStore
+
+    grid = Grid.make(["ga"], [1e-3], [1])
+    train = {"batch_size": 4, "lora": False, "lora_r": 8, "weight_decay": 0.0}
+    ResultsStore(tmp_path / "s", {"train": train}, grid)
+    ResultsStore(tmp_path / "s", {"train": {**train, "prompt_format": None}}, grid)  # same
+    with pytest.raises(ConfigError) as err:
+        ResultsStore(tmp_path / "s", {"train": {**train, "lora_r": 16}}, grid)
+    assert "train.lora_r: was 8, now 16" in str(err.value)
+    assert "batch_size" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"train.prompt_format: was null, now \"chatml\""):
+        ResultsStore(tmp_path / "s", {"train": {**train, "prompt_format": "chatml"}}, grid)

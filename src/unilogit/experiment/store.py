@@ -10,8 +10,11 @@
     evals/            the full evaluation of each record
 
 A folder written with a different configuration is refused (results are never mixed) unless
-``overwrite`` discards its results; a non-empty folder that is not a results store is never
-written into. Opening a store drops the records of unfinished runs (they are run again).
+``overwrite`` discards its results; a method new to the folder may bring its own options (the
+grid grows by methods), a method already there must keep them; a setting that is null counts as
+absent (an option added to the code later, unset, does not orphan old results). A non-empty
+folder that is not a results store is never written into. Opening a store drops the records of
+unfinished runs (they are run again).
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ CONFIG_FILE = "sweep.json"
 RESULTS_FILE = "results.jsonl"
 _RESULT_ENTRIES = ("results.jsonl", "evals", "logs")
 #: Entries of the configuration file that are not part of the fingerprint: the grid grows,
-#: the layout (the report's columns and curves) follows the code.
-_NOT_COMPARED = ("grid", "layout")
+#: the layout (the report's columns and curves) follows the code, method options are compared
+#: per method (:func:`_merge_method_options`).
+_NOT_COMPARED = ("grid", "layout", "method_options")
 
 
 def canonical(value: Any) -> Any:
@@ -81,8 +85,12 @@ class ResultsStore:
                 self._discard()
             else:
                 old = {k: v for k, v in saved.items() if k not in _NOT_COMPARED}
-                _refuse_mixed(self.root, old, self.config)
+                new = {k: v for k, v in self.config.items() if k not in _NOT_COMPARED}
+                _refuse_mixed(self.root, old, new)
                 grid_seen = saved.get("grid") or {}
+                self.config["method_options"] = _merge_method_options(
+                    self.root, saved, self.config, grid
+                )
         elif self.root.is_dir() and any(self.root.iterdir()):
             raise ConfigError(
                 f"output directory {self.root} is not empty and holds no experiment (no "
@@ -157,15 +165,48 @@ def _read_evaluation(path: Path) -> dict[str, Any]:
     return value
 
 
+def _merge_method_options(
+    root: Path, saved: Mapping[str, Any], config: Mapping[str, Any], grid: Grid
+) -> dict[str, Any]:
+    """The saved method options with those of methods new to the folder added; a method that
+    already has runs there (in the saved grid) and is run again must keep its options."""
+    old, new = saved.get("method_options") or {}, config.get("method_options") or {}
+    before = set((saved.get("grid") or {}).get("methods") or [])
+    for m in sorted(before & set(grid.methods)):
+        if old.get(m, {}) != new.get(m, {}):
+            _refuse_mixed(root, {"method_options": {m: old.get(m, {})}},
+                          {"method_options": {m: new.get(m, {})}})  # fmt: skip
+    return canonical({**old, **new})
+
+
+def _differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """Dotted paths where two JSON values differ, each with both values (nested dicts are
+    compared key by key, so a long configuration shows only what changed)."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new)):
+            if old.get(k) != new.get(k):
+                out += _differences(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))
+        return out
+
+    def short(v: Any) -> str:
+        text = json.dumps(v, sort_keys=True)
+        return text if len(text) <= 120 else text[:117] + "..."
+
+    return [f"{path}: was {short(old)}, now {short(new)}"]
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def _refuse_mixed(root: Path, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    old, new = _without_nulls(old), _without_nulls(new)
     if old == new:
         return
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    details = "; ".join(
-        f"{k}: was {json.dumps(old.get(k), sort_keys=True)[:160]}, now "
-        f"{json.dumps(new.get(k), sort_keys=True)[:160]}"
-        for k in diff
-    )
+    details = "; ".join(_differences(old, new))
     raise ConfigError(
         f"{root} holds a sweep with a different configuration ({details}); results would be "
         "mixed. Use another output directory, or overwrite=True / --overwrite to discard the "
