@@ -279,7 +279,8 @@ def test_split_parsing_and_bad_options():
     assert parse_split("batch") == ("batch", None)
     assert parse_split("batch:3") == ("batch", 3)
     assert parse_split("target:einstein") == ("target", "einstein")
-    for bad in ("batch:0", "batch:x", "target:", "single"):
+    assert parse_split("single") == ("single", None) and parse_split("single:3") == ("single", 3)
+    for bad in ("batch:0", "batch:x", "target:", "single:0", "singles"):
         with pytest.raises(ConfigError):
             parse_split(bad)
     with pytest.raises(ConfigError, match="unknown facts target"):
@@ -398,9 +399,10 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
-def _tiny_facts(tmp_path: Path, tok, model) -> Path:
+def _tiny_facts(tmp_path: Path, tok, model, *, both_known: bool = False) -> Path:
     """Probe files for a tiny random model: half of each target's probes carry the model's own
-    greedy continuation as the answer (so they can be kept), half a token it does not predict."""
+    greedy continuation as the answer (so they can be kept), half a token it does not predict.
+    Target t2 is unknown (its one forget probe is wrong) unless ``both_known``."""
     from unilogit.eval.generation import generate_from_ids
 
     folder = tmp_path / "tiny-facts"
@@ -447,20 +449,18 @@ def _tiny_facts(tmp_path: Path, tok, model) -> Path:
     _write_jsonl(
         folder / "holdout.jsonl", [{"id": "h1", "name": "France"}, {"id": "h2", "name": "Oslo"}]
     )
-    _write_jsonl(
-        folder / "forget.jsonl",
-        rows("forget", "t1", 0)
-        + [
-            {
-                "id": "forget-t2-0",
-                "target": "t2",
-                "level": "qa",
-                "format": "text",
-                "prompt": "Once upon a",
-                "answer": "zebra",
-            }
-        ],
-    )
+    unknown_t2 = [
+        {
+            "id": "forget-t2-0",
+            "target": "t2",
+            "level": "qa",
+            "format": "text",
+            "prompt": "Once upon a",
+            "answer": "zebra",
+        }
+    ]
+    t2 = rows("forget", "t2", 0) if both_known else unknown_t2
+    _write_jsonl(folder / "forget.jsonl", rows("forget", "t1", 0) + t2)
     _write_jsonl(folder / "neighbour.jsonl", rows("neighbour", "t1", 0)[:4])
     util = [{**r, "group": "g"} for r in rows("utility", "t1", 0)]
     for r in util:
@@ -521,3 +521,34 @@ def test_pipeline_on_a_tiny_model(tmp_path, chat_tokenizer):
         FactsBenchmark(
             "target:t2", data_dir=folder, cache_dir=tmp_path / "cache", min_known=1, progress=False
         ).prepare(model, tok)
+
+
+def test_single_target_setting_gives_one_benchmark_per_known_target(tmp_path, chat_tokenizer):
+    """``single`` stands for one problem per known target (RWKU's single-target setting):
+    ``parts()`` are ``target:<id>`` benchmarks with the same options; the setting itself
+    cannot be trained on directly."""
+    from tiny import tiny_llama
+    from unilogit.benchmarks.facts import FactsBenchmark
+    from unilogit.benchmarks.facts_corpus import CorpusConfig
+
+    tok = chat_tokenizer
+    model = tiny_llama(len(tok), seed=5)
+    model_dir = tmp_path / "model"
+    model.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    folder = _tiny_facts(tmp_path, tok, model, both_known=True)
+    options = dict(
+        data_dir=folder,
+        cache_dir=tmp_path / "cache",
+        model=str(model_dir),
+        min_known=1,
+        progress=False,
+        corpus=CorpusConfig(prompts=("Describe {name}.",), max_new_tokens=8),
+    )
+    assert FactsBenchmark("batch", **options).parts() is None
+    parts = FactsBenchmark("single", **options).parts()
+    assert [p.split for p in parts] == ["target:t1", "target:t2"]
+    assert parts[0].describe() == {**FactsBenchmark("target:t1", **options).describe()}
+    assert [p.split for p in FactsBenchmark("single:1", **options).parts()] == ["target:t1"]
+    with pytest.raises(ConfigError, match="one unlearning problem per target"):
+        FactsBenchmark("single", **options).forget()

@@ -36,7 +36,7 @@ from typing import Any
 from .benchmarks.base import Benchmark
 from .benchmarks.qa import summarize_qa as summarize
 from .errors import ConfigError
-from .experiment import ExperimentResult, Grid, RunSpec, run_experiment
+from .experiment import ExperimentResult, Grid, RunSpec, run_experiment, run_parts
 from .experiment.runner import FORMAT_VERSION, EvaluationHook, TrainFn
 
 __all__ = ["FORMAT_VERSION", "Grid", "RunSpec", "SweepResult", "run_sweep", "summarize"]
@@ -70,9 +70,11 @@ def run_sweep(
     autostop: bool | Mapping[str, Any] = True,
 ) -> SweepResult:
     """Run every (method, lr, epochs, seed) of the grid on ``benchmark``
-    (:func:`unilogit.experiment.run_experiment`; ``methods`` may be a :class:`Grid`, then
-    without ``lrs`` / ``epochs``). Evaluations every ``eval_every`` optimizer steps (None: not
-    by steps), after every epoch (``eval_epochs``) and after the last step."""
+        (:func:`unilogit.experiment.run_experiment`; ``methods`` may be a :class:`Grid`, then
+        without ``lrs`` / ``epochs``). Evaluations every ``eval_every`` optimizer steps (None: not
+        by steps), after every epoch (``eval_epochs``) and after the last step. A benchmark with
+    :meth:`~unilogit.benchmarks.base.Benchmark.parts` (facts ``single``) runs the grid on every
+    part and reports their mean (:mod:`unilogit.experiment.parts`)."""
     if isinstance(methods, Grid):
         if lrs is not None or epochs is not None:
             raise ConfigError("give either a Grid or methods/lrs/epochs, not both")
@@ -81,10 +83,7 @@ def run_sweep(
         if lrs is None or epochs is None:
             raise ConfigError("a sweep needs learning rates and epochs (or a Grid)")
         grid = Grid.make(methods, lrs, epochs, seeds)
-    return run_experiment(
-        benchmark,
-        grid,
-        output_dir,
+    options = dict(
         method_options=method_options,
         train_options=train_options,
         eval_options=eval_options,
@@ -101,3 +100,7 @@ def run_sweep(
         on_evaluation=on_evaluation,
         autostop=autostop,
     )
+    parts = benchmark.parts()
+    if parts:
+        return run_parts(benchmark, parts, grid, output_dir, **options)
+    return run_experiment(benchmark, grid, output_dir, **options)

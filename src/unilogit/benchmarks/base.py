@@ -110,6 +110,12 @@ class Benchmark(abc.ABC):
         """Rows of the same kind never trained on (membership attacks); ``None`` if none."""
         return None
 
+    def parts(self) -> list[Benchmark] | None:
+        """The separate unlearning problems this benchmark stands for, or ``None`` (one).
+        RWKU's single-target setting is one part per target, each unlearned alone from the
+        original model; a sweep runs its grid on every part and averages the results."""
+        return None
+
     def identity(self) -> dict[str, Any]:
         """What a reference must share with this benchmark: :meth:`describe` without where the
         data was read from (``source``), which may differ between machines."""

@@ -21,8 +21,10 @@ Probes are kept only if the ORIGINAL model answers them correctly (:mod:`.facts_
 scores 1.0 on all of them; a target counts as known (and is used) when at least ``min_known`` of
 its forget probes survive. Everything per model is cached under
 ``<cache>/facts/<weights hash>/``. Settings: ``batch`` (every known target at once),
-``batch:N`` (the first N known targets), ``target:<id>`` (one target; RWKU's single-target
-setting averages such runs over targets).
+``batch:N`` (the first N known targets), ``target:<id>`` (one target), ``single`` /
+``single:N`` (RWKU's single-target setting: every known target, or the first N, unlearned
+alone from the original model; :meth:`FactsBenchmark.parts` gives one ``target:<id>``
+benchmark each, and ``bench`` averages their results over targets).
 """
 
 from __future__ import annotations
@@ -56,17 +58,18 @@ def _log(progress: bool, msg: str) -> None:
 
 def parse_split(split: str) -> tuple[str, int | str | None]:
     """``"batch"`` -> ("batch", None); ``"batch:4"`` -> ("batch", 4);
-    ``"target:x"`` -> ("target", "x")."""
+    ``"target:x"`` -> ("target", "x"); ``"single:4"`` -> ("single", 4)."""
     mode, _, arg = (split or "batch").partition(":")
-    if mode == "batch":
+    if mode in ("batch", "single"):
         if not arg:
-            return "batch", None
+            return mode, None
         if arg.isdigit() and int(arg) > 0:
-            return "batch", int(arg)
+            return mode, int(arg)
     elif mode == "target" and arg:
         return "target", arg
     raise ConfigError(
-        f"facts split must be 'batch', 'batch:N' (N >= 1) or 'target:<id>', got {split!r}"
+        "facts split must be 'batch', 'batch:N' (N >= 1), 'target:<id>', 'single' or "
+        f"'single:N', got {split!r}"
     )
 
 
@@ -74,7 +77,8 @@ class FactsBenchmark(Benchmark):
     """RWKU-style unlearning of real knowledge (module docstring).
 
     Args:
-        split: ``batch``, ``batch:N`` or ``target:<id>``.
+        split: ``batch``, ``batch:N``, ``target:<id>``, ``single`` or ``single:N`` (the
+            last two only through :meth:`parts`).
         model: the original model (path, Hub id, ``.gguf``); ``None`` = SmolLM2-135M-Instruct.
         data_dir: a folder of probe files replacing the shipped ones.
         cache_dir: cache base (default ``$UNILOGIT_CACHE`` or ``~/.cache/unilogit``).
@@ -146,6 +150,12 @@ class FactsBenchmark(Benchmark):
 
         self.split = split or "batch"
         self.mode, self.arg = parse_split(self.split)
+        self._options = {
+            "model": model, "data_dir": data_dir, "cache_dir": cache_dir,
+            "min_known": min_known, "max_utility": max_utility, "max_probes": max_probes,
+            "with_retain": with_retain, "holdout_entities": holdout_entities,
+            "corpus": corpus, "progress": progress,
+        }  # fmt: skip
         self.model_spec = str(model) if model is not None else None
         self.data: FactsData = load_data(data_dir)
         self.cache_base = Path(cache_dir).expanduser() if cache_dir else cache_root()
@@ -203,6 +213,16 @@ class FactsBenchmark(Benchmark):
             return load_smollm2(progress=self.progress)
         return load_model(self.model_spec, device="cpu")
 
+    def parts(self) -> list[FactsBenchmark] | None:
+        """``single[:N]``: one ``target:<id>`` benchmark per known target (the first N), each
+        unlearned alone from the original model (RWKU's single-target setting); otherwise
+        ``None``. Which targets are known is decided as for ``batch[:N]`` (cached)."""
+        if self.mode != "single":
+            return None
+        batch = "batch" if self.arg is None else f"batch:{self.arg}"
+        ids = FactsBenchmark(batch, **self._options).filter_report()["targets"]
+        return [FactsBenchmark(f"target:{t}", **self._options) for t in ids]
+
     # ------------------------------------------------------------------------------ preparation
 
     def _candidates(self, kind: str, target_ids: Sequence[str]) -> list[Probe]:
@@ -227,6 +247,12 @@ class FactsBenchmark(Benchmark):
         """
         if self._state is not None:
             return self._state["report"]
+        if self.mode == "single":
+            raise ConfigError(
+                f"facts split {self.split!r} is one unlearning problem per target: "
+                "`unilogit bench` runs each and averages them; elsewhere use target:<id> or "
+                "batch[:N]"
+            )
         from unilogit.models import weights_sha256
 
         t0 = time.perf_counter()

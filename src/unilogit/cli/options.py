@@ -77,7 +77,8 @@ def add_benchmark_options(
     g.add_argument(
         "--split",
         help="forget split: forget01 | forget05 | forget10 (TOFU, world; default forget10), "
-        "batch | batch:N | target:ID (facts; default batch)",
+        "batch | batch:N | target:ID | single | single:N (facts; default batch; single: every "
+        "known target unlearned alone, `bench` reports the mean over targets)",
     )
     g.add_argument("--data-dir", help="local copy of a TOFU / MUSE benchmark's files")
     g.add_argument("--max-rows", type=int, help="use only the first N rows of every split")
@@ -85,6 +86,12 @@ def add_benchmark_options(
         "--preset",
         help="world preset: default | quick; shop preset: default | small | quick "
         "(default: default)",
+    )
+    g.add_argument(
+        "--max-utility",
+        type=int,
+        help="facts: at most N utility-probe candidates, spread over the file (cheaper "
+        "filtering and evaluation; default all)",
     )
     g.add_argument(
         "--cache-dir",
@@ -97,7 +104,7 @@ def add_benchmark_options(
 #: Constructor options that only some benchmarks take, and which flag gives them.
 _OWN_OPTIONS = {
     "world": ("preset", "cache_dir", "progress"),
-    "facts": ("cache_dir", "progress", "model"),
+    "facts": ("cache_dir", "progress", "model", "max_utility"),
     "shop": ("preset", "cache_dir", "progress"),
 }
 
@@ -114,7 +121,7 @@ def get_benchmark(
     name = args.benchmark.strip().lower()
     kw: dict[str, Any] = {"max_rows": args.max_rows} if args.max_rows is not None else {}
     own = _OWN_OPTIONS.get(name, ())
-    for option in ("preset", "cache_dir"):
+    for option in ("preset", "cache_dir", "max_utility"):
         value = getattr(args, option, None)
         if value is not None and option not in own:
             flag = "--" + option.replace("_", "-")

@@ -13,6 +13,7 @@ loop (:mod:`.runner`) with an injectable training function and evaluation hook.
 """
 
 from .grid import Grid, RunSpec
+from .parts import run_parts
 from .runner import EvalSchedule, ExperimentResult, run_experiment
 from .store import ResultsStore
 
@@ -23,4 +24,5 @@ __all__ = [
     "ResultsStore",
     "RunSpec",
     "run_experiment",
+    "run_parts",
 ]

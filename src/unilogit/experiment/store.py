@@ -30,7 +30,7 @@ from unilogit.files import atomic_write_json, atomic_write_jsonl
 
 from .grid import Grid, merge_grids
 
-__all__ = ["CONFIG_FILE", "ResultsStore", "canonical", "run_key"]
+__all__ = ["CONFIG_FILE", "ResultsStore", "canonical", "read_config", "refuse_mixed", "run_key"]
 
 CONFIG_FILE = "sweep.json"
 RESULTS_FILE = "results.jsonl"
@@ -80,13 +80,13 @@ class ResultsStore:
             raise ConfigError(f"output {self.root} exists and is not a directory")
         grid_seen: Mapping[str, Any] = {}
         if marker.is_file():
-            saved = _read_config(marker)
+            saved = read_config(marker)
             if overwrite:
                 self._discard()
             else:
                 old = {k: v for k, v in saved.items() if k not in _NOT_COMPARED}
                 new = {k: v for k, v in self.config.items() if k not in _NOT_COMPARED}
-                _refuse_mixed(self.root, old, new)
+                refuse_mixed(self.root, old, new)
                 grid_seen = saved.get("grid") or {}
                 self.config["method_options"] = _merge_method_options(
                     self.root, saved, self.config, grid
@@ -143,10 +143,10 @@ class ResultsStore:
         return stored
 
     def saved_config(self) -> dict[str, Any]:
-        return _read_config(self.root / CONFIG_FILE)
+        return read_config(self.root / CONFIG_FILE)
 
 
-def _read_config(marker: Path) -> dict[str, Any]:
+def read_config(marker: Path) -> dict[str, Any]:
     try:
         value = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -174,7 +174,7 @@ def _merge_method_options(
     before = set((saved.get("grid") or {}).get("methods") or [])
     for m in sorted(before & set(grid.methods)):
         if old.get(m, {}) != new.get(m, {}):
-            _refuse_mixed(root, {"method_options": {m: old.get(m, {})}},
+            refuse_mixed(root, {"method_options": {m: old.get(m, {})}},
                           {"method_options": {m: new.get(m, {})}})  # fmt: skip
     return canonical({**old, **new})
 
@@ -202,7 +202,7 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-def _refuse_mixed(root: Path, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+def refuse_mixed(root: Path, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
     old, new = _without_nulls(old), _without_nulls(new)
     if old == new:
         return
