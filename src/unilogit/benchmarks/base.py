@@ -16,7 +16,10 @@ probing them (no ``hasattr``, no name checks). A new benchmark is one subclass p
 Benchmarks with a gold model (``has_gold``: a model trained without the forget set exists, e.g.
 TOFU, world) also give Forget Quality and KL to gold; the gold model's own evaluation becomes
 the reference row through :meth:`Benchmark.gold_baseline`. Benchmarks without one (MUSE, facts)
-run through the same pipeline with only the target model as a baseline.
+run through the same pipeline with only the target model as a baseline. A benchmark that
+stands for several separate unlearning problems (facts ``single``: RWKU's single-target setting)
+returns them from :meth:`Benchmark.parts`; a sweep runs its grid on each and averages them
+(:mod:`unilogit.experiment.parts`).
 
 One reference resolution for all (:meth:`Benchmark.resolve_reference`): a reference is a
 complete saved evaluation (a dict, or the path of its JSON file) of the SAME benchmark, split and
