@@ -230,9 +230,11 @@ def test_resume_after_kill_gives_the_same_weights(stories, tmp_path):
     assert len((killed / "train_log.jsonl").read_text().splitlines()) >= 45
 
 
-def test_ctrl_c_says_how_to_resume_and_that_command_resumes(stories, tmp_path):
-    """SIGINT (Ctrl-C) after the first checkpoint: exit 130, one line on stderr naming the
-    checkpoint and the exact command that resumes; running that command finishes the run."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_says_how_to_resume_and_that_command_resumes(stories, tmp_path, stop):
+    """SIGINT (Ctrl-C) or SIGTERM (a scheduler's stop) after the first checkpoint: exit 130,
+    one line on stderr naming the checkpoint and the exact command that resumes; running that
+    command finishes the run."""
     gguf, root, _ = stories
     out = tmp_path / "run"
     args = ["unlearn", "--model", str(gguf), "--forget", str(root / "forget.jsonl")]
@@ -252,7 +254,7 @@ def test_ctrl_c_says_how_to_resume_and_that_command_resumes(stories, tmp_path):
     deadline = time.time() + 300
     while not state.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err

@@ -7,8 +7,11 @@ code`` (and optionally ``on_interrupt(args, argv) -> message``) as parser defaul
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from .. import config_file
 from ..errors import Interrupted, UnilogitError
@@ -18,7 +21,7 @@ from .options import add_aliases
 #: The subcommands, in the order ``unilogit --help`` lists them.
 COMMANDS = (unlearn, finetune, evaluate, bench, demo, methods, verify)
 
-#: Exit codes: 2 = an error the user can fix (bad option, data, path), 130 = Ctrl-C.
+#: Exit codes: 2 = an error the user can fix (bad option, data, path), 130 = Ctrl-C / SIGTERM.
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -66,8 +69,27 @@ def os_error_text(error: OSError) -> str:
     return f"{where}: {reason}"
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (a scheduler's or ``kill``'s stop) is handled like Ctrl-C: the recipes save what
+    can be resumed and say how. Main thread only (signals cannot be set elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``unilogit ARGV``; returns the exit code (0 ok, 1 verify failed, 2 error, 130 Ctrl-C)."""
+    """Run ``unilogit ARGV``; returns the exit code (0 ok, 1 verify failed, 2 error, 130 Ctrl-C
+    or SIGTERM)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = config_file.parse_args(make_parser(), argv)
@@ -76,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     try:
         silence_library_progress(args)
-        return args.handler(args)
+        with _sigterm_as_ctrl_c():
+            return args.handler(args)
     except (KeyboardInterrupt, Interrupted) as e:  # the recipes turn Ctrl-C into Interrupted
         hint = getattr(args, "on_interrupt", None)
         text = hint(args, argv) if hint is not None else str(e) or "interrupted"
