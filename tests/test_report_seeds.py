@@ -97,3 +97,21 @@ def test_over_forgetting_column_beside_the_probability(tmp_path):
     assert "| 0.010 | 0.04 |" in next(ln for ln in final.splitlines() if "| npo lr" in ln)
     assert "| 0.250 | 1 |" in next(ln for ln in final.splitlines() if ln.startswith("| retain"))
     assert "P/P_gold: the forget-set probability over the gold model's (0.250" in md
+
+
+def test_best_per_method_uses_seed_medians(tmp_path):
+    """With several seeds one lucky seed does not pick a method's best: unilogit's best single
+    evaluation is seed 0 at step 4 (log10 FQ -1.0, MU 0.40), but the best MEDIAN point is step 4
+    with log10 FQ median(-1, -2, -1.5) = -1.5 (FQ 0.0316) and MU median(0.40, 0.45, 0.50)."""
+    md = write_report(_records(), tmp_path)["md"].read_text(encoding="utf-8")
+    best = _section(md, "Best evaluation per method (same rule for all)")
+    assert "one lucky seed does not decide" in best
+    row = next(ln for ln in best.splitlines() if ln.startswith("| unilogit"))
+    assert row.startswith("| unilogit lr=1e-3 (median of 3 seeds) | 2/2 | 0.032 | 0.450 |"), row
+    one = write_report(_records(seeds=(0,)), tmp_path / "one")["md"].read_text(encoding="utf-8")
+    row = next(
+        ln
+        for ln in _section(one, "Best evaluation per method (same rule for all)").splitlines()
+        if ln.startswith("| unilogit")
+    )
+    assert row.startswith("| unilogit lr=1e-3 | 2/2 | 0.1 | 0.400 |"), row

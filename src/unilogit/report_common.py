@@ -78,11 +78,14 @@ def curve_front(rows: Sequence[Mapping[str, Any]], curve: Any) -> list[int]:
 
 
 def label(r: Mapping[str, Any], with_epoch: bool = False) -> str:
-    """A record's short name: the baseline's name, or "method lr=1e-3 [sN] [epE]"."""
+    """A record's short name: the baseline's name, or "method lr=1e-3 [sN | (median of N
+    seeds)] [epE]"."""
     if r.get("kind") == "baseline":
         return str(r.get("method"))
     text = f"{r.get('method')} lr={fmt(r.get('lr'), '.0e')}"
-    if r.get("seed") not in (None, 0):
+    if r.get("kind") == "median":
+        text += f" (median of {r.get('n_seeds')} seeds)"
+    elif r.get("seed") not in (None, 0):
         text += f" s{r.get('seed')}"
     if with_epoch:
         text += f" ep{r.get('epoch')}"
