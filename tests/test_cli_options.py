@@ -244,3 +244,11 @@ def test_benchmark_flags_go_only_to_benchmarks_that_take_them(tmp_path):
     bench = opt.get_benchmark(args, original_model="some/model")
     assert (bench.name, bench.split, bench.model_spec) == ("facts", "batch:2", "some/model")
     assert opt.get_benchmark(args).model_spec is None  # eval: the default original (SmolLM2)
+    assert (bench.max_utility, bench.with_retain) == (None, False)
+    args = parsed("--benchmark", "facts", "--split", "single:3", "--max-utility", "60",
+                  "--with-retain")  # fmt: skip
+    bench = opt.get_benchmark(args)
+    assert (bench.split, bench.max_utility, bench.with_retain) == ("single:3", 60, True)
+    for flag in (["--with-retain"], ["--max-utility", "5"]):
+        with pytest.raises(ConfigError, match=f"takes no {flag[0]}"):
+            opt.get_benchmark(parsed("--benchmark", "world", *flag))

@@ -94,6 +94,13 @@ def add_benchmark_options(
         "filtering and evaluation; default all)",
     )
     g.add_argument(
+        "--with-retain",
+        action="store_true",
+        default=None,
+        help="facts: add a retain corpus (the model's own texts about the targets' neighbours); "
+        "default: the forget corpus only, RWKU's and the Unilogit paper's setting",
+    )
+    g.add_argument(
         "--cache-dir",
         help="world / facts / shop cache: built models, corpora (default $UNILOGIT_CACHE or "
         "~/.cache/unilogit)",
@@ -104,7 +111,7 @@ def add_benchmark_options(
 #: Constructor options that only some benchmarks take, and which flag gives them.
 _OWN_OPTIONS = {
     "world": ("preset", "cache_dir", "progress"),
-    "facts": ("cache_dir", "progress", "model", "max_utility"),
+    "facts": ("cache_dir", "progress", "model", "max_utility", "with_retain"),
     "shop": ("preset", "cache_dir", "progress"),
 }
 
@@ -121,7 +128,7 @@ def get_benchmark(
     name = args.benchmark.strip().lower()
     kw: dict[str, Any] = {"max_rows": args.max_rows} if args.max_rows is not None else {}
     own = _OWN_OPTIONS.get(name, ())
-    for option in ("preset", "cache_dir", "max_utility"):
+    for option in ("preset", "cache_dir", "max_utility", "with_retain"):
         value = getattr(args, option, None)
         if value is not None and option not in own:
             flag = "--" + option.replace("_", "-")
