@@ -49,13 +49,21 @@ def test_average_parts_matches_epochs_and_needs_every_part():
          "epoch": 2, "step": 6, "final": True, "forget/score": 0.2},
     ]  # fmt: skip
     b = [
-        {**a[0], "forget/score": 0.5},
+        {**a[0], "forget/score": 0.5, "forget/adv": 0.0},
         {**a[1], "step": 1, "forget/score": 0.25},
         {**a[3], "epoch": 3, "forget/score": 0.0},  # no epoch 2 in this part
     ]
     out = average_parts({"p1": a, "p2": b})
     assert out == [
-        {"kind": "baseline", "method": "target", "epoch": 0, "forget/score": 0.75, "parts": 2},
+        {
+            "kind": "baseline",
+            "method": "target",
+            "epoch": 0,
+            "forget/score": 0.75,
+            "forget/adv": 0.0,
+            "parts/forget/adv": 1,
+            "parts": 2,
+        },
         {
             "kind": "run",
             "method": "ga",
@@ -86,6 +94,7 @@ def test_sweep_over_parts_writes_each_part_and_their_mean(tmp_path):
         assert mean["parts"] == 2 and mean["final"] == (epoch == 2)
     report = (out / "report.md").read_text()
     assert "Mean over 2 separate unlearning problems" in report
+    assert read_records(out / "results.jsonl") == json.loads(json.dumps(result.records))
     assert (out / "rows-20-24" / "report.md").is_file()
     # resumable: nothing trains again; another setting in the same folder is refused
     again = run_sweep(TwoProblems(), ["ga"], [1e-3], [2], out, train_options=TRAIN, progress=False)

@@ -6,7 +6,7 @@ the report averages the parts.
 
     OUTPUT/parts.json          the setting (benchmark, parts) — marks the folder as ours
     OUTPUT/<part>/             one ordinary results folder per part (resumable, own report)
-    OUTPUT/report.md, *.png, results.csv
+    OUTPUT/results.jsonl, report.md, *.png, results.csv
                                the mean over parts at every evaluation all parts share
 
 Parts train for different numbers of steps (their forget sets differ in size), so evaluations
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from unilogit.errors import ConfigError
-from unilogit.files import atomic_write_json
+from unilogit.files import atomic_write_json, atomic_write_jsonl
 
 from .grid import Grid
 from .runner import ExperimentResult, log, run_experiment
@@ -72,6 +72,7 @@ def run_parts(
         meta = read_config(out / names[0] / CONFIG_FILE)
         meta["benchmark"] = {**setting["benchmark"], "notes": [_note(names)]}
         meta.pop("models", None)  # one per part's folder
+        atomic_write_jsonl(out / "results.jsonl", result.records)
         result.report = write_report(result.records, out, meta=meta)
         log(progress, f"report (mean over {len(names)} parts): {result.report['md']}")
     return result
@@ -81,8 +82,10 @@ def _note(names: Sequence[str]) -> str:
     return (
         f"Mean over {len(names)} separate unlearning problems ({', '.join(names)}), each "
         "unlearned alone from the original model; epoch-end evaluations only, a point only "
-        "when every part has it. Per-part reports (with generations and auto-stop points): "
-        "the folders of the same names."
+        "when every part has it; a metric a part lacks (a target without a kept probe of one "
+        "level) is the mean over the parts that have it (parts/<metric> in results.jsonl). "
+        "Per-part reports (with generations, evaluations and auto-stop points): the folders "
+        "of the same names."
     )
 
 
@@ -102,8 +105,9 @@ def _claim(out: Path, setting: Mapping[str, Any], overwrite: bool) -> None:
 
 def average_parts(per_part: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
     """The mean record over parts of every baseline and every epoch-end run evaluation that
-    all parts have: identity fields from the first part, each numeric metric the mean of the
-    parts' values (left out where a part lacks it), ``parts`` = their number."""
+    all parts have: identity fields from the first part, each numeric metric the mean over the
+    parts that have it (``parts/<key>`` = how many, when not all: a target without a kept
+    adversarial probe has no ``forget/adv``), ``parts`` = their number."""
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for records in per_part.values():
         for r in records:
@@ -128,12 +132,13 @@ def _point(r: Mapping[str, Any]) -> tuple | None:
 def _mean(records: Sequence[Mapping[str, Any]], n: int) -> dict[str, Any]:
     first = records[0]
     out: dict[str, Any] = {k: first[k] for k in _IDENTITY if k in first}
-    for key in first:
-        if key in out or key in _PER_PART:
-            continue
-        values = [r.get(key) for r in records]
-        if all(_is_number(v) for v in values):
+    keys = dict.fromkeys(k for r in records for k in r if k not in out and k not in _PER_PART)
+    for key in keys:
+        values = [r[key] for r in records if _is_number(r.get(key))]
+        if values:
             out[key] = statistics.fmean(values)
+            if len(values) < n:  # e.g. a target with no kept adversarial probe
+                out[f"parts/{key}"] = len(values)
     out["parts"] = n
     return out
 
