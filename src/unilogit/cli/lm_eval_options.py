@@ -105,8 +105,19 @@ def with_lm_eval(
     return both
 
 
-def run_only(args: argparse.Namespace, out: Path) -> int:
-    """Load ``--model``, run the harness, write ``{"model", "seconds", "lm_eval"}`` to ``out``."""
+def scores(result: dict[str, Any]) -> dict[str, float]:
+    """An evaluation's harness scores as flat ``lm_eval/<task>/<metric>`` fields (``{}``
+    without harness results)."""
+    if "lm_eval" not in result:
+        return {}
+    from ..eval.lm_eval import flat_scores
+
+    return flat_scores(result["lm_eval"])
+
+
+def run_only(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Load ``--model``, run the harness, write ``{"model", "seconds", "lm_eval"}`` to ``out``
+    and return it."""
     from ..eval.lm_eval import parse_tasks
     from ..files import atomic_write_json
     from ..models import load_model
@@ -120,4 +131,4 @@ def run_only(args: argparse.Namespace, out: Path) -> int:
     atomic_write_json(out, result, indent=1)
     print(json.dumps(result["lm_eval"]["tasks"], indent=1))
     print(f"saved to {out}")
-    return 0
+    return result
