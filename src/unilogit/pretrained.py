@@ -77,8 +77,9 @@ def smollm2_dir(cache_dir: str | os.PathLike[str] | None = None, *, progress: bo
 
     ``cache_dir``: the cache base (default :func:`cache_root`). The directory is
     ``<base>/models/`` + :func:`cache_name` (the GGUF file's SHA-256 and the transformers
-    version); it holds ``unilogit_source.json`` (the GGUF's name, hash and package version). Two processes
-    converting at once both succeed: the first to publish wins, the other's copy is dropped.
+    version); it holds ``unilogit_source.json`` (the GGUF's name, hash and package version).
+    Two processes converting at once both succeed: the first to publish wins, the other's copy
+    is dropped.
     """
     gguf = smollm2_gguf()
     sha = _sha256(gguf)
