@@ -207,3 +207,61 @@ def test_readme_trainer_example_runs_and_equals_our_loop(tmp_path, monkeypatch):
     assert max(float((ours[k] - start[k]).abs().max()) for k in start) > 1e-5
     for k in start:
         torch.testing.assert_close(theirs[k], ours[k], atol=ATOL, rtol=0, msg=k)
+
+
+def _trainer(tmp_path, method, forget, retain, **kwargs):
+    tokenizer = word_tokenizer()
+    model = _model(F64)
+    dataset = ForgetRetainDataset(tokenizer, forget, retain)
+    trainer = UnlearnTrainer(
+        model=model,
+        args=_args(tmp_path),
+        method=method,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        **kwargs,
+    )
+    return trainer, model, tokenizer
+
+
+def test_unlearn_trainer_freezes_what_rmu_cannot_change(tmp_path):
+    """RMU only reads layer ℓ's activations: the parameters after it are frozen for the run
+    (kept out of the optimizer, as in our loop) and handed back trainable; the weights equal
+    our loop's. Before: they were in the Trainer's optimizer."""
+    from unilogit.methods import get_method
+
+    start, ours = _ours("rmu", RETAIN, precompute_reference=False)
+    forget_order, retain_order = _order(len(RETAIN))
+    forget = [FORGET[i] for i in forget_order]
+    trainer, model, _ = _trainer(tmp_path, "rmu", forget, [RETAIN[i] for i in retain_order])
+    frozen = {id(p) for p in get_method("rmu").frozen_parameters(model)}
+    assert frozen and len(frozen) < len(list(model.parameters()))
+    trainer.train()
+    _assert_same(start, ours, model.state_dict())
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert optimized and not optimized & frozen
+    assert optimized | frozen == {id(p) for p in model.parameters()}
+    assert all(p.requires_grad for p in model.parameters())  # handed back trainable
+
+
+@pytest.mark.parametrize("method", ["unilogit", "npo"])
+def test_unlearn_trainer_evaluate_gives_the_methods_loss_on_the_whole_set(tmp_path, method):
+    """``Trainer.evaluate`` on a ForgetRetainDataset, in batches of 3 over 10 rows: eval_loss and
+    each term equal the method's loss on the whole set as one batch. Before: evaluate() failed
+    (the Trainer called the model on the nested forget/retain batch)."""
+    from unilogit.methods import StepBatch
+
+    trainer, model, tokenizer = _trainer(tmp_path, method, FORGET, RETAIN)
+    trainer.args.per_device_eval_batch_size = 3
+    eval_set = ForgetRetainDataset(tokenizer, FORGET, RETAIN)
+    metrics = trainer.evaluate(eval_dataset=eval_set)
+    whole = ForgetRetainCollator(tokenizer.pad_token_id)([eval_set[i] for i in range(10)])
+    with torch.no_grad():
+        step = StepBatch(model, whole["forget"], whole["retain"], trainer.reference)
+        terms = trainer.method.loss(step)
+    assert set(terms.values) == {"forget", "retain"}
+    for name, value in terms.values.items():
+        assert metrics[f"eval_loss_{name}"] == pytest.approx(float(value), rel=1e-10)
+    assert metrics["eval_loss"] == pytest.approx(float(terms.total()), rel=1e-10)
+    other = trainer.evaluate(eval_dataset=eval_set, metric_key_prefix="forget_set")
+    assert other["forget_set_loss"] == pytest.approx(metrics["eval_loss"], rel=1e-12)
