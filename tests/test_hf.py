@@ -5,7 +5,8 @@ Both runs: a tiny float64 Llama on the CPU, the batches of our schedule in our o
 Trainer samples sequentially), AdamW (torch's, lr 1e-3, no weight decay), a linear schedule
 without warmup, clipping at 1.0, batch 2 × 2 accumulation steps over 10 rows (3 optimizer steps,
 the last with one micro-batch; transformers 4.x: 12 rows, see ``PARTIAL_STEP``). The loops
-differ only in the order of a few scalar operations (``sum / N`` vs ``mean · n / N``). Float64, because Adam divides by √v: where a gradient entry
+differ only in the order of a few scalar operations (``sum / N`` vs ``mean · n / N``).
+Float64, because Adam divides by √v: where a gradient entry
 cancels to ~ε its rounding error is amplified to ~lr · relative error, which in float32 gave
 max |Δw| = 8.8e-7 (for weights that move by 2e-3); in float64 we measured 1.1e-16
 (``loss_func``) and exactly 0 (:class:`UnlearnTrainer`), so atol 1e-12 leaves four orders of
