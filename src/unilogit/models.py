@@ -304,9 +304,18 @@ def _load_adapter_dir(
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     model = PeftModel.from_pretrained(net, path, is_trainable=False)
     if merge_lora:
-        model = model.merge_and_unload()
+        model = merged(model)
         _set_name_or_path(model, str(resolved))
     return model, tokenizer
+
+
+def merged(model: nn.Module) -> nn.Module:
+    """``model.merge_and_unload()``: the base model with the LoRA weights folded in, without the
+    ``peft_config`` attribute peft < 0.13 leaves on it (it would pass for a peft model)."""
+    plain = model.merge_and_unload()
+    if "peft_config" in vars(plain):
+        del plain.peft_config
+    return plain
 
 
 def _plain_copy(model: nn.Module) -> nn.Module:
@@ -436,7 +445,7 @@ def write_model_files(
         if Path(name).name != name:
             raise ConfigError(f"file name {name!r} would escape the output directory")
     if merge_lora and hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+        model = merged(model)
     elif hasattr(model, "peft_config"):
         _warn_if_no_base(model)
     _save_weights(model, directory)
