@@ -129,3 +129,23 @@ def test_eval_and_unlearn_evaluate_use_the_given_prompt_format(tmp_path):
     run_eval = unlearn_cli._evaluation(Bench(), expected)
     run_eval(None, None)
     assert seen["prompt_format"] == expected
+
+
+@pytest.mark.parametrize("command", ["unlearn", "finetune"])
+def test_columns_with_a_benchmark_is_an_error_before_any_work(
+    tmp_path, capsys, monkeypatch, command
+):
+    """``--columns`` maps a data file's columns; a benchmark brings its own rows. Before: the
+    flag was silently ignored and the run went ahead."""
+    from unilogit.cli import options
+
+    def no_benchmark(*args, **kwargs):
+        raise AssertionError("the benchmark was built")
+
+    monkeypatch.setattr(options, "get_benchmark", no_benchmark)
+    argv = [command, "--model", str(tmp_path / "m"), "--benchmark", "tofu", "--split", "forget01"]
+    argv += ["--output", str(tmp_path / "o"), "--columns", "question=q"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --columns maps the columns of")
+    assert "drop --columns" in err[0] and not (tmp_path / "o").exists()

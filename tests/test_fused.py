@@ -154,3 +154,29 @@ def test_bad_arguments_raise() -> None:
         fused_linear_cross_entropy(hidden, weight, targets, bias=bias[:3])
     with pytest.raises(ValueError, match="at least 2"):
         fused_linear_unilogit_loss(hidden, weight[:1], torch.zeros_like(targets))
+
+
+@pytest.mark.parametrize("kind", sorted(FUSED))
+def test_sum_reduction_matches_the_unfused_sum(kind) -> None:
+    """``reduction="sum"`` (float64): value and gradients equal the unfused losses' sum over
+    supervised positions, i.e. the mean times their count. Before: no ``reduction`` argument
+    (TypeError)."""
+    hidden, weight, bias, targets = make_inputs(torch.float64, shape=(3, 47))
+    leaves = (hidden, weight, bias)
+    unfused = {"cross_entropy": losses.nll_loss, "unilogit": losses.unilogit_loss}[kind]
+    value = FUSED[kind](hidden, weight, targets, bias=bias, chunk_size=31, reduction="sum")
+    grads = torch.autograd.grad(value, leaves)
+    expected = unfused(F.linear(hidden, weight, bias), targets, reduction="sum")
+    expected_grads = torch.autograd.grad(expected, leaves)
+    torch.testing.assert_close(value, expected, rtol=1e-10, atol=1e-10)
+    for g, e in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-10)
+    n = int((targets != -100).sum())
+    mean = FUSED[kind](hidden, weight, targets, bias=bias, chunk_size=31)
+    torch.testing.assert_close(value, mean * n, rtol=1e-12, atol=0)
+    with torch.no_grad():  # the no-grad path too
+        torch.testing.assert_close(
+            FUSED[kind](hidden, weight, targets, bias=bias, reduction="sum"), value.detach()
+        )
+    with pytest.raises(ConfigError, match="reduction must be 'mean' or 'sum'"):
+        FUSED[kind](hidden, weight, targets, reduction="none")

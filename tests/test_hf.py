@@ -4,8 +4,9 @@ weights of our own loop (:func:`unilogit.trainer.unlearn`) for the same batches.
 Both runs: a tiny float64 Llama on the CPU, the batches of our schedule in our order (the
 Trainer samples sequentially), AdamW (torch's, lr 1e-3, no weight decay), a linear schedule
 without warmup, clipping at 1.0, batch 2 × 2 accumulation steps over 10 rows (3 optimizer steps,
-the last with one micro-batch). The loops differ only in the order of a few scalar operations
-(``sum / N`` vs ``mean · n / N``). Float64, because Adam divides by √v: where a gradient entry
+the last with one micro-batch; transformers 4.x: 12 rows, see ``PARTIAL_STEP``). The loops
+differ only in the order of a few scalar operations (``sum / N`` vs ``mean · n / N``).
+Float64, because Adam divides by √v: where a gradient entry
 cancels to ~ε its rounding error is amplified to ~lr · relative error, which in float32 gave
 max |Δw| = 8.8e-7 (for weights that move by 2e-3); in float64 we measured 1.1e-16
 (``loss_func``) and exactly 0 (:class:`UnlearnTrainer`), so atol 1e-12 leaves four orders of
@@ -18,6 +19,7 @@ import json
 
 import pytest
 import torch
+import transformers
 
 from tiny import qa_rows, tiny_llama, word_tokenizer
 from unilogit import data as data_lib
@@ -27,7 +29,11 @@ from unilogit.trainer import TrainConfig, _Schedule, unlearn
 
 pytest.importorskip("accelerate")
 ROWS = qa_rows()
-FORGET, RETAIN = ROWS[:10], ROWS[12:20]
+#: transformers 5 runs a trailing partial accumulation as a last optimizer step, as our loop does;
+#: 4.x (measured: 4.50) drops it (floor(micro-batches / accumulation) steps per epoch), so there
+#: 12 forget rows (6 micro-batches, 3 full steps) keep the two loops comparable.
+PARTIAL_STEP = int(transformers.__version__.split(".")[0]) >= 5
+FORGET, RETAIN = ROWS[: 10 if PARTIAL_STEP else 12], ROWS[12:20]
 SETTINGS = {"epochs": 1, "lr": 1e-3, "batch_size": 2, "grad_accum": 2, "warmup_ratio": 0.0}
 ATOL = 1e-12
 F64 = torch.float64
@@ -68,6 +74,30 @@ def _order(n_retain: int) -> tuple[list[int], list[int]]:
     return forget, retain
 
 
+def _sequential() -> dict:
+    """``train_sampling_strategy="sequential"`` (transformers >= 5); older versions have no
+    such argument and get a sequential sampler from :func:`_sequential_before_v5`."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return {"train_sampling_strategy": "sequential"} if "train_sampling_strategy" in fields else {}
+
+
+@pytest.fixture(autouse=True)
+def _sequential_before_v5(monkeypatch):
+    """transformers 4.x: the Trainer samples sequentially (it shuffles by default)."""
+    from transformers import Trainer
+
+    if not _sequential():
+        monkeypatch.setattr(
+            Trainer,
+            "_get_train_sampler",
+            lambda self, *a, **k: torch.utils.data.SequentialSampler(self.train_dataset),
+        )
+
+
 def _args(tmp_path):
     from transformers import TrainingArguments
 
@@ -82,7 +112,7 @@ def _args(tmp_path):
         weight_decay=0.0,
         max_grad_norm=1.0,
         optim="adamw_torch",
-        train_sampling_strategy="sequential",
+        **_sequential(),
         report_to="none",
         save_strategy="no",
         use_cpu=True,
@@ -207,3 +237,63 @@ def test_readme_trainer_example_runs_and_equals_our_loop(tmp_path, monkeypatch):
     assert max(float((ours[k] - start[k]).abs().max()) for k in start) > 1e-5
     for k in start:
         torch.testing.assert_close(theirs[k], ours[k], atol=ATOL, rtol=0, msg=k)
+
+
+def _trainer(tmp_path, method, forget, retain, **kwargs):
+    tokenizer = word_tokenizer()
+    model = _model(F64)
+    dataset = ForgetRetainDataset(tokenizer, forget, retain)
+    trainer = UnlearnTrainer(
+        model=model,
+        args=_args(tmp_path),
+        method=method,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        **kwargs,
+    )
+    return trainer, model, tokenizer
+
+
+def test_unlearn_trainer_freezes_what_rmu_cannot_change(tmp_path):
+    """RMU only reads layer ℓ's activations: the parameters after it are frozen for the run
+    (kept out of the optimizer, as in our loop) and handed back trainable; the weights equal
+    our loop's. Before: they were in the Trainer's optimizer."""
+    from unilogit.methods import get_method
+
+    start, ours = _ours("rmu", RETAIN, precompute_reference=False)
+    forget_order, retain_order = _order(len(RETAIN))
+    forget = [FORGET[i] for i in forget_order]
+    trainer, model, _ = _trainer(tmp_path, "rmu", forget, [RETAIN[i] for i in retain_order])
+    frozen = {id(p) for p in get_method("rmu").frozen_parameters(model)}
+    assert frozen and len(frozen) < len(list(model.parameters()))
+    trainer.train()
+    _assert_same(start, ours, model.state_dict())
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert optimized and not optimized & frozen
+    assert optimized | frozen == {id(p) for p in model.parameters()}
+    assert all(p.requires_grad for p in model.parameters())  # handed back trainable
+
+
+@pytest.mark.parametrize("method", ["unilogit", "npo"])
+def test_unlearn_trainer_evaluate_gives_the_methods_loss_on_the_whole_set(tmp_path, method):
+    """``Trainer.evaluate`` on a ForgetRetainDataset, in batches of 3 over 10 rows: eval_loss and
+    each term equal the method's loss on the whole set as one batch. Before: evaluate() failed
+    (the Trainer called the model on the nested forget/retain batch)."""
+    from unilogit.methods import StepBatch
+
+    trainer, model, tokenizer = _trainer(tmp_path, method, FORGET, RETAIN)
+    trainer.args.per_device_eval_batch_size = 3
+    eval_set = ForgetRetainDataset(tokenizer, FORGET, RETAIN)
+    metrics = trainer.evaluate(eval_dataset=eval_set)
+    whole = ForgetRetainCollator(tokenizer.pad_token_id)(
+        [eval_set[i] for i in range(len(eval_set))]
+    )
+    with torch.no_grad():
+        step = StepBatch(model, whole["forget"], whole["retain"], trainer.reference)
+        terms = trainer.method.loss(step)
+    assert set(terms.values) == {"forget", "retain"}
+    for name, value in terms.values.items():
+        assert metrics[f"eval_loss_{name}"] == pytest.approx(float(value), rel=1e-10)
+    assert metrics["eval_loss"] == pytest.approx(float(terms.total()), rel=1e-10)
+    other = trainer.evaluate(eval_dataset=eval_set, metric_key_prefix="forget_set")
+    assert other["forget_set_loss"] == pytest.approx(metrics["eval_loss"], rel=1e-12)

@@ -131,3 +131,103 @@ def test_unlearn_records_harness_results_before_and_after(memorised, tasks, tmp_
     before = record["before"]["lm_eval"]["tasks"]["colors"]["acc"]
     after = record["after"]["lm_eval"]["tasks"]["colors"]["acc"]
     assert before == 1.0 and after < 0.75, (before, after)
+
+
+# ------------------------------------------------------------------------------ bench
+
+
+@pytest.fixture
+def tiny_bench_cli(monkeypatch):
+    """`unilogit bench` on tests/tiny_bench.py's benchmark; the trained models are kept."""
+    from tiny_bench import TinyBench
+    from unilogit.cli import options
+    from unilogit.experiment import runner
+
+    bench = TinyBench()
+    monkeypatch.setattr(options, "get_benchmark", lambda *a, **k: bench)
+    trained = []
+    real = runner.default_train_fn
+
+    def keep(*args, **kwargs):
+        model, history = real(*args, **kwargs)
+        trained.append(model)
+        return model, history
+
+    monkeypatch.setattr(runner, "default_train_fn", keep)
+    return bench, trained
+
+
+def test_bench_scores_the_original_model_and_every_final_evaluation(
+    tiny_bench_cli, tasks, tmp_path, monkeypatch
+):
+    """`bench --lm-eval-tasks`: the target model is scored once (its baseline record), every
+    run at its final evaluation only; the scores equal the harness on those very models; a
+    reused run is not scored again; the report has the table. Before: `bench` had no
+    --lm-eval-tasks (argparse error, exit 2)."""
+    from unilogit.eval import lm_eval
+    from unilogit.report import read_records
+
+    bench, trained = tiny_bench_cli
+    calls = []
+    real = lm_eval.run_lm_eval
+
+    def counted(*args, **kwargs):
+        calls.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lm_eval, "run_lm_eval", counted)
+    out = tmp_path / "bench"
+    argv = ["bench", "--methods", "ga,npo", "--lrs", "3e-3", "--epochs", "1", "--eval-every", "1"]
+    argv += ["--batch-size", "2", "--max-length", "32", "--output", str(out), "--no-progress"]
+    argv += ["--lm-eval-tasks", "colors", "--lm-eval-include", str(tasks)]
+    assert main(argv) == 0
+    assert len(calls) == 3  # the original model, and each of the two runs' last step
+    records = read_records(out / "results.jsonl")
+    target = next(r for r in records if r["kind"] == "baseline" and r["method"] == "target")
+    original = real(bench.target_model()[0], bench.tok, ["colors"], include_path=tasks)
+    assert target["lm_eval/colors/acc"] == original["tasks"]["colors"]["acc"]
+    runs = [r for r in records if r["kind"] == "run"]
+    finals = [r for r in runs if r["final"]]
+    assert len(finals) == 2 and len(runs) > 2  # --eval-every 1: earlier evaluations too
+    for r in runs:
+        assert ("lm_eval/colors/acc" in r) == r["final"]
+    for r, model in zip(finals, trained, strict=True):
+        direct = real(model, bench.tok, ["colors"], include_path=tasks)
+        assert r["lm_eval/colors/acc"] == direct["tasks"]["colors"]["acc"]
+    saved = json.loads((out / "sweep.json").read_text())
+    assert saved["hooks"]["lm_eval"]["tasks"] == ["colors"]
+    md = (out / "report.md").read_text()
+    assert "## General utility (lm-evaluation-harness)" in md
+    before = f"{target['lm_eval/colors/acc']:.3f}"
+    assert f"| original model | 0 | {before} |" in md
+    for r in finals:
+        assert f"| {r['method']} lr=3e-3 | {r['step']} | {before} → " in md
+        assert f"→ {r['lm_eval/colors/acc']:.3f} |" in md
+
+    # the same sweep again: every run reused, nothing scored
+    assert main(argv) == 0 and len(calls) == 3
+    # other harness settings would mix scores: refused
+    assert main([*argv, "--lm-eval-limit", "5"]) == 2
+
+
+def test_lm_eval_blocks_rows_and_auto_stop_point():
+    """The report table from records alone: one row for the original model, one per scored
+    evaluation (the auto-stop point labelled), before → after per task/metric."""
+    from unilogit.report_lm_eval import lm_eval_blocks
+
+    records = [
+        {"kind": "baseline", "method": "target", "step": 0, "lm_eval/a/acc": 0.75},
+        {"kind": "run", "method": "npo", "lr": 1e-3, "run_id": "r", "step": 3,
+         "lm_eval/a/acc": 0.5, "autostop_eval": True},
+        {"kind": "run", "method": "npo", "lr": 1e-3, "run_id": "r", "step": 4, "final": True,
+         "lm_eval/a/acc": 0.25},
+        {"kind": "run", "method": "npo", "lr": 1e-3, "run_id": "r", "step": 2},
+    ]  # fmt: skip
+    (_, title), _, (_, headers, rows) = lm_eval_blocks(records)
+    assert title == "General utility (lm-evaluation-harness)" and headers[2:] == ["a/acc"]
+    assert rows == [
+        ["original model", "0", "0.750"],
+        ["npo lr=1e-3 (auto-stop point)", "3", "0.750 → 0.500"],
+        ["npo lr=1e-3", "4", "0.750 → 0.250"],
+    ]
+    assert lm_eval_blocks(records[3:]) == []

@@ -68,3 +68,21 @@ def test_dtype_and_device_are_passed_to_from_pretrained(saved_tiny, monkeypatch)
     assert next(loaded.parameters()).dtype is torch.bfloat16
     expected = model.lm_head.weight.to(torch.bfloat16)
     assert torch.equal(loaded.lm_head.weight, expected)
+
+
+def test_gguf_special_tokens_are_the_files(shared_dir):
+    """BOS / EOS / UNK of a GGUF model are the ids its file names. Before: transformers 4.50
+    (the declared minimum) converted stories260K's EOS as ``<s>`` (the file: ``</s>``, id 2),
+    so every answer was trained and scored ending with BOS."""
+    pytest.importorskip("gguf")
+    from gguf import GGUFReader
+
+    path = shared_dir / "models" / "stories260K.gguf"
+    if not path.is_file():
+        pytest.skip("stories260K.gguf is missing")
+    fields = GGUFReader(path).fields
+    _, tok = load_model(str(path))
+    for name, key in (("bos", "bos"), ("eos", "eos"), ("unk", "unknown")):
+        field = fields[f"tokenizer.ggml.{key}_token_id"]
+        assert getattr(tok, f"{name}_token_id") == int(field.parts[field.data[0]][0]), name
+    assert tok.eos_token == "</s>" and tok.bos_token == "<s>"

@@ -171,3 +171,27 @@ def test_methods_check_option_types_from_python():
     with pytest.raises(ConfigError, match="option 'retain_weight' of method 'ga'"):
         get_method("ga", retain_weight="heavy")
     assert get_method("undial", gamma=3).hp["gamma"] == 3  # an int passes for a float
+
+
+@pytest.mark.parametrize("layer", [0, 1, 2])
+def test_rmu_freezes_exactly_what_its_loss_cannot_reach(layer):
+    """Every parameter RMU freezes gets no gradient from its forget term, and every one it
+    keeps does, at each layer of a 3-layer model. Before: at the last layer the final norm was
+    frozen although the last hidden state is taken after it (transformers' hidden_states[-1])."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+        num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=False,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config)
+    method = get_method("rmu", layer=layer, retain_loss=None)
+    ids = torch.randint(0, 32, (2, 5))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+    method.loss(StepBatch(model, {"forget": batch})).total().backward()
+    frozen = {id(p) for p in method.frozen_parameters(model)}
+    assert frozen  # at least the LM head
+    for name, p in model.named_parameters():
+        reached = p.grad is not None and bool(p.grad.abs().sum() > 0)
+        assert reached != (id(p) in frozen), name

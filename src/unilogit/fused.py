@@ -14,7 +14,9 @@ the weight requires a gradient). Under ``torch.no_grad()`` or when no input requ
 only the loss is computed.
 
 Each chunk's summed loss (and gradient) is divided by the TOTAL number of supervised positions,
-so the chunks add up to the unchunked mean exactly (up to summation order).
+so the chunks add up to the unchunked mean exactly (up to summation order). With
+``reduction="sum"`` nothing is divided: the sum over supervised positions, as the unfused losses
+give it (for token-weighted gradient accumulation: divide once by the step's token count).
 
 Usage (a causal LM; shift so that row t predicts token t + 1)::
 
@@ -33,7 +35,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .errors import ConfigError
-from .losses import IGNORE_INDEX, loss_and_logit_grad
+from .losses import IGNORE_INDEX, _check_reduction, loss_and_logit_grad
 
 _KINDS = ("cross_entropy", "unilogit")
 
@@ -46,12 +48,14 @@ def _fused_forward(
     kind: str,
     chunk_size: int,
     ignore_index: int,
+    reduction: str,
     need: tuple[bool, bool, bool],
 ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
     """Loss and the gradients in ``need`` = (hidden, weight, bias) that are requested.
 
     Shapes: hidden (N, H), weight (V, H), bias (V,) or None, targets (N,).
-    Returns the scalar mean loss (compute dtype) and gradients in the inputs' dtypes.
+    Returns the scalar loss (compute dtype; ``reduction`` "mean" or "sum" over supervised
+    positions) and gradients in the inputs' dtypes.
     """
     need_hidden, need_weight, need_bias = need
     compute = torch.promote_types(torch.promote_types(hidden.dtype, weight.dtype), torch.float32)
@@ -75,7 +79,8 @@ def _fused_forward(
         if grad_bias is not None:
             grad_bias += dlogits.sum(dim=0)  # (V,)
     n_supervised = (targets != ignore_index).sum().clamp_min(1).to(compute)  # ()
-    scale = 1.0 / n_supervised  # () each chunk's sum / the TOTAL supervised token count
+    # () each chunk's sum / the TOTAL supervised token count; "sum": the sums themselves
+    scale = torch.ones_like(n_supervised) if reduction == "sum" else 1.0 / n_supervised
     grads = (
         None if g is None else (g * scale).to(like.dtype)
         for g, like in ((grad_hidden, hidden), (grad_weight, weight), (grad_bias, bias))
@@ -93,7 +98,7 @@ class _FusedLinearLoss(torch.autograd.Function):
         weight: Tensor,
         bias: Tensor | None,
         targets: Tensor,
-        options: tuple[str, int, int],
+        options: tuple[str, int, int, str],
     ) -> Tensor:
         need = tuple(ctx.needs_input_grad[:3])
         loss, *grads = _fused_forward(hidden, weight, bias, targets, *options, need=need)
@@ -115,7 +120,9 @@ def _fused_loss(
     bias: Tensor | None,
     chunk_size: int,
     ignore_index: int,
+    reduction: str = "mean",
 ) -> Tensor:
+    _check_reduction(reduction)
     if kind not in _KINDS:
         raise ConfigError(f"unknown fused loss {kind!r}; valid: {', '.join(_KINDS)}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
@@ -137,7 +144,7 @@ def _fused_loss(
         )
     hidden_2d = hidden.reshape(-1, hidden.shape[-1])  # (N, H)
     targets_1d = targets.reshape(-1)  # (N,)
-    options = (kind, chunk_size, ignore_index)
+    options = (kind, chunk_size, ignore_index, reduction)
     inputs = (hidden, weight) if bias is None else (hidden, weight, bias)
     if torch.is_grad_enabled() and any(x.requires_grad for x in inputs):
         return _FusedLinearLoss.apply(hidden_2d, weight, bias, targets_1d, options)
@@ -156,6 +163,7 @@ def fused_linear_cross_entropy(
     bias: Tensor | None = None,
     chunk_size: int = 1024,
     ignore_index: int = IGNORE_INDEX,
+    reduction: str = "mean",
 ) -> Tensor:
     """Mean NLL of ``softmax(hidden @ weight.T + bias)`` over supervised positions, chunked.
 
@@ -171,11 +179,15 @@ def fused_linear_cross_entropy(
         bias: optional (V,) LM-head bias.
         chunk_size: positions per chunk (memory ~ chunk_size × V compute-dtype values).
         ignore_index: label of unsupervised positions.
+        reduction: ``"mean"`` over supervised positions, or their ``"sum"`` (gradient
+            ``softmax(z) - onehot(k)``, undivided).
 
     Returns:
         Scalar loss (float32, or float64 for float64 inputs); 0 if nothing is supervised.
     """
-    return _fused_loss("cross_entropy", hidden, weight, targets, bias, chunk_size, ignore_index)
+    return _fused_loss(
+        "cross_entropy", hidden, weight, targets, bias, chunk_size, ignore_index, reduction
+    )
 
 
 def fused_linear_unilogit_loss(
@@ -186,6 +198,7 @@ def fused_linear_unilogit_loss(
     bias: Tensor | None = None,
     chunk_size: int = 1024,
     ignore_index: int = IGNORE_INDEX,
+    reduction: str = "mean",
 ) -> Tensor:
     """Unilogit (reverse KL, targets from the current logits) on ``hidden @ weight.T + bias``,
     chunked: equals ``unilogit.losses.unilogit_loss(F.linear(hidden, weight, bias), targets)``
@@ -193,6 +206,10 @@ def fused_linear_unilogit_loss(
 
     Per position ``L = p_k log(V p_k) + (1 - p_k) log(V (1 - p_k)/(V - 1))`` and
     ``∂L/∂z = -w (softmax(z) - onehot(k))``, ``w = p_k log(p_k (V - 1)/(1 - p_k))``; the mean
-    is over supervised positions. Arguments as :func:`fused_linear_cross_entropy`; V ≥ 2.
+    is over supervised positions (``reduction="sum"``: the sum, like
+    ``unilogit_loss(..., reduction="sum")``). Arguments as :func:`fused_linear_cross_entropy`;
+    V ≥ 2.
     """
-    return _fused_loss("unilogit", hidden, weight, targets, bias, chunk_size, ignore_index)
+    return _fused_loss(
+        "unilogit", hidden, weight, targets, bias, chunk_size, ignore_index, reduction
+    )

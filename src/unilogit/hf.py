@@ -166,7 +166,15 @@ class UnlearnTrainer(Trainer):
     Loss of an optimizer step = Σ_terms weight · Σ_micro sum_term(micro) / N_term, with N_term
     the term's units (supervised tokens, sequences or positions) over every micro-batch and
     process of the step (:meth:`get_batch_samples` counts them before any forward pass), as in
-    :func:`unilogit.trainer.unlearn`. ``Trainer.evaluate`` is not supported (no eval loss).
+    :func:`unilogit.trainer.unlearn`.
+
+    :meth:`train` freezes, for the run, what the method cannot change
+    (:meth:`~unilogit.methods.Method.frozen_parameters`: RMU's layers after its layer ℓ), as our
+    loop does: they stay out of the optimizer (no weight decay, DDP waits for no gradient of
+    theirs) and are handed back trainable afterwards. ``Trainer.evaluate(eval_dataset)`` on a
+    :class:`ForgetRetainDataset` gives the method's loss on the whole evaluation set:
+    ``eval_loss = Σ_terms weight · Σ_batches sum_term / Σ_batches units_term`` (each term's mean
+    over all its units, as one big batch would give it) and ``eval_loss_<term>`` per term.
     """
 
     loss_is_scaled_for_ga = True  # compute_loss already divides by the whole step's counts
@@ -199,10 +207,65 @@ class UnlearnTrainer(Trainer):
         # Our items are nested dicts ("forget", "retain"): never drop them as unused columns.
         self.args.remove_unused_columns = False
         self.reference: Reference | None = None
+        self._eval_terms: dict[str, list[float]] = {}  # name -> [sum, units, weight]
         if self.method.needs_reference:
             frozen = ref_model if ref_model is not None else copy.deepcopy(self.model)
             frozen = frozen.eval().requires_grad_(False).to(self.args.device)
             self.reference = Reference(frozen)
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """``Trainer.train`` with the method's frozen parameters frozen for the run."""
+        frozen = [p for p in self.method.frozen_parameters(self.model) if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            for p in frozen:  # the caller gets its model back as trainable as it was
+                p.requires_grad_(True)
+
+    def prediction_step(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        prediction_loss_only: bool,
+        ignore_keys: Any = None,
+    ) -> tuple[Tensor, None, None]:
+        """The method's loss terms on one evaluation batch (their sums and units are kept for
+        :meth:`evaluation_loop`); no logits or labels."""
+        inputs = self._prepare_inputs(inputs)
+        step = StepBatch(
+            model=model,
+            forget=inputs["forget"],
+            retain=inputs.get("retain"),
+            reference=self.reference,
+        )
+        with torch.no_grad():
+            terms = self.method.loss(step)
+        for name, value in terms.values.items():
+            acc = self._eval_terms.setdefault(name, [0.0, 0.0, terms.weights[name]])
+            acc[0] += float(value) * terms.counts[name]  # the term's sum over its units
+            acc[1] += terms.counts[name]
+        return terms.total().detach(), None, None
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
+        """``Trainer.evaluation_loop`` with ``<prefix>_loss`` the method's loss over the whole
+        set (each term's mean over all its units) and ``<prefix>_loss_<term>`` per term."""
+        prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
+        self._eval_terms = {}
+        output = super().evaluation_loop(*args, **kwargs)
+        names = sorted(self._eval_terms)
+        sums = torch.tensor([self._eval_terms[k][:2] for k in names], dtype=torch.float64)
+        if self.accelerator.num_processes > 1 and names:
+            sums = self.accelerator.reduce(sums.to(self.accelerator.device), reduction="sum").cpu()
+        total = 0.0
+        for name, (value, units) in zip(names, sums.tolist(), strict=True):
+            mean = value / max(units, 1.0)
+            output.metrics[f"{prefix}_loss_{name}"] = mean
+            total += self._eval_terms[name][2] * mean
+        if names:
+            output.metrics[f"{prefix}_loss"] = total
+        return output
 
     def _counts(self, inputs: dict[str, Any]) -> dict[str, float]:
         counts = {"forget": 0.0, "retain": 0.0}

@@ -691,7 +691,10 @@ class RMU(Method):
         layers = getattr(decoder, "layers", None)
         if not isinstance(layers, nn.ModuleList) or not hasattr(inner, "get_input_embeddings"):
             return []
-        upstream = [inner.get_input_embeddings(), *layers[: self.resolve_layer(inner) + 1]]
+        layer = self.resolve_layer(inner)
+        upstream = [inner.get_input_embeddings(), *layers[: layer + 1]]
+        if layer == len(layers) - 1 and isinstance(getattr(decoder, "norm", None), nn.Module):
+            upstream.append(decoder.norm)  # the last hidden state is taken after the final norm
         keep = {id(p) for module in upstream for p in module.parameters()}
         return [p for p in inner.parameters() if id(p) not in keep]
 

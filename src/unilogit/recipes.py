@@ -22,6 +22,7 @@ from .models import (
     check_output_dir,
     check_output_file,
     load_model,
+    merged,
     weights_sha256,
     write_model_files,
 )
@@ -308,7 +309,7 @@ def _publish_unlearned(
 ) -> Path:
     """Merge LoRA adapters if asked, evaluate after, then write model, config and (last) the
     record into the temporary directory that :meth:`RunOutput.publish` renames into place."""
-    final_model = net.merge_and_unload() if merge_lora and hasattr(net, "merge_and_unload") else net
+    final_model = merged(net) if merge_lora and hasattr(net, "merge_and_unload") else net
     after = _scalars(evaluate(final_model, tokenizer)) if evaluate is not None else None
     tracking.log_eval("eval_after", after)
     tracking.finish()  # its files complete before they are copied into the output

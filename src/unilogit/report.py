@@ -53,6 +53,7 @@ from .report_common import legend as _legend
 from .report_common import num as _num
 from .report_common import pareto_front
 from .report_common import save_png as _save
+from .report_lm_eval import lm_eval_blocks
 from .report_seeds import hypervolume_blocks, seed_blocks
 from .report_stats import P_GAP_KEY, add_gold_gap, max_seeds, seed_medians
 
@@ -594,6 +595,7 @@ def _document(
         blocks += [("h2", "Best evaluation per method (same rule for all)"), ("p", rule)]
         blocks.append(("table", *_table(rows, front, layout.columns)))
     blocks += _autostop_blocks(records, baselines, front, layout)
+    blocks += lm_eval_blocks(records, _sort_key)
     blocks += [
         ("h2", "Over epochs"),
         ("img", PLOTS["epochs"], "The main curve's numbers along every run"),

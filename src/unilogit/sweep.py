@@ -37,6 +37,7 @@ from .benchmarks.base import Benchmark
 from .benchmarks.qa import summarize_qa as summarize
 from .errors import ConfigError
 from .experiment import ExperimentResult, Grid, RunSpec, run_experiment, run_parts
+from .experiment.hooks import RunHooks
 from .experiment.runner import FORMAT_VERSION, EvaluationHook, TrainFn
 
 __all__ = ["FORMAT_VERSION", "Grid", "RunSpec", "SweepResult", "run_sweep", "summarize"]
@@ -68,11 +69,13 @@ def run_sweep(
     train_fn: TrainFn | None = None,
     on_evaluation: EvaluationHook | None = None,
     autostop: bool | Mapping[str, Any] = True,
+    hooks: RunHooks | None = None,
 ) -> SweepResult:
     """Run every (method, lr, epochs, seed) of the grid on ``benchmark``
-        (:func:`unilogit.experiment.run_experiment`; ``methods`` may be a :class:`Grid`, then
-        without ``lrs`` / ``epochs``). Evaluations every ``eval_every`` optimizer steps (None: not
-        by steps), after every epoch (``eval_epochs``) and after the last step. A benchmark with
+    (:func:`unilogit.experiment.run_experiment`; ``methods`` may be a :class:`Grid`, then
+    without ``lrs`` / ``epochs``). Evaluations every ``eval_every`` optimizer steps (None: not
+    by steps), after every epoch (``eval_epochs``) and after the last step. ``hooks``:
+    :class:`~unilogit.experiment.hooks.RunHooks` (harness scores, trackers). A benchmark with
     :meth:`~unilogit.benchmarks.base.Benchmark.parts` (facts ``single``) runs the grid on every
     part and reports their mean (:mod:`unilogit.experiment.parts`)."""
     if isinstance(methods, Grid):
@@ -99,6 +102,7 @@ def run_sweep(
         train_fn=train_fn,
         on_evaluation=on_evaluation,
         autostop=autostop,
+        hooks=hooks,
     )
     parts = benchmark.parts()
     if parts:

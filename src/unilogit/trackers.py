@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .experiment.hooks import RunHooks
 from .extras import install_hint
 
 #: Trackers whose package is one of our extras (the error names the extra).
@@ -135,3 +136,62 @@ class Tracking:
         for tracker in self.trackers:
             tracker.finish()
         self.trackers = []
+
+
+#: Record fields that name a run or an evaluation point rather than measure anything.
+_IDENTITY = frozenset({"kind", "method", "lr", "epochs", "seed", "run_id", "options", "step"})
+_IDENTITY |= {"epoch", "final"}
+
+
+def record_scalars(record: dict[str, Any]) -> dict[str, float]:
+    """An evaluation record's numbers for a tracker: identity fields and the training losses
+    (``train/...``, logged with their step already) left out."""
+    kept = {k: v for k, v in record.items() if k not in _IDENTITY and not k.startswith("train/")}
+    return _scalars(kept)
+
+
+class TrackerHooks(RunHooks):
+    """``unilogit bench --report-to``: one tracker run per training run, named by its run id,
+    in ``logging_dir``: the run's identity, method options and training configuration as its
+    hyperparameters (with ``config``, the experiment's), every optimizer step's log line
+    (``train/...``, the numbers of ``logs/<run_id>.jsonl``) and every stored evaluation's
+    numbers (``eval/...``, those of ``results.jsonl``) at its step. A baseline (the target
+    model, the gold model) is a tracker run of its own with its one evaluation at step 0."""
+
+    def __init__(
+        self,
+        report_to: str | Sequence[str] | None,
+        logging_dir: str | os.PathLike[str],
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.names = parse_report_to(report_to)
+        self.logging_dir, self.config = Path(logging_dir), dict(config or {})
+        self.open: dict[str, Tracking] = {}
+
+    def _start(self, run: dict[str, Any], extra: dict[str, Any]) -> Tracking:
+        tracking = Tracking(self.names, logging_dir=self.logging_dir, run_name=run["run_id"])
+        tracking.start({**self.config, "run": dict(run), **extra})
+        return tracking
+
+    def run_started(self, run: Any, config: Any) -> None:
+        import dataclasses
+
+        train = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+        self.open[run["run_id"]] = self._start(run, {"train": train})
+
+    def step(self, run: Any, step: int, history: Any) -> None:
+        self.open[run["run_id"]].on_step_end(None, step, history)
+
+    def recorded(self, run: Any, record: Any) -> None:
+        tracking = self.open.get(run["run_id"])
+        if tracking is None:  # a baseline: a tracker run with its one evaluation
+            once = self._start(run, {})
+            once.log({"eval": record_scalars(dict(record))}, int(record.get("step") or 0))
+            once.finish()
+            return
+        tracking.log({"eval": record_scalars(dict(record))}, int(record["step"]))
+
+    def run_finished(self, run: Any) -> None:
+        tracking = self.open.pop(run["run_id"], None)
+        if tracking is not None:
+            tracking.finish()

@@ -12,10 +12,12 @@ the run; resumable): docs/bench.md.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from ..errors import ConfigError
 from ..experiment.grid import parse_lrs
+from . import lm_eval_options
 from . import options as opt
 
 #: ``--methods``' default: the Unilogit weightings side by side, and the usual baselines.
@@ -93,6 +95,8 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="discard results of a different configuration in --output",
     )
+    lm_eval_options.add_lm_eval_options(p)
+    opt.add_report_to(p.add_argument_group("tracking"), "OUTPUT/trackers; one run per training")
     p.set_defaults(handler=run)
 
 
@@ -124,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     epochs, seeds = _integers(args.epochs, "--epochs"), _integers(args.seeds, "--seeds")
     method_options = opt.parse_method_options(args.option, methods)
     train = opt.train_options(args, run=False)  # validated before any model loads
+    hooks = _hooks(args)  # --lm-eval-tasks, --report-to: checked before any model loads
     bench = opt.get_benchmark(args, original_model=args.model)
     result = run_sweep(
         bench,
@@ -142,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         autostop=(
             {"max_rows": args.meter_rows, "every": args.meter_every} if args.autostop else False
         ),
+        hooks=hooks,
         **_models(args),
     )
     print(
@@ -149,3 +155,16 @@ def run(args: argparse.Namespace) -> int:
         f"report: {result.report['md']}"
     )
     return 0
+
+
+def _hooks(args: argparse.Namespace) -> Any:
+    """``--lm-eval-tasks`` (harness scores in the records) and ``--report-to`` (one tracker
+    run per training run, in ``--logging-dir`` or ``OUTPUT/trackers``) as the sweep's hooks."""
+    from ..experiment.hooks import HookList
+    from ..trackers import TrackerHooks, parse_report_to
+
+    hooks = [h for h in (lm_eval_options.bench_hooks(args),) if h is not None]
+    if parse_report_to(args.report_to):
+        folder = args.logging_dir or os.path.join(args.output, "trackers")
+        hooks.append(TrackerHooks(args.report_to, folder, {"command": "bench"}))
+    return HookList(hooks) if hooks else None

@@ -47,18 +47,23 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--output", required=True, help="JSON file for the results")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     lm_eval_options.add_lm_eval_options(p)
+    opt.add_report_to(p.add_argument_group("tracking"), "beside --output, trackers/")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..files import atomic_write_json
     from ..models import check_output_file, load_model
+    from ..trackers import parse_report_to
 
     inputs = [p for p in (args.model, args.reference, args.gold_model) if p and Path(p).exists()]
     # never a model, a reference, or anything inside them; an existing file only if asked
     out = check_output_file(args.output, overwrite=args.overwrite, protect=inputs)
+    parse_report_to(args.report_to)  # a bad tracker name fails before any work
     if lm_eval_options.only(args):  # --benchmark none --lm-eval-tasks ...
-        return lm_eval_options.run_only(args, out)
+        result = lm_eval_options.run_only(args, out)
+        _track(args, out, lm_eval_options.scores(result))
+        return 0
     saved = _saved_reference(args.reference)  # read first: a bad file fails before any work
     bench = opt.get_benchmark(args)
     loading = opt.load_options(args)
@@ -71,7 +76,25 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_json(out, result, indent=1)
     print(json.dumps(bench.summarize(result), indent=1))
     print(f"saved to {out}")
+    _track(args, out, {**bench.summarize(result), **lm_eval_options.scores(result)})
     return 0
+
+
+def _track(args: argparse.Namespace, out: Path, scalars: dict[str, Any]) -> None:
+    """``--report-to``: one tracker run named after the output file (in ``--logging-dir``,
+    default ``trackers/`` beside it) with the evaluation's numbers as ``eval/...`` at step 0."""
+    from ..trackers import Tracking, parse_report_to
+
+    if not parse_report_to(args.report_to):
+        return
+    folder = Path(args.logging_dir) if args.logging_dir else out.parent / "trackers"
+    tracking = Tracking(args.report_to, logging_dir=folder, run_name=out.stem)
+    config = {"command": "eval", "model": str(args.model), "benchmark": args.benchmark}
+    tracking.start({**config, "split": args.split, "output": str(out)})
+    try:
+        tracking.log({"eval": scalars}, 0)
+    finally:
+        tracking.finish()
 
 
 def _saved_reference(spec: str | None) -> Any:

@@ -66,6 +66,11 @@ def _data(args: argparse.Namespace) -> Any:
     if args.benchmark:
         if args.data:
             raise ConfigError("give either --benchmark or --data, not both")
+        if args.columns:  # before the benchmark builds: it was silently ignored
+            raise ConfigError(
+                "--columns maps the columns of a --data file; a --benchmark brings its own "
+                "rows: drop --columns"
+            )
         bench = opt.get_benchmark(args, use_split=False)  # --split: the training config
         return bench.load(args.split or "full")
     if not args.data:

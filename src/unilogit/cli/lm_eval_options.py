@@ -59,20 +59,31 @@ def evaluate(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, 
         return {}
     from ..eval.lm_eval import run_lm_eval
 
+    return {"lm_eval": run_lm_eval(model, tokenizer, args.lm_eval_tasks, **run_options(args))}
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`unilogit.eval.lm_eval.run_lm_eval`'s keyword arguments from the flags."""
     limit = args.lm_eval_limit
     if limit is not None and limit >= 1:
         limit = int(limit)
-    results = run_lm_eval(
-        model,
-        tokenizer,
-        args.lm_eval_tasks,
-        include_path=args.lm_eval_include,
-        num_fewshot=args.lm_eval_fewshot,
-        limit=limit,
-        batch_size=args.lm_eval_batch_size,
-        apply_chat_template=args.lm_eval_chat_template,
-    )
-    return {"lm_eval": results}
+    return {
+        "include_path": args.lm_eval_include,
+        "num_fewshot": args.lm_eval_fewshot,
+        "limit": limit,
+        "batch_size": args.lm_eval_batch_size,
+        "apply_chat_template": args.lm_eval_chat_template,
+    }
+
+
+def bench_hooks(args: argparse.Namespace) -> Any:
+    """``bench --lm-eval-tasks``: the :class:`~unilogit.eval.lm_eval.LmEvalHooks` (the target
+    model once, every run's final evaluation and its auto-stop point), or None."""
+    if not args.lm_eval_tasks:
+        return None
+    from ..eval.lm_eval import LmEvalHooks
+
+    return LmEvalHooks(args.lm_eval_tasks, **run_options(args))
 
 
 def with_lm_eval(
@@ -94,8 +105,19 @@ def with_lm_eval(
     return both
 
 
-def run_only(args: argparse.Namespace, out: Path) -> int:
-    """Load ``--model``, run the harness, write ``{"model", "seconds", "lm_eval"}`` to ``out``."""
+def scores(result: dict[str, Any]) -> dict[str, float]:
+    """An evaluation's harness scores as flat ``lm_eval/<task>/<metric>`` fields (``{}``
+    without harness results)."""
+    if "lm_eval" not in result:
+        return {}
+    from ..eval.lm_eval import flat_scores
+
+    return flat_scores(result["lm_eval"])
+
+
+def run_only(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Load ``--model``, run the harness, write ``{"model", "seconds", "lm_eval"}`` to ``out``
+    and return it."""
     from ..eval.lm_eval import parse_tasks
     from ..files import atomic_write_json
     from ..models import load_model
@@ -109,4 +131,4 @@ def run_only(args: argparse.Namespace, out: Path) -> int:
     atomic_write_json(out, result, indent=1)
     print(json.dumps(result["lm_eval"]["tasks"], indent=1))
     print(f"saved to {out}")
-    return 0
+    return result

@@ -303,15 +303,18 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--private", action="store_true", help="with --push-to-hub: create the repository private"
     )
+    add_report_to(g, "beside --output, .NAME.trackers")
+
+
+def add_report_to(g: Any, default_dir: str) -> None:
+    """``--report-to`` and ``--logging-dir`` (``default_dir``: where the trackers write)."""
     g.add_argument(
         "--report-to",
         default="none",
         help="experiment trackers, comma-separated: none | tensorboard | wandb | mlflow | ... "
         "(accelerate's; default none)",
     )
-    g.add_argument(
-        "--logging-dir", help="trackers' folder (default: beside --output, .NAME.trackers)"
-    )
+    g.add_argument("--logging-dir", help=f"trackers' folder (default: {default_dir})")
 
 
 def check_outputs(args: argparse.Namespace) -> None:

@@ -224,6 +224,11 @@ def _data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     if args.benchmark:
         if args.forget or args.retain or args.holdout:
             raise ConfigError("give either --benchmark or --forget/--retain/--holdout, not both")
+        if args.columns:  # before the benchmark builds: it was silently ignored
+            raise ConfigError(
+                "--columns maps the columns of --forget/--retain/--holdout files; a --benchmark "
+                "brings its own rows: drop --columns"
+            )
         bench = opt.get_benchmark(args, original_model=args.model)
         holdout = bench.holdout() if args.stop_when == "forgotten" else None
         evaluate = _evaluation(bench, prompt_format(args)) if args.evaluate else None

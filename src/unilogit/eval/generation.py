@@ -234,6 +234,7 @@ def _generate_batch(
         attention_mask=mask.to(device),
         generation_config=config,
         stopping_criteria=criteria,
+        **_no_model_defaults(model),
     )
     new = gen[:, width:].tolist()  # (B, <= budget)
     texts = []
@@ -246,3 +247,13 @@ def _generate_batch(
         text = tokenizer.decode(toks, skip_special_tokens=True)
         texts.append(_cut_at_stop(text, stop_strings).strip())
     return texts
+
+
+def _no_model_defaults(model: Any) -> dict[str, Any]:
+    """transformers 4.50-4.57 replace every field of a given GenerationConfig that equals the
+    library default (``do_sample=False`` included) with the model's own value unless
+    ``use_model_defaults=False``; later versions have no such argument."""
+    import inspect
+
+    params = inspect.signature(model.generate).parameters
+    return {"use_model_defaults": False} if "use_model_defaults" in params else {}

@@ -26,10 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError
+from ..experiment.hooks import RunHooks
 
-__all__ = ["INSTALL_HINT", "parse_tasks", "run_lm_eval"]
+__all__ = ["INSTALL_HINT", "KEY_PREFIX", "LmEvalHooks", "flat_scores", "parse_tasks", "run_lm_eval"]
 
 INSTALL_HINT = "pip install 'unilogit[lm-eval]' (or: pip install lm-eval)"
+#: Record fields of harness scores: ``lm_eval/<task>/<metric>`` (:func:`flat_scores`).
+KEY_PREFIX = "lm_eval/"
 
 
 def _harness() -> Any:
@@ -139,3 +142,52 @@ def _summarise(results: dict[str, Any], limit: int | float | None) -> dict[str, 
         "lm_eval_version": version,
         "limit": limit,
     }
+
+
+def flat_scores(result: dict[str, Any]) -> dict[str, float]:
+    """:func:`run_lm_eval`'s scores as flat record fields: ``{"lm_eval/<task>/<metric>": v}``."""
+    return {
+        f"{KEY_PREFIX}{task}/{metric}": value
+        for task, metrics in result["tasks"].items()
+        for metric, value in metrics.items()
+    }
+
+
+class LmEvalHooks(RunHooks):
+    """Harness tasks in an experiment (``unilogit bench --lm-eval-tasks``): the target model is
+    scored once (its baseline record) and every run at its final evaluation and, with
+    ``at_kept``, at the step its auto-stop rule keeps; scores are record fields
+    ``lm_eval/<task>/<metric>`` (:func:`flat_scores`). ``options``: :func:`run_lm_eval`'s
+    keyword arguments (``include_path``, ``num_fewshot``, ``limit``, ``batch_size``,
+    ``apply_chat_template``, ``seed``); with the tasks and the harness version they are the
+    results folder's fingerprint, so scores of other settings are never mixed."""
+
+    def __init__(self, tasks: str | Sequence[str], *, at_kept: bool = True, **options: Any):
+        _harness()  # not installed: a ConfigError now, before any model loads
+        self.tasks = parse_tasks(tasks)
+        self.options = options
+        self.at_kept = at_kept
+        include = options.get("include_path")
+        if include is not None and not Path(include).is_dir():
+            raise ConfigError(f"lm-eval include path is not a folder: {include}")
+
+    def fingerprint(self) -> dict[str, Any]:
+        options = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.options.items()}
+        try:
+            version = importlib.metadata.version("lm_eval")
+        except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+            version = None
+        return {"lm_eval": {"tasks": self.tasks, **options, "version": version}}
+
+    def score(self, model: Any, tokenizer: Any) -> dict[str, float]:
+        return flat_scores(run_lm_eval(model, tokenizer, self.tasks, **self.options))
+
+    def baseline(self, model: Any, tokenizer: Any) -> dict[str, float]:
+        return self.score(model, tokenizer)
+
+    def evaluation(
+        self, run: Any, model: Any, tokenizer: Any, step: int, final: bool, kept: bool
+    ) -> dict[str, float] | None:
+        if final or (kept and self.at_kept):
+            return self.score(model, tokenizer)
+        return None

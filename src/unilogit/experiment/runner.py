@@ -39,6 +39,7 @@ from unilogit.benchmarks.base import Benchmark
 from unilogit.errors import ConfigError, TrainingError
 
 from .grid import Grid, RunSpec
+from .hooks import RunHooks
 from .store import ResultsStore
 
 __all__ = [
@@ -126,6 +127,7 @@ class _Context:
     stop_rule: Any = None  # the StopRule applied to each run's readings
     target_reading: Any = None  # the meter on the target model: every run's step 0
     meter_every: int | None = None  # read the meter every N steps (None: 4 times per epoch)
+    hooks: RunHooks = field(default_factory=RunHooks)  # extra numbers, run observers
 
 
 def default_train_fn(*args: Any, **kwargs: Any) -> Any:
@@ -155,6 +157,7 @@ def run_experiment(
     train_fn: TrainFn | None = None,
     on_evaluation: EvaluationHook | None = None,
     autostop: bool | Mapping[str, Any] = True,
+    hooks: RunHooks | None = None,
 ) -> ExperimentResult:
     """Run every point of ``grid`` on ``benchmark``; record every evaluation in ``output_dir``
     (:class:`~unilogit.experiment.store.ResultsStore`: resumable, refuses mixed results);
@@ -172,6 +175,8 @@ def run_experiment(
         train_fn: ``unlearn``-compatible training function (tests, other trainers).
         on_evaluation: ``fn(model, step, history) -> mapping | None`` at each evaluation.
         autostop: meter + stop rule (module docstring): bool or ``{"max_rows", "z"}``.
+        hooks: :class:`~unilogit.experiment.hooks.RunHooks` (lm-evaluation-harness scores,
+            experiment trackers); their fingerprint joins the configuration.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError(
@@ -192,6 +197,7 @@ def run_experiment(
         train_fn or default_train_fn,
         on_evaluation,
         autostop,
+        hooks or RunHooks(),
     )
     ctx.reference = _baselines(ctx)
     result = ExperimentResult(records=ctx.store.records, output_dir=ctx.store.root)
@@ -231,6 +237,7 @@ def _context(
     train_fn: TrainFn,
     on_evaluation: EvaluationHook | None,
     autostop: bool | Mapping[str, Any] = False,
+    hooks: RunHooks | None = None,
 ) -> _Context:
     """Check every option before any model loads or trains; load the data and models; open
     the results store."""
@@ -270,13 +277,16 @@ def _context(
     }
     if meter_config is not None:  # absent when off: results stored without a meter still match
         config["autostop"] = meter_config
+    hooks = hooks or RunHooks()
+    if (extra := hooks.fingerprint()) is not None:  # absent without hooks: old results match
+        config["hooks"] = dict(extra)
     store = ResultsStore(out, config, grid, overwrite=overwrite, layout=_layout(benchmark))
     if store.dropped:
         log(progress, f"dropped {store.dropped} evaluation(s) of unfinished runs")
     return _Context(
         benchmark, store, forget, retain, target, gold, tok, eval_opts, train_options,
         method_options, schedule, train_fn, on_evaluation, progress, None, meter, rule,
-        None if meter is None else meter.measure(target, 0), meter_every,
+        None if meter is None else meter.measure(target, 0), meter_every, hooks,
     )  # fmt: skip
 
 
@@ -456,7 +466,11 @@ def _store_baseline(
     }
     if name == "target" and ctx.target_reading is not None:
         rec.update(ctx.target_reading.log_fields())  # the meter at step 0 of every run
-    log(ctx.progress, one_line(ctx.store.append(rec, res, path), ctx.benchmark))
+    if name == "target":
+        rec.update(ctx.hooks.baseline(ctx.target, ctx.tokenizer) or {})
+    stored = ctx.store.append(rec, res, path)
+    ctx.hooks.recorded({k: rec[k] for k in ("kind", "method", "run_id")}, stored)
+    log(ctx.progress, one_line(stored, ctx.benchmark))
 
 
 def one_line(r: Mapping[str, Any], benchmark: Benchmark) -> str:
@@ -500,6 +514,7 @@ def _run_one(ctx: _Context, spec: RunSpec) -> None:
 
     def on_step_end(model: Any, step: int, history: Any) -> None:
         steps_per_epoch = max(1, history.total_steps // spec.epochs)
+        ctx.hooks.step(base, step, history)
         meter = {} if auto is None else auto.after_step(model, step, history, steps_per_epoch)
         if ctx.schedule.due(step, history.total_steps, steps_per_epoch):
             _record_evaluation(ctx, base, model, step, history, clock, meter)
@@ -508,16 +523,20 @@ def _run_one(ctx: _Context, spec: RunSpec) -> None:
         ):
             auto.evaluate_kept(base, model, history, clock)
 
-    ctx.train_fn(
-        model,
-        ctx.tokenizer,
-        ctx.forget,
-        ctx.retain if method.retain_kind is not None else None,
-        method=method,
-        config=cfg,
-        log_file=str(log_file),
-        on_step_end=on_step_end,
-    )
+    ctx.hooks.run_started(base, cfg)
+    try:
+        ctx.train_fn(
+            model,
+            ctx.tokenizer,
+            ctx.forget,
+            ctx.retain if method.retain_kind is not None else None,
+            method=method,
+            config=cfg,
+            log_file=str(log_file),
+            on_step_end=on_step_end,
+        )
+    finally:
+        ctx.hooks.run_finished(base)
     if not clock["final"]:
         raise TrainingError(
             f"run {spec.run_id}: the training function returned without its last step's "
@@ -543,6 +562,11 @@ def _record_evaluation(
         with _evaluating(model):
             extra = ctx.on_evaluation(model, step, history)
     final = step == history.total_steps
+    kept = bool(meter and meter.get("autostop_eval"))
+    t0 = time.perf_counter()
+    with _evaluating(model):
+        hooked = ctx.hooks.evaluation(base, model, ctx.tokenizer, step, final, kept)
+    secs += time.perf_counter() - t0  # e.g. harness tasks: evaluation time, not training
     clock["eval"] += secs
     last = history.steps[-1]
     losses = {
@@ -558,10 +582,12 @@ def _record_evaluation(
         **losses,
         **dict(meter or {}),
         **dict(extra or {}),
+        **dict(hooked or {}),
         "train_seconds": round(time.perf_counter() - clock["start"] - clock["eval"], 2),
         "eval_seconds": round(secs, 2),
     }
     stored = ctx.store.append(rec, res, f"evals/{base['run_id']}/step-{step}.json")
+    ctx.hooks.recorded(base, stored)
     clock["final"] = clock["final"] or final
     log(ctx.progress, "  " + one_line(stored, ctx.benchmark))
 
