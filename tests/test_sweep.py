@@ -267,7 +267,8 @@ def test_refuses_a_different_configuration(bench, tmp_path, count_unlearn):
             other, ["ga"], [1e-3], [1], out, train_options=TRAIN, progress=False, report=False
         )
     assert len(count_unlearn) == 1
-    # overwrite discards the old results and starts again
+    # overwrite discards the old results (tracker files too) and starts again
+    (out / "trackers" / "ga-lr0.001-ep1-s0").mkdir(parents=True)
     result = run_sweep(
         bench,
         ["ga"],
@@ -280,6 +281,7 @@ def test_refuses_a_different_configuration(bench, tmp_path, count_unlearn):
         report=False,
     )
     assert result.ran == ["ga-lr0.001-ep1-s0"] and len(_runs(out)) == 1
+    assert not (out / "trackers").exists()
     # a directory that is not a sweep is never written into
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")

@@ -34,7 +34,7 @@ __all__ = ["CONFIG_FILE", "ResultsStore", "canonical", "read_config", "refuse_mi
 
 CONFIG_FILE = "sweep.json"
 RESULTS_FILE = "results.jsonl"
-_RESULT_ENTRIES = ("results.jsonl", "evals", "logs")
+_RESULT_ENTRIES = ("results.jsonl", "evals", "logs", "trackers")
 #: Entries of the configuration file that are not part of the fingerprint: the grid grows,
 #: the layout (the report's columns and curves) follows the code, method options are compared
 #: per method (:func:`_merge_method_options`).
