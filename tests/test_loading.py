@@ -86,3 +86,36 @@ def test_gguf_special_tokens_are_the_files(shared_dir):
         field = fields[f"tokenizer.ggml.{key}_token_id"]
         assert getattr(tok, f"{name}_token_id") == int(field.parts[field.data[0]][0]), name
     assert tok.eos_token == "</s>" and tok.bos_token == "<s>"
+
+
+def _sentencepiece_like(legacy: bool):
+    """A tiny SentencePiece-style fast tokenizer: legacy (transformers 4.x's GGUF conversion:
+    prepend ``▁`` always) or modern (transformers 5: Metaspace, prepend only at the start)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "\u2581": 1, "\u2581The": 2, "\u2581c": 3, "at": 4, "\u2581Paris": 5}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="<unk>", continuing_subword_prefix=""))
+    if legacy:
+        tok.normalizer = normalizers.Sequence(
+            [normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")]
+        )
+    else:
+        tok.pre_tokenizer = pre_tokenizers.Metaspace("\u2581", prepend_scheme="first", split=False)
+    tok.decoder = decoders.Metaspace("\u2581", prepend_scheme="first", split=False)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+
+
+def test_legacy_sentencepiece_is_made_modern():
+    """transformers 4.x's GGUF tokenizer prepends ▁ to every separately encoded text, so an
+    answer after its prompt got an extra token; made modern, it encodes as transformers 5's."""
+    from unilogit.models import modern_sentencepiece
+
+    legacy, modern = _sentencepiece_like(True), _sentencepiece_like(False)
+    assert legacy.tokenize(" The") == ["\u2581", "\u2581The"]  # the bug
+    assert modern_sentencepiece(legacy) is True
+    for text in (" The", "The cat", " Paris", "The Paris"):
+        assert legacy.tokenize(text) == modern.tokenize(text), text
+    assert legacy.tokenize(" The") == ["\u2581The"]
+    assert modern_sentencepiece(legacy) is False and modern_sentencepiece(modern) is False
+    assert modern_sentencepiece(word_tokenizer()) is False  # not SentencePiece-like: untouched

@@ -160,6 +160,7 @@ def load_model(
             require("gguf", "loading a .gguf file")
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, **common)
             _gguf_special_tokens(tokenizer, path)
+            modern_sentencepiece(tokenizer)
             gguf_model = AutoModelForCausalLM.from_pretrained(
                 path.parent, gguf_file=path.name, **common
             )
@@ -326,6 +327,31 @@ def _gguf_special_tokens(tokenizer: Any, path: Path) -> None:
         token = tokenizer.convert_ids_to_tokens(int(field.parts[field.data[0]][0]))
         if isinstance(token, str) and getattr(tokenizer, f"{name}_token") != token:
             setattr(tokenizer, f"{name}_token", token)
+
+
+def modern_sentencepiece(tokenizer: Any) -> bool:
+    """Make a "legacy" SentencePiece fast tokenizer behave as transformers 5 builds it; returns
+    whether it changed. transformers 4.x converts a GGUF SentencePiece vocabulary with the
+    normalizer ``Prepend("▁") + Replace(" ", "▁")``, which prepends ``▁`` to EVERY separately
+    encoded text, so an answer encoded after its prompt gets an extra token (``" The"`` ->
+    ``▁``, ``▁The``). transformers 5 (and sentencepiece itself) use
+    ``Metaspace("▁", prepend_scheme="first")``, which does not prepend when the text already
+    starts with a space: ``" The"`` -> ``▁The``. Texts without a leading space encode the same."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    normalizer = getattr(backend, "normalizer", None)
+    if normalizer is None or backend.pre_tokenizer is not None:
+        return False
+    if normalizer.normalize_str(" a") != "\u2581\u2581a" or normalizer.normalize_str("a b") != (
+        "\u2581a\u2581b"
+    ):
+        return False  # not the legacy prepend-always normalizer
+    from tokenizers import pre_tokenizers
+
+    backend.normalizer = None
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(
+        replacement="\u2581", prepend_scheme="first", split=False
+    )
+    return True
 
 
 def merged(model: nn.Module) -> nn.Module:
