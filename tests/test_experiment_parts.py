@@ -107,3 +107,29 @@ def test_sweep_over_parts_writes_each_part_and_their_mean(tmp_path):
     (tmp_path / "busy" / "x.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not empty and holds no parts.json"):
         run_sweep(TwoProblems(), ["ga"], [1e-3], [1], tmp_path / "busy", progress=False)
+
+
+def test_hooks_are_given_per_part(tmp_path):
+    """Parts share run ids, so run hooks (trackers: one folder per run id) get their own copy
+    per part."""
+    from unilogit.experiment.hooks import HookList, RunHooks
+    from unilogit.trackers import TrackerHooks
+
+    class Spy(RunHooks):
+        def __init__(self, part=None, seen=None):
+            self.part, self.seen = part, [] if seen is None else seen
+
+        def for_part(self, name):
+            return Spy(name, self.seen)
+
+        def run_started(self, run, config):
+            self.seen.append((self.part, run["run_id"]))
+
+    spy = Spy()
+    run_sweep(
+        TwoProblems(), ["ga"], [1e-3], [1], tmp_path / "o", train_options=TRAIN,
+        progress=False, report=False, hooks=HookList([spy]),
+    )  # fmt: skip
+    assert spy.seen == [("rows-20-24", "ga-lr0.001-ep1-s0"), ("rows-16-18", "ga-lr0.001-ep1-s0")]
+    own = HookList([TrackerHooks("none", tmp_path / "t")]).for_part("target-x").hooks[0]
+    assert own.logging_dir == tmp_path / "t" / "target-x"

@@ -168,6 +168,10 @@ class TrackerHooks(RunHooks):
         self.logging_dir, self.config = Path(logging_dir), dict(config or {})
         self.open: dict[str, Tracking] = {}
 
+    def for_part(self, name: str) -> TrackerHooks:
+        """One folder per part (``logging_dir/<part>``): parts share run ids."""
+        return TrackerHooks(self.names, self.logging_dir / name, self.config)
+
     def _start(self, run: dict[str, Any], extra: dict[str, Any]) -> Tracking:
         tracking = Tracking(self.names, logging_dir=self.logging_dir, run_name=run["run_id"])
         tracking.start({**self.config, "run": dict(run), **extra})

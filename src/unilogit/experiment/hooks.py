@@ -54,12 +54,20 @@ class RunHooks:
     def run_finished(self, run: Mapping[str, Any]) -> None:
         """The run ended (also when it failed)."""
 
+    def for_part(self, name: str) -> RunHooks:
+        """These hooks for one part of a several-problem benchmark (its runs share run ids
+        with the other parts'; :mod:`unilogit.experiment.parts`). Default: the same hooks."""
+        return self
+
 
 class HookList(RunHooks):
     """Several hooks as one: called in order; extra fields merged (later ones win)."""
 
     def __init__(self, hooks: Sequence[RunHooks]) -> None:
         self.hooks = list(hooks)
+
+    def for_part(self, name: str) -> RunHooks:
+        return HookList([h.for_part(name) for h in self.hooks])
 
     def fingerprint(self) -> Mapping[str, Any] | None:
         merged: dict[str, Any] = {}

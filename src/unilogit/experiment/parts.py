@@ -61,7 +61,9 @@ def run_parts(
     per_part: dict[str, list[dict[str, Any]]] = {}
     for n, (name, part) in enumerate(zip(names, parts, strict=True), 1):
         log(progress, f"part {n}/{len(parts)}: {name}")
-        one = run_experiment(part, grid, out / name, report=report, **kw)
+        hooks = kw.get("hooks")
+        own = {**kw, "hooks": hooks.for_part(name)} if hooks is not None else kw
+        one = run_experiment(part, grid, out / name, report=report, **own)
         result.ran += [f"{name}/{r}" for r in one.ran]
         result.skipped += [f"{name}/{r}" for r in one.skipped]
         per_part[name] = list(one.records)
