@@ -154,22 +154,15 @@ def test_unlearn_trainer_with_retain_equals_our_loop(tmp_path, method):
     """forget + NLL retain (NPO: a frozen reference copy in both; our loop's precomputed
     reference log-probs are stored in float32, see test_trainer for that path)."""
     start, ours = _ours(method, RETAIN, precompute_reference=False)
-    tokenizer = word_tokenizer()
-    model = _model(F64)
     forget_order, retain_order = _order(len(RETAIN))
-    dataset = ForgetRetainDataset(
-        tokenizer,
+    trainer, model, _ = _trainer(
+        tmp_path,
+        method,
         [FORGET[i] for i in forget_order],
         [RETAIN[i] for i in retain_order],  # item i pairs with retain row i
     )
+    dataset = trainer.train_dataset
     assert len(dataset.retain) == len(dataset)
-    trainer = UnlearnTrainer(
-        model=model,
-        args=_args(tmp_path),
-        method=method,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-    )
     trainer.train()
     _assert_same(start, ours, model.state_dict())
 

@@ -308,34 +308,28 @@ def test_a_new_method_joins_a_folder_with_its_own_options(bench, tmp_path, count
     """Adding a method to a comparison reuses the finished runs; a method that already has
     runs there must keep its options."""
     out = tmp_path / "grow"
-    run_sweep(bench, ["ga"], [1e-3], [1], out, train_options=TRAIN, progress=False, report=False)
-    result = run_sweep(
-        bench,
-        ["ga", "npo"],
-        [1e-3],
-        [1],
-        out,
-        train_options=TRAIN,
-        method_options={"npo": {"beta": 0.2}},
-        progress=False,
-        report=False,
-    )
+
+    def sweep(methods, method_options=None):
+        return run_sweep(
+            bench,
+            methods,
+            [1e-3],
+            [1],
+            out,
+            train_options=TRAIN,
+            method_options=method_options,
+            progress=False,
+            report=False,
+        )
+
+    sweep(["ga"])
+    result = sweep(["ga", "npo"], {"npo": {"beta": 0.2}})
     assert result.ran == ["npo-lr0.001-ep1-s0"] and result.skipped == ["ga-lr0.001-ep1-s0"]
     saved = json.loads((out / "sweep.json").read_text())
     assert saved["method_options"]["npo"]["beta"] == 0.2
     assert saved["grid"]["methods"] == ["ga", "npo"]
     with pytest.raises(ConfigError, match="different configuration.*method_options.*npo"):
-        run_sweep(
-            bench,
-            ["npo"],
-            [1e-3],
-            [1],
-            out,
-            train_options=TRAIN,
-            method_options={"npo": {"beta": 0.3}},
-            progress=False,
-            report=False,
-        )
+        sweep(["npo"], {"npo": {"beta": 0.3}})
     assert len(count_unlearn) == 2
 
 
