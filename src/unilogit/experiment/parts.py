@@ -41,7 +41,8 @@ _PER_PART = ("step", "eval_file", "autostop_step", "autostop_reason", "train/ste
 
 def part_name(part: Any) -> str:
     """A folder name for a part: its split with ``:`` made file-name safe."""
-    split = str(part.describe().get("split") or part.describe().get("name"))
+    identity = part.describe()
+    split = str(identity.get("split") or identity.get("name"))
     return split.replace(":", "-").replace("/", "-")
 
 
@@ -57,11 +58,11 @@ def run_parts(
     setting = {"benchmark": benchmark.describe(), "parts": names}
     _claim(out, setting, kw.get("overwrite", False))
     report, progress = kw.pop("report", True), kw.get("progress", True)
+    hooks = kw.get("hooks")
     result = ExperimentResult(records=[], output_dir=out)
     per_part: dict[str, list[dict[str, Any]]] = {}
     for n, (name, part) in enumerate(zip(names, parts, strict=True), 1):
         log(progress, f"part {n}/{len(parts)}: {name}")
-        hooks = kw.get("hooks")
         own = {**kw, "hooks": hooks.for_part(name)} if hooks is not None else kw
         one = run_experiment(part, grid, out / name, report=report, **own)
         result.ran += [f"{name}/{r}" for r in one.ran]
