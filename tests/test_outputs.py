@@ -92,6 +92,14 @@ def test_the_default_log_goes_into_the_output_and_nothing_else_is_left(inputs, t
     assert verify(out)["ok"]
 
 
+def test_missing_parent_folders_of_the_output_are_created(inputs, tmp_path):
+    """Before: an --output whose parent folder did not exist failed with 'cannot lock the
+    output ... No such file or directory' (found by scripts/tofu_cpu_recipe.py)."""
+    out = run(inputs, tmp_path / "new" / "models" / "o")
+    assert verify(out)["ok"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["o"]
+
+
 def test_a_new_log_file_is_written_where_asked(inputs, tmp_path):
     log = tmp_path / "run.log.jsonl"
     out = run(inputs, tmp_path / "o", log_file=str(log))

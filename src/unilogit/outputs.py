@@ -96,6 +96,7 @@ class RunOutput:
         if not self.main:
             return self
         try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)  # like `mkdir -p` for --output
             self._stack.enter_context(exclusive_lock(self.out.with_name(f".{self.out.name}.lock")))
         except LockedError:
             raise ConfigError(
