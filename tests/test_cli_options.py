@@ -249,6 +249,10 @@ def test_benchmark_flags_go_only_to_benchmarks_that_take_them(tmp_path):
                   "--with-retain")  # fmt: skip
     bench = opt.get_benchmark(args)
     assert (bench.split, bench.max_utility, bench.with_retain) == ("single:3", 60, True)
-    for flag in (["--with-retain"], ["--max-utility", "5"]):
+    bench = opt.get_benchmark(parsed("--benchmark", "facts", "--holdout-entities", "16"))
+    assert bench.holdout_entities == 16
+    with pytest.raises(ConfigError, match="16 holdout entities, got 17"):
+        opt.get_benchmark(parsed("--benchmark", "facts", "--holdout-entities", "17"))
+    for flag in (["--with-retain"], ["--max-utility", "5"], ["--holdout-entities", "8"]):
         with pytest.raises(ConfigError, match=f"takes no {flag[0]}"):
             opt.get_benchmark(parsed("--benchmark", "world", *flag))

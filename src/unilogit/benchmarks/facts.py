@@ -169,6 +169,11 @@ class FactsBenchmark(Benchmark):
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
                 raise ConfigError(f"{what} must be a positive integer, got {value!r}")
+        if holdout_entities is not None and holdout_entities > len(self.data.holdout):
+            raise ConfigError(
+                f"holdout_entities: the facts data has {len(self.data.holdout)} holdout "
+                f"entities, got {holdout_entities}"
+            )
         self.min_known, self.max_utility, self.max_probes = min_known, max_utility, max_probes
         self.with_retain = bool(with_retain)
         self.holdout_entities = holdout_entities

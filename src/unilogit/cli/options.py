@@ -101,6 +101,12 @@ def add_benchmark_options(
         "default: the forget corpus only, RWKU's and the Unilogit paper's setting",
     )
     g.add_argument(
+        "--holdout-entities",
+        type=int,
+        help="facts: texts about the first N holdout entities (of 16) are the membership "
+        "non-members and the forgetting meter's holdout (default: as many as targets, >= 4)",
+    )
+    g.add_argument(
         "--cache-dir",
         help="world / facts / shop cache: built models, corpora (default $UNILOGIT_CACHE or "
         "~/.cache/unilogit)",
@@ -111,7 +117,7 @@ def add_benchmark_options(
 #: Constructor options that only some benchmarks take, and which flag gives them.
 _OWN_OPTIONS = {
     "world": ("preset", "cache_dir", "progress"),
-    "facts": ("cache_dir", "progress", "model", "max_utility", "with_retain"),
+    "facts": ("cache_dir", "progress", "model", "max_utility", "with_retain", "holdout_entities"),
     "shop": ("preset", "cache_dir", "progress"),
 }
 
@@ -128,7 +134,7 @@ def get_benchmark(
     name = args.benchmark.strip().lower()
     kw: dict[str, Any] = {"max_rows": args.max_rows} if args.max_rows is not None else {}
     own = _OWN_OPTIONS.get(name, ())
-    for option in ("preset", "cache_dir", "max_utility", "with_retain"):
+    for option in ("preset", "cache_dir", "max_utility", "with_retain", "holdout_entities"):
         value = getattr(args, option, None)
         if value is not None and option not in own:
             flag = "--" + option.replace("_", "-")
