@@ -46,12 +46,12 @@ from .files import atomic_write_text
 from .report_common import colors as _colors
 from .report_common import curve_front as _front
 from .report_common import curve_xy as _xy
+from .report_common import draw_front, pareto_front
 from .report_common import figure as _figure
 from .report_common import fmt as _fmt
 from .report_common import label as _label
 from .report_common import legend as _legend
 from .report_common import num as _num
-from .report_common import pareto_front
 from .report_common import save_png as _save
 from .report_lm_eval import lm_eval_blocks
 from .report_seeds import hypervolume_blocks, seed_blocks
@@ -236,16 +236,12 @@ def plot_pareto(records: Sequence[Mapping[str, Any]], path: Path, curve: Curve) 
         xs, ys = zip(*(_xy(r, curve) for r in pts), strict=True)
         sizes = [46 if r.get("final") else 18 for r in pts]
         ax.scatter(xs, ys, s=sizes, color=colors[m], alpha=0.75, label=m, zorder=3)
-        front = _front(pts, curve)
-        if len(front) > 1:
-            fx, fy = zip(*(_xy(pts[i], curve) for i in front), strict=True)
-            ax.plot(fx, fy, color=colors[m], lw=1.2, alpha=0.6, zorder=2)
+        draw_front(ax, pts, curve, color=colors[m], lw=1.2, alpha=0.6, zorder=2)
     everything = [r for r in runs if None not in _xy(r, curve)]
-    front = _front(everything, curve)
+    line = dict(color="black", ls="--", lw=1.0, zorder=1, label="Pareto front (all)")
+    front = draw_front(ax, everything, curve, min_points=1, **line)
     if front:
-        fx, fy = zip(*(_xy(everything[i], curve) for i in front), strict=True)
-        ax.plot(fx, fy, color="black", ls="--", lw=1.0, zorder=1, label="Pareto front (all)")
-        ax.scatter(fx, fy, s=110, facecolors="none", edgecolors="black", lw=1.0, zorder=4)
+        ax.scatter(*front, s=110, facecolors="none", edgecolors="black", lw=1.0, zorder=4)
     for name, marker, color in (("target", "X", "#444444"), ("retain", "*", "#000000")):
         b = _baseline(records, name)
         if b is not None and None not in _xy(b, curve):

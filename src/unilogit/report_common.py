@@ -77,6 +77,19 @@ def curve_front(rows: Sequence[Mapping[str, Any]], curve: Any) -> list[int]:
     )
 
 
+def draw_front(
+    ax: Any, rows: Sequence[Mapping[str, Any]], curve: Any, *, min_points: int = 2, **line: Any
+) -> tuple[tuple, tuple] | None:
+    """Draw the Pareto front of ``rows`` on ``curve`` as one line (``ax.plot(**line)``) when it
+    has at least ``min_points`` points; return its (xs, ys), or None when not drawn."""
+    idx = curve_front(rows, curve)
+    if len(idx) < min_points:
+        return None
+    fx, fy = zip(*(curve_xy(rows[i], curve) for i in idx), strict=True)
+    ax.plot(fx, fy, **line)
+    return fx, fy
+
+
 def label(r: Mapping[str, Any], with_epoch: bool = False) -> str:
     """A record's short name: the baseline's name, or "method lr=1e-3 [sN | (median of N
     seeds)] [epE]"."""

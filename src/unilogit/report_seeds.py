@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .benchmarks.base import Curve
-from .report_common import colors, figure, fmt, legend, num, save_png
+from .report_common import colors, draw_front, figure, fmt, legend, num, save_png
 from .report_common import curve_front as _front
 from .report_common import curve_xy as _xy
 from .report_stats import HYPERVOLUMES, P_GAP_KEY, max_seeds, seed_medians
@@ -173,15 +173,10 @@ def plot_seed_pareto(
             label=m,
             zorder=3,
         )
-        front = _front(pts, curve)
-        if len(front) > 1:
-            fx, fy = zip(*(_xy(pts[i], curve) for i in front), strict=True)
-            ax.plot(fx, fy, color=palette[m], lw=1.4, alpha=0.8, zorder=2)
+        draw_front(ax, pts, curve, color=palette[m], lw=1.4, alpha=0.8, zorder=2)
     every = [r for r in medians if None not in _xy(r, curve)]
-    front = _front(every, curve)
-    if front:
-        fx, fy = zip(*(_xy(every[i], curve) for i in front), strict=True)
-        ax.plot(fx, fy, color="black", ls="--", lw=1.0, zorder=1, label="front of medians (all)")
+    line = dict(color="black", ls="--", lw=1.0, zorder=1, label="front of medians (all)")
+    draw_front(ax, every, curve, min_points=1, **line)
     for name, marker, color in (("target", "X", "#444444"), ("retain", "*", "#000000")):
         b = next((r for r in baselines if r.get("method") == name), None)
         if b is not None and None not in _xy(b, curve):
