@@ -42,7 +42,7 @@ from typing import Any
 
 from .benchmarks.base import Column, Curve
 from .errors import DataError
-from .files import atomic_write_text
+from .files import atomic_write_text, read_jsonl
 from .report_common import colors as _colors
 from .report_common import curve_front as _front
 from .report_common import curve_xy as _xy
@@ -121,24 +121,12 @@ class Layout:
 
 
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a ``results.jsonl`` file (blank lines skipped)."""
-    p = Path(path)
-    out = []
+    """The records of a ``results.jsonl`` file (blank lines skipped;
+    :func:`unilogit.files.read_jsonl`, with an unreadable file a :class:`DataError` too)."""
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        return read_jsonl(path)
     except OSError as e:
-        raise DataError(f"cannot read results: {e}", file=p) from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON ({e.msg})", file=p, line=n) from None
-        if not isinstance(value, dict):
-            raise DataError("each line must be a JSON object", file=p, line=n)
-        out.append(value)
-    return out
+        raise DataError(f"cannot read results: {e}", file=Path(path)) from None
 
 
 def _sort_key(r: Mapping[str, Any]) -> tuple:
