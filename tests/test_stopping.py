@@ -114,6 +114,25 @@ def test_rule_without_stop_keeps_the_closest_ties_by_retain_loss_then_step():
     assert rule.decide(both).kept_step == 1
 
 
+def test_saturated_aucs_tie_break_on_the_loss_ratio_not_on_the_untouched_model():
+    """Seen on the TOFU CPU recipe (GradDiff): the loss AUC stays at 1.0 while Min-K%++ falls
+    below the band, so every reading is 0.5 from 0.5. The retain-loss tie-break then kept step
+    0, the untouched model; the forget / holdout loss ratio still says how far apart the sets
+    are, and now breaks the tie."""
+
+    def saturated(step: int, forget_loss: float, mkpp: float, retain: float) -> MeterReading:
+        return MeterReading(step, {"loss": 1.0, "min_k_plus_plus": mkpp}, forget_loss, 2.0,
+                            retain, 40, 40)  # fmt: skip
+
+    readings = [saturated(0, 0.2, 1.0, 0.3), saturated(4, 0.9, 0.8, 0.5),
+                saturated(8, 1.6, 0.6, 0.9), saturated(12, 1.7, 0.2, 1.4)]  # fmt: skip
+    d = StopRule(tolerance=0.1).decide(readings)
+    assert (d.stop, d.reason, d.kept_step) == (True, "over-forgotten", 12)  # ratio 0.85
+    assert StopRule(tolerance=0.1).decide(readings[:3]).kept_step == 8  # budget: ratio 0.8
+    readings[3] = saturated(12, 4.0, 0.2, 1.4)  # ratio 2.0: |log 2| > |log 0.8|
+    assert StopRule(tolerance=0.1).decide(readings).kept_step == 8
+
+
 def test_rule_default_tolerance_comes_from_the_row_counts():
     first, r = _reading(0, 0.95), _reading(5, 0.6)  # 40 x 40 rows: 1.96 * sqrt(81 / 19200)
     assert StopRule().tolerance_for(r) == pytest.approx(1.96 * math.sqrt(81 / 19200))

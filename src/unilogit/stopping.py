@@ -13,7 +13,9 @@ m forget × n holdout rows when the two sets come from one distribution (Mann–
 Hanley–McNeil at AUC = 0.5): ``SE0 = sqrt((m + n + 1) / (12 m n))``. The run stops at the first
 forgotten reading, or at the first reading where some attack's AUC fell below
 ``0.5 - tolerance`` (over-forgotten); it keeps the reading closest to 0.5 (largest distance over
-the attacks; ties: lower retain loss, then the earlier step). The decision on a prefix of the
+the attacks; ties - e.g. an AUC saturated at 1.0 in several readings - go to the reading whose
+forget / holdout mean-loss ratio is closest to 1, then the lower retain loss, then the earlier
+step). The decision on a prefix of the
 readings never depends on later ones, so the rule applied after a run (``bench``) picks the
 step a live run would have kept.
 """
@@ -196,7 +198,8 @@ class StopRule:
 
     def decide(self, readings: Sequence[MeterReading]) -> StopDecision:
         """Scan ``readings`` in order; stop at the first forgotten or over-forgotten one and keep
-        the closest to 0.5 among those seen so far (ties: lower retain loss, then earlier).
+        the closest to 0.5 among those seen so far (ties: loss ratio closer to 1, then lower
+        retain loss, then earlier).
         If the first reading (the model before unlearning) is already inside the band, the meter
         has no signal: never stop, keep the last step ("undetectable")."""
         seen: list[MeterReading] = []
@@ -217,9 +220,11 @@ class StopRule:
     def _decision(
         self, stop: bool, reason: str, tol: float | None, seen: list[MeterReading]
     ) -> StopDecision:
-        def rank(r: MeterReading) -> tuple[float, float, int]:
+        def rank(r: MeterReading) -> tuple[float, float, float, int]:
             retain = r.retain_loss if r.retain_loss is not None else 0.0
-            return (round(self.distance(r), 12), retain, r.step)
+            ratio = r.loss_ratio
+            gap = abs(math.log(ratio)) if 0 < ratio < math.inf else math.inf
+            return (round(self.distance(r), 12), round(gap, 12), retain, r.step)
 
         kept = min(seen, key=rank).step if seen else None
         return StopDecision(stop, kept, reason, tol, list(seen))
