@@ -1,12 +1,12 @@
 """Auto-stop against the fixed budget and the hindsight-best checkpoint, from a `bench` folder.
 
 Produce the folder (world benchmark, the world demo's learning rates, the `unlearn` default of
-5 epochs as the maximum, an evaluation - and a meter reading - every 8 optimizer steps)::
+5 epochs as the maximum, an evaluation every 9 and a meter reading every 3 optimizer steps)::
 
     unilogit bench --benchmark world --split forget10 \\
         --methods unilogit,npo,simnpo,undial,graddiff \\
         --lrs unilogit:1e-3,npo:1e-3,simnpo:3e-3,undial:1e-3,graddiff:1e-3 \\
-        --epochs 5 --eval-every 8 --batch-size 8 --output runs/autostop-world
+        --epochs 5 --eval-every 9 --meter-every 3 --batch-size 8 --output runs/autostop-world
 
 then print the table::
 
@@ -18,7 +18,9 @@ and AUTO (the stop rule's kept step, docs/stopping.md; needs no gold model). Col
 Quality, Model Utility, KL to gold on forget and retain answers, membership AUC (loss attack,
 full forget vs holdout split), forget-set probability beside the gold model's. The issue's
 targets are checked per run: where some evaluation reaches FQ >= 0.05, AUTO has FQ >= 0.05 and
-MU >= HINDSIGHT's MU - 0.02; AUTO's forget probability is within a factor 2 of gold's.
+MU >= HINDSIGHT's MU - 0.02; AUTO's forget probability is within a factor 2 of gold's; and
+whether any evaluation of the run meets all three at once (if none does, no stopping rule can).
+Works on any `bench` folder with a gold model (world, TOFU with a retain model).
 """
 
 from __future__ import annotations
@@ -98,9 +100,25 @@ def _check(run_id: str, evals: list, best: dict, auto: dict, gold_p: float) -> s
         mu_ok = auto.get("model_utility", 0) >= best.get("model_utility", 0) - 0.02
         parts.insert(0, f"FQ>=0.05 {'ok' if fq_ok else 'MISSED'}")
         parts.insert(1, f"MU >= hindsight-0.02 {'ok' if mu_ok else 'MISSED'}")
+        parts.append(_feasible(evals, best, gold_p))
     else:
         parts.insert(0, "no evaluation reached FQ >= 0.05")
     return f"{run_id}: " + "; ".join(parts)
+
+
+def _feasible(evals: list, best: dict, gold_p: float) -> str:
+    """Which evaluations meet all three targets at once, i.e. whether ANY stopping rule could
+    have met them at this run's evaluation points."""
+    steps = [
+        r["step"]
+        for r in evals
+        if r.get("forget_quality", 0) >= 0.05
+        and r.get("model_utility", 0) >= best.get("model_utility", 0) - 0.02
+        and 0.5 <= r["forget/probability"] / gold_p <= 2
+    ]
+    if not steps:
+        return "no evaluation meets all three targets (no stopping rule could)"
+    return f"evaluations meeting all three targets: steps {steps}"
 
 
 def main(argv: list[str] | None = None) -> int:
