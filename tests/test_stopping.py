@@ -411,6 +411,10 @@ def test_bench_auto_stop_point_is_what_unlearn_stop_when_forgotten_saves(holdout
     kept_record = next(r for r in runs if r["step"] == kept)
     assert kept_record.get("autostop_eval") is (None if kept == 4 else True)
     assert [r["step"] for r in runs if not r.get("autostop_eval")] == [4, 8]
+    saved = json.loads((out / "autostop" / f"{final['run_id']}.json").read_text())
+    readings = [MeterReading.from_dict(r) for r in saved["readings"]]
+    assert [r.step for r in readings][:2] == [0, 1]  # the target's reading, then every step
+    assert saved["kept_step"] == StopRule().decide(readings).kept_step == kept
 
     meter = ForgettingMeter(
         bench.tok, bench.forget(), bench.holdout(), bench.retain(), max_length=32

@@ -15,7 +15,8 @@ forgetting meter is read on the target model (step 0, stored with the target bas
 ``every`` steps until the stop rule stops (the run itself goes on to its last step); readings
 at evaluation steps join those records (``meter_*``). The step the rule keeps is evaluated (its
 weights were kept in memory; a step already on the schedule is not evaluated twice), and the
-final record names it (``autostop_step``, ``autostop_reason``, ``autostop_tolerance``).
+final record names it (``autostop_step``, ``autostop_reason``, ``autostop_tolerance``);
+every reading and the decision are saved as ``autostop/<run_id>.json``.
 
 The training function is injectable (``train_fn``, default :func:`unilogit.trainer.unlearn`),
 and so is ``on_evaluation(model, step, history)``: called at every evaluation point, its
@@ -516,6 +517,8 @@ def _run_one(ctx: _Context, spec: RunSpec) -> None:
         steps_per_epoch = max(1, history.total_steps // spec.epochs)
         ctx.hooks.step(base, step, history)
         meter = {} if auto is None else auto.after_step(model, step, history, steps_per_epoch)
+        if auto is not None and step == history.total_steps:  # before the final record
+            ctx.store.save_autostop(base["run_id"], auto.stop.decision)
         if ctx.schedule.due(step, history.total_steps, steps_per_epoch):
             _record_evaluation(ctx, base, model, step, history, clock, meter)
         if auto is not None and auto.kept_needs_evaluation(

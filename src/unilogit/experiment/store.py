@@ -8,6 +8,7 @@
     results.jsonl     one flat record per evaluation; a run counts as finished once its record
                       with ``final: true`` is there
     evals/            the full evaluation of each record
+    autostop/         each run's forgetting-meter readings and stop decision (with a holdout)
 
 A folder written with a different configuration is refused (results are never mixed) unless
 ``overwrite`` discards its results; a method new to the folder may bring its own options (the
@@ -34,7 +35,7 @@ __all__ = ["CONFIG_FILE", "ResultsStore", "canonical", "read_config", "refuse_mi
 
 CONFIG_FILE = "sweep.json"
 RESULTS_FILE = "results.jsonl"
-_RESULT_ENTRIES = ("results.jsonl", "evals", "logs", "trackers")
+_RESULT_ENTRIES = ("results.jsonl", "evals", "logs", "trackers", "autostop")
 #: Entries of the configuration file that are not part of the fingerprint: the grid grows,
 #: the layout (the report's columns and curves) follows the code, method options are compared
 #: per method (:func:`_merge_method_options`).
@@ -141,6 +142,12 @@ class ResultsStore:
         self.records.append(stored)
         atomic_write_jsonl(self.results_file, self.records)
         return stored
+
+    def save_autostop(self, run_id: str, decision: Any) -> Path:
+        """Every meter reading of run ``run_id`` and the stop rule's decision
+        (:class:`~unilogit.stopping.StopDecision`) as ``autostop/<run_id>.json``, so the rule
+        can be applied again to a finished folder."""
+        return atomic_write_json(self.root / "autostop" / f"{run_id}.json", decision.to_dict())
 
     def saved_config(self) -> dict[str, Any]:
         return read_config(self.root / CONFIG_FILE)
