@@ -24,12 +24,15 @@ import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unilogit.errors import ConfigError, DataError
 from unilogit.files import atomic_write_json, atomic_write_jsonl
 
 from .grid import Grid, merge_grids
+
+if TYPE_CHECKING:
+    from unilogit.stopping import StopDecision
 
 __all__ = ["CONFIG_FILE", "ResultsStore", "canonical", "read_config", "refuse_mixed", "run_key"]
 
@@ -143,7 +146,7 @@ class ResultsStore:
         atomic_write_jsonl(self.results_file, self.records)
         return stored
 
-    def save_autostop(self, run_id: str, decision: Any) -> Path:
+    def save_autostop(self, run_id: str, decision: StopDecision) -> Path:
         """Every meter reading of run ``run_id`` and the stop rule's decision
         (:class:`~unilogit.stopping.StopDecision`) as ``autostop/<run_id>.json``, so the rule
         can be applied again to a finished folder."""
