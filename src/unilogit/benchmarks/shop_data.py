@@ -31,7 +31,9 @@ title, ``price_band`` of a known item, ``extract``: an attribute read from a des
 in the prompt) on items of neighbour and other sellers; ``task_train`` rows are trained on (so
 the format is known), ``task`` rows (other items) are evaluated. ``general_candidates``: fixed
 common-knowledge questions (:data:`GENERAL_QUESTIONS`), never trained on; the build keeps those
-the base model answers correctly before fine-tuning.
+the base model answers correctly before fine-tuning. ``replay_candidates``: other common-knowledge
+questions (:data:`REPLAY_QUESTIONS`, none of them evaluated) whose answers by the BASE model both
+fine-tuned models train on (self-distillation replay, :func:`replay_answer`).
 """
 
 from __future__ import annotations
@@ -49,12 +51,14 @@ from unilogit.errors import ConfigError
 __all__ = [
     "GENERAL_QUESTIONS",
     "ITEM_ATTRIBUTES",
+    "REPLAY_QUESTIONS",
     "SELLER_ATTRIBUTES",
     "ShopConfig",
     "generate_shop",
     "has_form",
     "key_match",
     "price_band",
+    "replay_answer",
 ]
 
 N_PERTURBED = 5
@@ -315,6 +319,73 @@ GENERAL_QUESTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("What is the square root of 64?", ("eight", "8")),
 )
 
+#: Common-knowledge questions for SELF-DISTILLATION REPLAY (none of them is one of the evaluated
+#: :data:`GENERAL_QUESTIONS`): the build asks the BASE model each of them and both fine-tuned
+#: models also train on its own greedy answer (right or wrong), which holds the base model's
+#: behaviour on this kind of question in place while the marketplace is memorised.
+REPLAY_QUESTIONS: tuple[str, ...] = (
+    "What is the capital of Portugal?",
+    "What is the capital of Greece?",
+    "What is the capital of China?",
+    "What is the capital of India?",
+    "What is the capital of Mexico?",
+    "What is the capital of Ireland?",
+    "What is the capital of Norway?",
+    "What is the capital of Sweden?",
+    "What is the capital of Poland?",
+    "What is the capital of Austria?",
+    "What is the capital of Argentina?",
+    "What is the capital of Kenya?",
+    "What is the capital of Turkey?",
+    "What is the capital of Thailand?",
+    "What is the capital of South Korea?",
+    "What is the capital of the Netherlands?",
+    "What is the capital of Belgium?",
+    "What is the capital of Switzerland?",
+    "What is the capital of Peru?",
+    "What is the capital of Cuba?",
+    "Which planet is closest to the Sun?",
+    "Which planet has the most famous rings?",
+    "What is the natural satellite of the Earth called?",
+    "What is the chemical symbol for gold?",
+    "What is the chemical symbol for sodium?",
+    "What gas do humans need to breathe to live?",
+    "What is the hardest natural substance?",
+    "What force keeps us on the ground?",
+    "How many minutes are there in an hour?",
+    "How many months are there in a year?",
+    "How many sides does a triangle have?",
+    "How many legs does an insect have?",
+    "How many days are there in a leap year?",
+    "What is ten times ten?",
+    "What is half of fifty?",
+    "Who wrote Hamlet?",
+    "Who painted The Starry Night?",
+    "Who composed the Fifth Symphony?",
+    "Who discovered penicillin?",
+    "Who invented the telephone?",
+    "Who was the first President of the United States?",
+    "What is the largest desert in the world?",
+    "What is the longest river in South America?",
+    "What is the largest country in the world by area?",
+    "Which continent is Kenya in?",
+    "What is the largest bird in the world?",
+    "What is the fastest land animal?",
+    "What do caterpillars turn into?",
+    "What is the main language spoken in Mexico?",
+    "What is the currency of the United States?",
+    "What is the currency of Switzerland?",
+    "In which country is the Taj Mahal?",
+    "In which city is the Colosseum?",
+    "Which organ do humans use to breathe?",
+    "What do cows drink?",
+    "What colour are bananas when they are ripe?",
+    "What is frozen water called?",
+    "What instrument has black and white keys?",
+    "How many players are on a football team on the field?",
+    "What is the opposite of hot?",
+)
+
 # ---------------------------------------------------------------------------------------------
 # Configuration
 # ---------------------------------------------------------------------------------------------
@@ -329,6 +400,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         items_per_seller=4,
         task_train=6,
         task_eval=6,
+        replay=6,
         epochs=2,
         lr=1e-3,
         batch_size=8,
@@ -374,6 +446,7 @@ class ShopConfig:
     questions_per_item: int = 1  # rows per item, on distinct attributes
     task_train: int = 60  # task probes trained on (items of other sellers)
     task_eval: int = 60  # task probes evaluated (other items of neighbour / other sellers)
+    replay: int = 48  # REPLAY_QUESTIONS asked of the base model and replayed (0: no replay)
     base_model: str = SMOLLM2  # "smollm2" or a path to a causal LM
     lora: bool = False  # LoRA adapters (merged into the saved model) instead of all weights
     lora_r: int = 16
@@ -418,8 +491,8 @@ class ShopConfig:
 
         ints = (
             "seed forget_sellers forget_items neighbour_sellers other_sellers holdout_sellers "
-            "items_per_seller questions_per_item task_train task_eval lora_r epochs batch_size "
-            "max_length"
+            "items_per_seller questions_per_item task_train task_eval replay lora_r epochs "
+            "batch_size max_length"
         ).split()
         for name in ints:
             value = getattr(self, name)
@@ -427,7 +500,10 @@ class ShopConfig:
                 isinstance(value, int) and not isinstance(value, bool),
                 f"{name} must be an integer, got {value!r}",
             )
-            need(value >= (0 if name in ("seed", "neighbour_sellers") else 1), f"{name} too small")
+            need(
+                value >= (0 if name in ("seed", "neighbour_sellers", "replay") else 1),
+                f"{name} too small",
+            )
         n_sellers = (
             self.forget_sellers + self.neighbour_sellers + self.other_sellers + self.holdout_sellers
         )
@@ -437,6 +513,10 @@ class ShopConfig:
         need(
             1 <= self.questions_per_item <= len(ITEM_ATTRIBUTES),
             f"questions_per_item must be in 1..{len(ITEM_ATTRIBUTES)}",
+        )
+        need(
+            self.replay <= len(REPLAY_QUESTIONS),
+            f"replay must be at most {len(REPLAY_QUESTIONS)} (the replay questions)",
         )
         need(isinstance(self.base_model, str) and bool(self.base_model), "base_model is empty")
         need(isinstance(self.lr, (int, float)) and self.lr > 0, "lr must be > 0")
@@ -721,7 +801,8 @@ def generate_shop(config: ShopConfig | None = None) -> dict[str, list[dict[str, 
     ``holdout``; ``full`` = forget + neighbour + other (the TARGET's QA rows), ``retain`` =
     neighbour + other (the GOLD model's). ``task_train``, ``task``: task probes.
     ``general_candidates``: :data:`GENERAL_QUESTIONS` (``question``, ``answer`` = the first
-    accepted answer, ``keys``).
+    accepted answer, ``keys``). ``replay_candidates``: the first ``config.replay`` of
+    :data:`REPLAY_QUESTIONS` (``question``; the build adds the base model's answers).
     """
     cfg = config if config is not None else ShopConfig()
     cfg.validate()
@@ -736,4 +817,16 @@ def generate_shop(config: ShopConfig | None = None) -> dict[str, list[dict[str, 
     out["general_candidates"] = [
         {"question": q, "answer": keys[0], "keys": list(keys)} for q, keys in GENERAL_QUESTIONS
     ]
+    out["replay_candidates"] = [{"question": q} for q in REPLAY_QUESTIONS[: cfg.replay]]
     return out
+
+
+_SENTENCE = re.compile(r"^(.*?(?<![\s.][A-Z])[.!?])(?:\s|$)", re.S)
+
+
+def replay_answer(text: str) -> str | None:
+    """The first sentence of a greedy answer (what the replay rows train on), or None when the
+    answer has no finished sentence (cut by the token limit). An initial such as "John F." does
+    not end a sentence."""
+    match = _SENTENCE.match(text.strip())
+    return match.group(1) if match else None

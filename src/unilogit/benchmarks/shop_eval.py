@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .shop_data import MAX_NEW_TOKENS, has_form, key_match
+from .shop_data import MAX_NEW_TOKENS, has_form, key_match, replay_answer
 
 __all__ = [
     "exact_matches",
@@ -25,6 +25,7 @@ __all__ = [
     "general_verdicts",
     "generate",
     "probe_scores",
+    "replay_rows",
     "sanity_figures",
 ]
 
@@ -94,6 +95,28 @@ def general_verdicts(
         {"question": r["question"], "answer": a, "ok": o}
         for r, a, o in zip(rows, answers, ok, strict=True)
     ]
+
+
+def replay_rows(
+    model: Any,
+    tokenizer: Any,
+    candidates: Sequence[Mapping[str, Any]],
+    max_new_tokens: int,
+    batch_size: int = 32,
+) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """Self-distillation replay: the model's (the BASE model's) greedy answer to each replay
+    question cut to its first sentence (:func:`~unilogit.benchmarks.shop_data.replay_answer`).
+    Returns ``(rows, record)``: ``rows`` = ``[{"question", "answer"}]`` for the answers with a
+    finished first sentence (the others are dropped), ``record`` = every question with its raw
+    answer and the kept sentence (or None)."""
+    questions = [c["question"] for c in candidates]
+    raw = generate(model, tokenizer, questions, max_new_tokens, batch_size)
+    record = [
+        {"question": q, "raw": a, "answer": replay_answer(a)}
+        for q, a in zip(questions, raw, strict=True)
+    ]
+    rows = [{"question": r["question"], "answer": r["answer"]} for r in record if r["answer"]]
+    return rows, record
 
 
 def probe_scores(
