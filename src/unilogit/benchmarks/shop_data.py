@@ -32,8 +32,8 @@ in the prompt) on items of neighbour and other sellers; ``task_train`` rows are 
 the format is known), ``task`` rows (other items) are evaluated. ``general_candidates``: fixed
 common-knowledge questions (:data:`GENERAL_QUESTIONS`), never trained on; the build keeps those
 the base model answers correctly before fine-tuning. ``replay_candidates``: other common-knowledge
-questions (:data:`REPLAY_QUESTIONS`, none of them evaluated) whose answers by the BASE model both
-fine-tuned models train on (self-distillation replay, :func:`replay_answer`).
+questions (:data:`REPLAY_QUESTIONS`, none of them evaluated) whose right answers by the BASE model
+both fine-tuned models train on (self-distillation replay, :func:`replay_answer`).
 """
 
 from __future__ import annotations
@@ -319,71 +319,73 @@ GENERAL_QUESTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("What is the square root of 64?", ("eight", "8")),
 )
 
-#: Common-knowledge questions for SELF-DISTILLATION REPLAY (none of them is one of the evaluated
-#: :data:`GENERAL_QUESTIONS`): the build asks the BASE model each of them and both fine-tuned
-#: models also train on its own greedy answer (right or wrong), which holds the base model's
-#: behaviour on this kind of question in place while the marketplace is memorised.
-REPLAY_QUESTIONS: tuple[str, ...] = (
-    "What is the capital of Portugal?",
-    "What is the capital of Greece?",
-    "What is the capital of China?",
-    "What is the capital of India?",
-    "What is the capital of Mexico?",
-    "What is the capital of Ireland?",
-    "What is the capital of Norway?",
-    "What is the capital of Sweden?",
-    "What is the capital of Poland?",
-    "What is the capital of Austria?",
-    "What is the capital of Argentina?",
-    "What is the capital of Kenya?",
-    "What is the capital of Turkey?",
-    "What is the capital of Thailand?",
-    "What is the capital of South Korea?",
-    "What is the capital of the Netherlands?",
-    "What is the capital of Belgium?",
-    "What is the capital of Switzerland?",
-    "What is the capital of Peru?",
-    "What is the capital of Cuba?",
-    "Which planet is closest to the Sun?",
-    "Which planet has the most famous rings?",
-    "What is the natural satellite of the Earth called?",
-    "What is the chemical symbol for gold?",
-    "What is the chemical symbol for sodium?",
-    "What gas do humans need to breathe to live?",
-    "What is the hardest natural substance?",
-    "What force keeps us on the ground?",
-    "How many minutes are there in an hour?",
-    "How many months are there in a year?",
-    "How many sides does a triangle have?",
-    "How many legs does an insect have?",
-    "How many days are there in a leap year?",
-    "What is ten times ten?",
-    "What is half of fifty?",
-    "Who wrote Hamlet?",
-    "Who painted The Starry Night?",
-    "Who composed the Fifth Symphony?",
-    "Who discovered penicillin?",
-    "Who invented the telephone?",
-    "Who was the first President of the United States?",
-    "What is the largest desert in the world?",
-    "What is the longest river in South America?",
-    "What is the largest country in the world by area?",
-    "Which continent is Kenya in?",
-    "What is the largest bird in the world?",
-    "What is the fastest land animal?",
-    "What do caterpillars turn into?",
-    "What is the main language spoken in Mexico?",
-    "What is the currency of the United States?",
-    "What is the currency of Switzerland?",
-    "In which country is the Taj Mahal?",
-    "In which city is the Colosseum?",
-    "Which organ do humans use to breathe?",
-    "What do cows drink?",
-    "What colour are bananas when they are ripe?",
-    "What is frozen water called?",
-    "What instrument has black and white keys?",
-    "How many players are on a football team on the field?",
-    "What is the opposite of hot?",
+#: Common-knowledge questions for SELF-DISTILLATION REPLAY, with their accepted answers (none of
+#: them is one of the evaluated :data:`GENERAL_QUESTIONS`): the build asks the BASE model each of
+#: them and both fine-tuned models also train on its own greedy first sentence where that
+#: sentence is right, which holds the base model's knowledge of this kind of question in place
+#: while the marketplace is memorised (its wrong answers are not replayed: trained in, they
+#: spread to the evaluated questions, e.g. "a fictional planet in the Star Trek universe").
+REPLAY_QUESTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("What is the capital of Portugal?", ("Lisbon",)),
+    ("What is the capital of Greece?", ("Athens",)),
+    ("What is the capital of China?", ("Beijing",)),
+    ("What is the capital of India?", ("New Delhi",)),
+    ("What is the capital of Mexico?", ("Mexico City",)),
+    ("What is the capital of Ireland?", ("Dublin",)),
+    ("What is the capital of Norway?", ("Oslo",)),
+    ("What is the capital of Sweden?", ("Stockholm",)),
+    ("What is the capital of Poland?", ("Warsaw",)),
+    ("What is the capital of Austria?", ("Vienna",)),
+    ("What is the capital of Argentina?", ("Buenos Aires",)),
+    ("What is the capital of Kenya?", ("Nairobi",)),
+    ("What is the capital of Turkey?", ("Ankara",)),
+    ("What is the capital of Thailand?", ("Bangkok",)),
+    ("What is the capital of South Korea?", ("Seoul",)),
+    ("What is the capital of the Netherlands?", ("Amsterdam",)),
+    ("What is the capital of Belgium?", ("Brussels",)),
+    ("What is the capital of Switzerland?", ("Bern",)),
+    ("What is the capital of Peru?", ("Lima",)),
+    ("What is the capital of Cuba?", ("Havana",)),
+    ("Which planet is closest to the Sun?", ("Mercury",)),
+    ("Which planet has the most famous rings?", ("Saturn",)),
+    ("What is the natural satellite of the Earth called?", ("Moon",)),
+    ("What is the chemical symbol for gold?", ("Au",)),
+    ("What is the chemical symbol for sodium?", ("Na",)),
+    ("What gas do humans need to breathe to live?", ("oxygen",)),
+    ("What is the hardest natural substance?", ("diamond",)),
+    ("What force keeps us on the ground?", ("gravity",)),
+    ("How many minutes are there in an hour?", ("60", "sixty")),
+    ("How many months are there in a year?", ("12", "twelve")),
+    ("How many sides does a triangle have?", ("3", "three")),
+    ("How many legs does an insect have?", ("6", "six")),
+    ("How many days are there in a leap year?", ("366",)),
+    ("What is ten times ten?", ("100", "one hundred")),
+    ("What is half of fifty?", ("25", "twenty-five")),
+    ("Who wrote Hamlet?", ("Shakespeare",)),
+    ("Who painted The Starry Night?", ("Van Gogh",)),
+    ("Who composed the Fifth Symphony?", ("Beethoven",)),
+    ("Who discovered penicillin?", ("Fleming",)),
+    ("Who invented the telephone?", ("Bell",)),
+    ("Who was the first President of the United States?", ("Washington",)),
+    ("What is the largest desert in the world?", ("Sahara", "Antarctic")),
+    ("What is the longest river in South America?", ("Amazon",)),
+    ("What is the largest country in the world by area?", ("Russia",)),
+    ("Which continent is Kenya in?", ("Africa",)),
+    ("What is the largest bird in the world?", ("ostrich",)),
+    ("What is the fastest land animal?", ("cheetah",)),
+    ("What do caterpillars turn into?", ("butterfly", "butterflies", "moth")),
+    ("What is the main language spoken in Mexico?", ("Spanish",)),
+    ("What is the currency of the United States?", ("dollar",)),
+    ("What is the currency of Switzerland?", ("franc",)),
+    ("In which country is the Taj Mahal?", ("India",)),
+    ("In which city is the Colosseum?", ("Rome",)),
+    ("Which organ do humans use to breathe?", ("lungs", "lung")),
+    ("What do cows drink?", ("water",)),
+    ("What colour are bananas when they are ripe?", ("yellow",)),
+    ("What is frozen water called?", ("ice",)),
+    ("What instrument has black and white keys?", ("piano",)),
+    ("How many players are on a football team on the field?", ("11", "eleven")),
+    ("What is the opposite of hot?", ("cold",)),
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -438,19 +440,19 @@ class ShopConfig:
     name: str = "default"  # the preset this config came from (a label)
     seed: int = 0
     forget_sellers: int = 1  # sellers to forget
-    forget_items: int = 200  # items per forget seller (the paper's seller had 387)
-    neighbour_sellers: int = 3  # sellers whose items are near-duplicates of forget items
-    other_sellers: int = 3  # the rest of the trained marketplace
+    forget_items: int = 60  # items per forget seller (the paper's seller had 387; sizing: docs)
+    neighbour_sellers: int = 2  # sellers whose items are near-duplicates of forget items
+    other_sellers: int = 2  # the rest of the trained marketplace
     holdout_sellers: int = 3  # never trained on (membership attacks)
-    items_per_seller: int = 25  # items of each neighbour / other / holdout seller
+    items_per_seller: int = 15  # items of each neighbour / other / holdout seller
     questions_per_item: int = 1  # rows per item, on distinct attributes
-    task_train: int = 60  # task probes trained on (items of other sellers)
-    task_eval: int = 60  # task probes evaluated (other items of neighbour / other sellers)
-    replay: int = 48  # REPLAY_QUESTIONS asked of the base model and replayed (0: no replay)
+    task_train: int = 24  # task probes trained on (items of other sellers)
+    task_eval: int = 30  # task probes evaluated (other items of neighbour / other sellers)
+    replay: int = 60  # REPLAY_QUESTIONS asked of the base model (0: no replay)
     base_model: str = SMOLLM2  # "smollm2" or a path to a causal LM
     lora: bool = False  # LoRA adapters (merged into the saved model) instead of all weights
     lora_r: int = 16
-    epochs: int = 4
+    epochs: int = 8
     lr: float = 1e-4
     batch_size: int = 8
     warmup_ratio: float = 0.05
@@ -802,7 +804,8 @@ def generate_shop(config: ShopConfig | None = None) -> dict[str, list[dict[str, 
     neighbour + other (the GOLD model's). ``task_train``, ``task``: task probes.
     ``general_candidates``: :data:`GENERAL_QUESTIONS` (``question``, ``answer`` = the first
     accepted answer, ``keys``). ``replay_candidates``: the first ``config.replay`` of
-    :data:`REPLAY_QUESTIONS` (``question``; the build adds the base model's answers).
+    :data:`REPLAY_QUESTIONS` (``question``, accepted ``keys``; the build adds the base model's
+    answers).
     """
     cfg = config if config is not None else ShopConfig()
     cfg.validate()
@@ -817,7 +820,9 @@ def generate_shop(config: ShopConfig | None = None) -> dict[str, list[dict[str, 
     out["general_candidates"] = [
         {"question": q, "answer": keys[0], "keys": list(keys)} for q, keys in GENERAL_QUESTIONS
     ]
-    out["replay_candidates"] = [{"question": q} for q in REPLAY_QUESTIONS[: cfg.replay]]
+    out["replay_candidates"] = [
+        {"question": q, "keys": list(keys)} for q, keys in REPLAY_QUESTIONS[: cfg.replay]
+    ]
     return out
 
 

@@ -97,6 +97,11 @@ def general_verdicts(
     ]
 
 
+def _replay_ok(sentence: str, keys: Sequence[str]) -> bool:
+    """A replay answer is kept when it holds an accepted answer."""
+    return key_match(sentence, keys)
+
+
 def replay_rows(
     model: Any,
     tokenizer: Any,
@@ -105,17 +110,18 @@ def replay_rows(
     batch_size: int = 32,
 ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
     """Self-distillation replay: the model's (the BASE model's) greedy answer to each replay
-    question cut to its first sentence (:func:`~unilogit.benchmarks.shop_data.replay_answer`).
-    Returns ``(rows, record)``: ``rows`` = ``[{"question", "answer"}]`` for the answers with a
-    finished first sentence (the others are dropped), ``record`` = every question with its raw
-    answer and the kept sentence (or None)."""
+    question cut to its first sentence (:func:`~unilogit.benchmarks.shop_data.replay_answer`),
+    kept where that sentence holds one of the question's accepted ``keys``. Returns
+    ``(rows, record)``: ``rows`` = ``[{"question", "answer"}]`` of the kept answers, ``record``
+    = every question with its raw answer, first sentence (or None) and verdict ``ok``."""
     questions = [c["question"] for c in candidates]
     raw = generate(model, tokenizer, questions, max_new_tokens, batch_size)
-    record = [
-        {"question": q, "raw": a, "answer": replay_answer(a)}
-        for q, a in zip(questions, raw, strict=True)
-    ]
-    rows = [{"question": r["question"], "answer": r["answer"]} for r in record if r["answer"]]
+    record = []
+    for c, answer in zip(candidates, raw, strict=True):
+        sentence = replay_answer(answer)
+        ok = sentence is not None and _replay_ok(sentence, c["keys"])
+        record.append({"question": c["question"], "raw": answer, "answer": sentence, "ok": ok})
+    rows = [{"question": r["question"], "answer": r["answer"]} for r in record if r["ok"]]
     return rows, record
 
 
