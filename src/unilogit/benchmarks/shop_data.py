@@ -465,7 +465,8 @@ class ShopConfig:
     @classmethod
     def preset(cls, name: str = "default", **overrides: Any) -> ShopConfig:
         """``"quick"`` (tests, with a tiny ``base_model`` path), ``"small"`` (quick runs on
-        SmolLM2) or ``"default"`` (one seller with a few hundred rows; docs/shop.md)."""
+        SmolLM2) or ``"default"`` (one seller with 60 items, sized for a 45-minute cold build;
+        docs/shop.md)."""
         if name not in _PRESETS:
             raise ConfigError(f"unknown shop preset {name!r}; choose one of {', '.join(_PRESETS)}")
         fields = {f.name for f in dataclasses.fields(cls)}
