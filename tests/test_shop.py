@@ -51,10 +51,22 @@ def config(base_dir):
     return ShopConfig.preset("quick", base_model=str(base_dir), epochs=12, lr=3e-3)
 
 
+def _any_text(text):
+    """Stands in for ``replay_answer`` with the tiny base, whose greedy answers are gibberish
+    (no finished sentence, no right answer): keep every non-empty answer. The real filter is
+    tested in test_replay_rows_keep_right_first_sentences and test_shop_data.py."""
+    return text.strip() or None
+
+
 @pytest.fixture(scope="module")
 def built(config, tmp_path_factory):
+    from unilogit.benchmarks import shop_eval
+
     cache = tmp_path_factory.mktemp("cache")
-    return build_shop(config, cache, progress=False), cache
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(shop_eval, "replay_answer", _any_text)
+        mp.setattr(shop_eval, "_replay_ok", lambda sentence, keys: True)
+        return build_shop(config, cache, progress=False), cache
 
 
 def test_build_writes_data_models_and_sanity(built, config):
@@ -71,7 +83,7 @@ def test_build_writes_data_models_and_sanity(built, config):
     for which, sets in shop_mod.MODELS.items():
         info = json.loads((shop.model_dir(which) / "train.json").read_text())
         assert info["train_sets"] == list(sets)
-        assert info["rows"] == sum(len(files[s]) for s in sets)
+        assert info["rows"] == sum(len(shop.load_rows(s)) for s in sets)
         assert info["last_loss"] < info["first_loss"]
     sanity = shop.sanity()
     for key in shop_mod_thresholds():
@@ -79,6 +91,57 @@ def test_build_writes_data_models_and_sanity(built, config):
     assert 0 <= sanity["forget_quality_target_vs_gold"] <= 1
     assert sanity["general_candidates"] == len(files["general_candidates"])
     assert not list(shop.root.parent.glob(".tmp-*"))  # nothing half-written left behind
+
+
+def test_replay_rows_are_the_base_models_answers_in_both_training_sets(built, config):
+    """Self-distillation replay: ``replay.jsonl`` holds the BASE model's own greedy answers
+    (the same again when asked again: deterministic), recorded with the raw answers, none of
+    them an evaluated general question, and both models trained on them."""
+    from unilogit.benchmarks import shop_eval
+    from unilogit.benchmarks.shop import load_base
+    from unilogit.benchmarks.shop_data import MAX_NEW_TOKENS
+
+    shop, cache = built
+    replay = shop.load_rows("replay")
+    candidates = generate_shop(config)["replay_candidates"]
+    assert 0 < len(replay) <= len(candidates) == config.replay
+    record = json.loads((shop.root / "replay_filter.json").read_text())
+    assert [r["question"] for r in record] == [c["question"] for c in candidates]
+    assert replay == [{"question": r["question"], "answer": r["answer"]} for r in record if r["ok"]]
+    base, tok = load_base(config, cache)
+    again = shop_eval.generate(base, tok, [c["question"] for c in candidates], MAX_NEW_TOKENS)
+    assert [r["raw"] for r in record] == again
+    general = {r["question"] for r in shop.load_rows("general_candidates")}
+    assert not general & {r["question"] for r in replay}
+    for which in shop_mod.MODELS:
+        info = json.loads((shop.model_dir(which) / "train.json").read_text())
+        assert "replay" in info["train_sets"], which
+    assert shop.manifest["rows"]["replay"] == len(replay)
+
+
+def test_replay_rows_keep_right_first_sentences(monkeypatch):
+    from unilogit.benchmarks import shop_eval
+
+    candidates = [
+        {"question": "What is the capital of Peru?", "keys": ["Lima"]},
+        {"question": "Which planet is closest to the Sun?", "keys": ["Mercury"]},
+        {"question": "Who wrote Hamlet?", "keys": ["Shakespeare"]},
+        {"question": "What is frozen water called?", "keys": ["ice"]},
+    ]
+    raw = [
+        "The capital of Peru is Lima. It lies on the coast.",
+        "The closest planet is Venus. Mercury is second.",  # right only after the first sentence
+        "Hamlet was written by William Shakesp",  # no finished sentence
+        "Frozen water is called ice!",
+    ]
+    monkeypatch.setattr(shop_eval, "generate", lambda model, tok, questions, *a: raw)
+    rows, record = shop_eval.replay_rows(None, None, candidates, 40)
+    assert rows == [
+        {"question": "What is the capital of Peru?", "answer": "The capital of Peru is Lima."},
+        {"question": "What is frozen water called?", "answer": "Frozen water is called ice!"},
+    ]
+    assert [r["ok"] for r in record] == [True, False, False, True]
+    assert [r["raw"] for r in record] == raw and record[2]["answer"] is None
 
 
 def shop_mod_thresholds():
@@ -243,7 +306,7 @@ def test_sizing_counts_steps_and_times_them(config):
 
     files = generate_shop(config)
     plan = build_steps(config)
-    rows = len(files["full"]) + len(files["task_train"])
+    rows = len(files["full"]) + len(files["task_train"]) + len(files["replay_candidates"])
     assert plan["target"] == {"rows": rows, "steps": math.ceil(rows / 8) * config.epochs}
     assert plan["steps"] == plan["target"]["steps"] + plan["gold"]["steps"]
     timing = time_steps(config, steps=2)

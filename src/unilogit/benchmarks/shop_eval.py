@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .shop_data import MAX_NEW_TOKENS, has_form, key_match
+from .shop_data import MAX_NEW_TOKENS, has_form, key_match, replay_answer
 
 __all__ = [
     "exact_matches",
@@ -25,6 +25,7 @@ __all__ = [
     "general_verdicts",
     "generate",
     "probe_scores",
+    "replay_rows",
     "sanity_figures",
 ]
 
@@ -94,6 +95,34 @@ def general_verdicts(
         {"question": r["question"], "answer": a, "ok": o}
         for r, a, o in zip(rows, answers, ok, strict=True)
     ]
+
+
+def _replay_ok(sentence: str, keys: Sequence[str]) -> bool:
+    """A replay answer is kept when it holds an accepted answer."""
+    return key_match(sentence, keys)
+
+
+def replay_rows(
+    model: Any,
+    tokenizer: Any,
+    candidates: Sequence[Mapping[str, Any]],
+    max_new_tokens: int,
+    batch_size: int = 32,
+) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """Self-distillation replay: the model's (the BASE model's) greedy answer to each replay
+    question cut to its first sentence (:func:`~unilogit.benchmarks.shop_data.replay_answer`),
+    kept where that sentence holds one of the question's accepted ``keys``. Returns
+    ``(rows, record)``: ``rows`` = ``[{"question", "answer"}]`` of the kept answers, ``record``
+    = every question with its raw answer, first sentence (or None) and verdict ``ok``."""
+    questions = [c["question"] for c in candidates]
+    raw = generate(model, tokenizer, questions, max_new_tokens, batch_size)
+    record = []
+    for c, answer in zip(candidates, raw, strict=True):
+        sentence = replay_answer(answer)
+        ok = sentence is not None and _replay_ok(sentence, c["keys"])
+        record.append({"question": c["question"], "raw": answer, "answer": sentence, "ok": ok})
+    rows = [{"question": r["question"], "answer": r["answer"]} for r in record if r["ok"]]
+    return rows, record
 
 
 def probe_scores(

@@ -19,12 +19,18 @@ from .shop_data import ShopConfig, generate_shop
 __all__ = ["build_steps", "time_steps"]
 
 
+def _rows(files: dict[str, list], name: str) -> list:
+    """A training set's rows; ``replay``: its candidates (an upper bound: the build keeps only
+    the base model's right answers, 31 of 60 for SmolLM2)."""
+    return files["replay_candidates"] if name == "replay" else files[name]
+
+
 def build_steps(config: ShopConfig) -> dict[str, Any]:
     """Rows and optimizer steps (``ceil(rows / batch_size) x epochs``) of each model."""
     files = generate_shop(config)
     out: dict[str, Any] = {}
     for which, sets in MODELS.items():
-        rows = sum(len(files[s]) for s in sets)
+        rows = sum(len(_rows(files, s)) for s in sets)
         out[which] = {"rows": rows, "steps": math.ceil(rows / config.batch_size) * config.epochs}
     out["steps"] = sum(out[m]["steps"] for m in MODELS)
     return out
@@ -51,7 +57,7 @@ def _time(config: ShopConfig, steps: int) -> dict[str, float]:
     from unilogit.trainer import finetune
 
     files = generate_shop(config)
-    rows = [r for s in MODELS["target"] for r in files[s]]
+    rows = [r for s in MODELS["target"] if s != "replay" for r in files[s]]
     random.Random(0).shuffle(rows)
     model, tokenizer = load_base(config, None)
     examples = load_examples(rows[: config.batch_size * (steps + 1)], kind="qa", name="target")
