@@ -91,13 +91,23 @@ def table(records: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     return lines, checks
 
 
+def _meets(r: dict, best: dict, gold_p: float) -> tuple[bool, bool, bool]:
+    """The issue's three targets for one evaluation: FQ >= 0.05; MU >= the hindsight-best's
+    MU - 0.02; forget probability within a factor 2 of the gold model's."""
+    ratio = r["forget/probability"] / gold_p
+    return (
+        r.get("forget_quality", 0) >= 0.05,
+        r.get("model_utility", 0) >= best.get("model_utility", 0) - 0.02,
+        0.5 <= ratio <= 2,
+    )
+
+
 def _check(run_id: str, evals: list, best: dict, auto: dict, gold_p: float) -> str:
     reached = any(r.get("forget_quality", 0) >= 0.05 for r in evals)
+    fq_ok, mu_ok, p_ok = _meets(auto, best, gold_p)
     ratio = auto["forget/probability"] / gold_p
-    parts = [f"P ratio {ratio:.2f} ({'ok' if 0.5 <= ratio <= 2 else 'MISSED'})"]
+    parts = [f"P ratio {ratio:.2f} ({'ok' if p_ok else 'MISSED'})"]
     if reached:
-        fq_ok = auto.get("forget_quality", 0) >= 0.05
-        mu_ok = auto.get("model_utility", 0) >= best.get("model_utility", 0) - 0.02
         parts.insert(0, f"FQ>=0.05 {'ok' if fq_ok else 'MISSED'}")
         parts.insert(1, f"MU >= hindsight-0.02 {'ok' if mu_ok else 'MISSED'}")
         parts.append(_feasible(evals, best, gold_p))
@@ -109,13 +119,7 @@ def _check(run_id: str, evals: list, best: dict, auto: dict, gold_p: float) -> s
 def _feasible(evals: list, best: dict, gold_p: float) -> str:
     """Which evaluations meet all three targets at once, i.e. whether ANY stopping rule could
     have met them at this run's evaluation points."""
-    steps = [
-        r["step"]
-        for r in evals
-        if r.get("forget_quality", 0) >= 0.05
-        and r.get("model_utility", 0) >= best.get("model_utility", 0) - 0.02
-        and 0.5 <= r["forget/probability"] / gold_p <= 2
-    ]
+    steps = [r["step"] for r in evals if all(_meets(r, best, gold_p))]
     if not steps:
         return "no evaluation meets all three targets (no stopping rule could)"
     return f"evaluations meeting all three targets: steps {steps}"
