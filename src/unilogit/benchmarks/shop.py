@@ -266,7 +266,8 @@ def _train_model(
     from unilogit.models import save_model
     from unilogit.trainer import finetune
 
-    sets = [name for name in MODELS[which] if shop.load_rows(name)]  # replay may be empty
+    counts = shop.manifest["rows"]
+    sets = [name for name in MODELS[which] if counts[name]]  # replay may be empty
     examples = [e for name in sets for e in shop.load_split(name)]
     model, tokenizer = load_base(config, cache_dir)
     _log(
