@@ -232,3 +232,18 @@ def test_config_validation():
         ShopConfig(replay=len(REPLAY_QUESTIONS) + 1)
     with pytest.raises(ConfigError, match="replay too small"):
         ShopConfig(replay=-1)
+
+
+@pytest.mark.parametrize("preset", ("small", "default"))
+def test_every_item_attribute_is_asked_equally_often(shops, preset):
+    """Items that are not near-duplicates are asked about attributes dealt from shuffled
+    decks: over the whole shop, the counts of any two attributes differ by at most one deck's
+    worth (1), so no attribute's answer form is learned from a handful of rows."""
+    files = shops[preset]
+    twins = {i["title"] for i in files["items"] if i["twin"] is not None}
+    counts = dict.fromkeys(ITEM_ATTRIBUTES, 0)
+    for group in ("forget", "neighbour", "other", "holdout"):
+        for r in files[group]:
+            if r["item"] and r["item"] not in twins:
+                counts[r["attribute"]] += 1
+    assert max(counts.values()) - min(counts.values()) <= 1, counts

@@ -386,6 +386,31 @@ REPLAY_QUESTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("What instrument has black and white keys?", ("piano",)),
     ("How many players are on a football team on the field?", ("11", "eleven")),
     ("What is the opposite of hot?", ("cold",)),
+    # kinds the first default build lost (oceans, animals, languages, what X make, arithmetic)
+    ("What is the smallest ocean on Earth?", ("Arctic",)),
+    ("Which ocean lies between Africa and Australia?", ("Indian",)),
+    ("Which ocean lies between Europe and North America?", ("Atlantic",)),
+    ("What is the tallest animal in the world?", ("giraffe",)),
+    ("Which animal is known for its black and white stripes?", ("zebra",)),
+    ("Which sea animal has eight arms?", ("octopus",)),
+    ("What is the largest continent?", ("Asia",)),
+    ("Which planet is the third from the Sun?", ("Earth",)),
+    ("What is the largest organ of the human body?", ("skin",)),
+    ("What is the main language spoken in Argentina?", ("Spanish",)),
+    ("What is the main language spoken in Germany?", ("German",)),
+    ("What is the main language spoken in Italy?", ("Italian",)),
+    ("What is the main language spoken in France?", ("French",)),
+    ("What is the main language spoken in Egypt?", ("Arabic",)),
+    ("What is the capital of Brazil?", ("Brasília", "Brasilia")),
+    ("What do silkworms make?", ("silk",)),
+    ("What do spiders spin?", ("web",)),
+    ("What do hens lay?", ("egg",)),
+    ("What do cows produce that people drink?", ("milk",)),
+    ("What is the square root of 9?", ("3", "three")),
+    ("What is the square root of 25?", ("5", "five")),
+    ("What is the square root of 100?", ("10", "ten")),
+    ("What is two plus two?", ("4", "four")),
+    ("What is five times five?", ("25", "twenty-five")),
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -440,7 +465,7 @@ class ShopConfig:
     name: str = "default"  # the preset this config came from (a label)
     seed: int = 0
     forget_sellers: int = 1  # sellers to forget
-    forget_items: int = 60  # items per forget seller (the paper's seller had 387; sizing: docs)
+    forget_items: int = 100  # items per forget seller (the paper's seller had 387; sizing: docs)
     neighbour_sellers: int = 2  # sellers whose items are near-duplicates of forget items
     other_sellers: int = 2  # the rest of the trained marketplace
     holdout_sellers: int = 3  # never trained on (membership attacks)
@@ -448,7 +473,7 @@ class ShopConfig:
     questions_per_item: int = 1  # rows per item, on distinct attributes
     task_train: int = 24  # task probes trained on (items of other sellers)
     task_eval: int = 30  # task probes evaluated (other items of neighbour / other sellers)
-    replay: int = 60  # REPLAY_QUESTIONS asked of the base model (0: no replay)
+    replay: int = 84  # REPLAY_QUESTIONS asked of the base model (0: no replay)
     base_model: str = SMOLLM2  # "smollm2" or a path to a causal LM
     lora: bool = False  # LoRA adapters (merged into the saved model) instead of all weights
     lora_r: int = 16
@@ -465,7 +490,7 @@ class ShopConfig:
     @classmethod
     def preset(cls, name: str = "default", **overrides: Any) -> ShopConfig:
         """``"quick"`` (tests, with a tiny ``base_model`` path), ``"small"`` (quick runs on
-        SmolLM2) or ``"default"`` (one seller with 60 items, sized for a 45-minute cold build;
+        SmolLM2) or ``"default"`` (one seller with 100 items, sized for a 45-minute cold build;
         docs/shop.md)."""
         if name not in _PRESETS:
             raise ConfigError(f"unknown shop preset {name!r}; choose one of {', '.join(_PRESETS)}")
@@ -736,13 +761,25 @@ def _catalogue(rng: random.Random, cfg: ShopConfig, sellers: list[dict]) -> list
 
 
 def _attributes(rng: random.Random, cfg: ShopConfig, items: list[dict]) -> dict[str, list[str]]:
-    """The attributes asked of each item (a near-duplicate: its twin's)."""
+    """The attributes asked of each item (a near-duplicate: its twin's), dealt from shuffled
+    decks of :data:`ITEM_ATTRIBUTES` so that every attribute is asked about equally often (a
+    model trained on few rows of an attribute does not learn its answers' form)."""
     asked: dict[str, list[str]] = {}
+    deck: list[str] = []
     for item in items:
         if item["twin"] is not None:
             asked[item["title"]] = asked[item["twin"]]
-        else:
-            asked[item["title"]] = rng.sample(ITEM_ATTRIBUTES, cfg.questions_per_item)
+            continue
+        chosen: list[str] = []
+        while len(chosen) < cfg.questions_per_item:
+            if not deck:
+                deck = rng.sample(ITEM_ATTRIBUTES, len(ITEM_ATTRIBUTES))
+            attr = deck.pop()
+            if attr in chosen:  # a deck boundary inside one item: keep it for the next item
+                deck.insert(0, attr)
+                continue
+            chosen.append(attr)
+        asked[item["title"]] = chosen
     return asked
 
 

@@ -68,9 +68,13 @@ def add_benchmark_options(
     *,
     default: str | None,
     what: str,
-    names: str = "world | tofu | muse-news | facts",
+    names: str | None = None,
 ) -> argparse._ArgumentGroup:
-    """``--benchmark --split --data-dir --max-rows --preset --cache-dir``; returns the group."""
+    """``--benchmark --split --data-dir --max-rows --preset --cache-dir``; returns the group.
+    ``names``: the benchmarks listed in the help (default: every registered one)."""
+    from unilogit.benchmarks.registry import available_benchmarks
+
+    names = names or " | ".join(available_benchmarks())
     g = p.add_argument_group("benchmark")
     shown = f" (default {default})" if default else ""
     g.add_argument("--benchmark", default=default, help=f"{names}: {what}{shown}")
