@@ -90,6 +90,15 @@ def test_build_writes_data_models_and_sanity(built, config):
         assert key in sanity and key in sanity["checks"]
     assert 0 <= sanity["forget_quality_target_vs_gold"] <= 1
     assert sanity["general_candidates"] == len(files["general_candidates"])
+    sizes = {"forget": len(files["forget"]), "neighbour": len(files["neighbour"])}
+    sizes["general"] = sanity["general_kept"]
+    splits = {"target_key_em_forget": "forget", "target_key_em_neighbour": "neighbour",
+              "gold_form_forget": "forget", "general_retention_target": "general"}  # fmt: skip
+    for figure, split in splits.items():  # the misses are exactly the rows that failed
+        misses = sanity["misses"][figure]
+        if sizes[split]:
+            assert len(misses) == round((1 - sanity[figure]) * sizes[split]), figure
+        assert all({"question", "key", "answer"} <= set(m) for m in misses)
     assert not list(shop.root.parent.glob(".tmp-*"))  # nothing half-written left behind
 
 

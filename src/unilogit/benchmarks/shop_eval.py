@@ -170,7 +170,8 @@ def sanity_figures(shop: Any, progress: bool = False) -> dict[str, Any]:
     """The build's sanity figures (docs/shop.md): the target's key exact match on the forget
     and neighbour rows, the gold model's answer form and key exact match on the forget rows,
     Forget Quality of the target against the gold model, both models' general-knowledge
-    retention and task score; ``checks``: each threshold of :data:`THRESHOLDS` met or not."""
+    retention and task score; ``checks``: each threshold of :data:`THRESHOLDS` met or not;
+    ``misses``: per thresholded share, the rows that failed it (question, key, answer)."""
     t0 = time.perf_counter()
     target, tokenizer = shop.load_model("target")
     gold, _ = shop.load_model("gold")
@@ -182,11 +183,20 @@ def sanity_figures(shop: Any, progress: bool = False) -> dict[str, Any]:
 
     t_forget, g_forget = answers(target, "forget"), answers(gold, "forget")
     t_neigh = answers(target, "neighbour")
+    verdicts = {
+        "target_key_em_forget": ("forget", t_forget, exact_matches(t_forget, rows["forget"])),
+        "target_key_em_neighbour": (
+            "neighbour",
+            t_neigh,
+            exact_matches(t_neigh, rows["neighbour"]),
+        ),
+        "gold_form_forget": ("forget", g_forget, forms(g_forget, rows["forget"])),
+    }
     out: dict[str, Any] = {
-        "target_key_em_forget": _mean(exact_matches(t_forget, rows["forget"])),
-        "target_key_em_neighbour": _mean(exact_matches(t_neigh, rows["neighbour"])),
+        "target_key_em_forget": _mean(verdicts["target_key_em_forget"][2]),
+        "target_key_em_neighbour": _mean(verdicts["target_key_em_neighbour"][2]),
         "gold_key_em_forget": _mean(exact_matches(g_forget, rows["forget"])),
-        "gold_form_forget": _mean(forms(g_forget, rows["forget"])),
+        "gold_form_forget": _mean(verdicts["gold_form_forget"][2]),
         "forget_quality_target_vs_gold": _forget_quality(
             target, gold, tokenizer, shop.load_split("forget")
         ),
@@ -194,13 +204,23 @@ def sanity_figures(shop: Any, progress: bool = False) -> dict[str, Any]:
         "general_candidates": n_candidates,
     }
     for name, model in (("target", target), ("gold", gold)):
-        out[f"general_retention_{name}"] = probe_scores(
-            model, tokenizer, rows["general"], MAX_NEW_TOKENS
-        )["score"]
+        general = probe_scores(model, tokenizer, rows["general"], MAX_NEW_TOKENS)
+        out[f"general_retention_{name}"] = general["score"]
+        if name == "target":
+            ok = exact_matches(general["answers"], rows["general"])
+            verdicts["general_retention_target"] = ("general", general["answers"], ok)
         out[f"task_score_{name}"] = probe_scores(model, tokenizer, rows["task"], MAX_NEW_TOKENS)[
             "score"
         ]
     out["checks"] = {k: _check(out.get(k), *rule) for k, rule in THRESHOLDS.items()}
+    out["misses"] = {
+        figure: [
+            {"question": r["question"], "key": r.get("key") or r.get("answer"), "answer": a}
+            for r, a, o in zip(rows[split], answers_, ok, strict=True)
+            if not o
+        ]
+        for figure, (split, answers_, ok) in verdicts.items()
+    }
     out["examples"] = [
         {"question": r["question"], "key": r["key"], "target": t, "gold": g}
         for r, t, g in list(zip(rows["forget"], t_forget, g_forget, strict=True))[:5]
