@@ -182,33 +182,27 @@ def sanity_figures(shop: Any, progress: bool = False) -> dict[str, Any]:
         return generate(model, tokenizer, [r["question"] for r in rows[name]], MAX_NEW_TOKENS)
 
     t_forget, g_forget = answers(target, "forget"), answers(gold, "forget")
-    t_neigh = answers(target, "neighbour")
-    verdicts = {
-        "target_key_em_forget": ("forget", t_forget, exact_matches(t_forget, rows["forget"])),
-        "target_key_em_neighbour": (
-            "neighbour",
-            t_neigh,
-            exact_matches(t_neigh, rows["neighbour"]),
-        ),
-        "gold_form_forget": ("forget", g_forget, forms(g_forget, rows["forget"])),
+    t_neigh, t_general = answers(target, "neighbour"), answers(target, "general")
+    judged = {  # the thresholded shares: figure -> (split, answers, per-row judge)
+        "target_key_em_forget": ("forget", t_forget, exact_matches),
+        "target_key_em_neighbour": ("neighbour", t_neigh, exact_matches),
+        "gold_form_forget": ("forget", g_forget, forms),
+        "general_retention_target": ("general", t_general, exact_matches),
     }
-    out: dict[str, Any] = {
-        "target_key_em_forget": _mean(verdicts["target_key_em_forget"][2]),
-        "target_key_em_neighbour": _mean(verdicts["target_key_em_neighbour"][2]),
-        "gold_key_em_forget": _mean(exact_matches(g_forget, rows["forget"])),
-        "gold_form_forget": _mean(verdicts["gold_form_forget"][2]),
-        "forget_quality_target_vs_gold": _forget_quality(
+    verdicts = {f: (split, a, judge(a, rows[split])) for f, (split, a, judge) in judged.items()}
+    out: dict[str, Any] = {figure: _mean(ok) for figure, (_, _, ok) in verdicts.items()}
+    out.update(
+        gold_key_em_forget=_mean(exact_matches(g_forget, rows["forget"])),
+        forget_quality_target_vs_gold=_forget_quality(
             target, gold, tokenizer, shop.load_split("forget")
         ),
-        "general_kept": len(rows["general"]),
-        "general_candidates": n_candidates,
-    }
+        general_kept=len(rows["general"]),
+        general_candidates=n_candidates,
+        general_retention_gold=probe_scores(gold, tokenizer, rows["general"], MAX_NEW_TOKENS)[
+            "score"
+        ],
+    )
     for name, model in (("target", target), ("gold", gold)):
-        general = probe_scores(model, tokenizer, rows["general"], MAX_NEW_TOKENS)
-        out[f"general_retention_{name}"] = general["score"]
-        if name == "target":
-            ok = exact_matches(general["answers"], rows["general"])
-            verdicts["general_retention_target"] = ("general", general["answers"], ok)
         out[f"task_score_{name}"] = probe_scores(model, tokenizer, rows["task"], MAX_NEW_TOKENS)[
             "score"
         ]
