@@ -157,6 +157,12 @@ class Shop:
 
         return load_examples(self.path(name), kind="qa", name=name)
 
+    def train_sets(self, which: str) -> list[str]:
+        """The files model ``which`` is fine-tuned on (:data:`MODELS`), empty ones left out
+        (``replay`` is empty when ``config.replay`` is 0 or the base model answers none)."""
+        counts = self.manifest["rows"]
+        return [name for name in MODELS[which] if counts.get(name)]
+
     def model_dir(self, which: str) -> Path:
         if which not in MODELS:
             raise ConfigError(f"shop model must be one of {', '.join(MODELS)}, got {which!r}")
@@ -266,8 +272,7 @@ def _train_model(
     from unilogit.models import save_model
     from unilogit.trainer import finetune
 
-    counts = shop.manifest["rows"]
-    sets = [name for name in MODELS[which] if counts[name]]  # replay may be empty
+    sets = shop.train_sets(which)
     examples = [e for name in sets for e in shop.load_split(name)]
     model, tokenizer = load_base(config, cache_dir)
     _log(

@@ -27,7 +27,7 @@ from typing import Any
 from ..errors import ConfigError
 from .base import Column, Curve
 from .qa import QABenchmark, summarize_qa
-from .shop import MODELS, Shop, ShopConfig, build_shop
+from .shop import Shop, ShopConfig, build_shop
 from .shop_data import MAX_NEW_TOKENS
 from .shop_eval import exact_matches, forms, probe_scores
 
@@ -167,8 +167,7 @@ class ShopBenchmark(QABenchmark):
         """What the gold model was fine-tuned on (:data:`~unilogit.benchmarks.shop.MODELS`):
         every trained row but the forget seller's (neighbour + other sellers), the trained task
         probes and the replay rows (the base model's own general answers)."""
-        counts = self.shop.manifest["rows"]
-        return [e for name in MODELS["gold"] if counts.get(name) for e in self._load(name)]
+        return [e for name in self.shop.train_sets("gold") for e in self._load(name)]
 
     def eval_splits(self) -> dict[str, list[Any]]:
         return {role: self._load(stem) for role, stem in SPLIT_FILES.items()}
