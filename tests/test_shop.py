@@ -216,6 +216,27 @@ def test_a_missing_model_is_rebuilt_alone(built, config, monkeypatch, tmp_path):
     assert (root / "gold" / "train.json").is_file() and (root / "sanity.json").is_file()
 
 
+def test_lora_build_changes_only_the_named_modules(built, config, tmp_path):
+    """With ``lora``, the saved model is the base with merged adapters on ``lora_modules``
+    (a peft target pattern) and every other weight untouched; train.json records them."""
+    import shutil
+
+    import torch
+
+    shop, _ = built
+    lora = ShopConfig(**{**config.to_dict(), "lora": True, "lora_modules": r".*\.q_proj"})
+    copy = shop_mod.Shop(tmp_path / "shop", lora)
+    shutil.copytree(shop.root, copy.root, ignore=shutil.ignore_patterns("target", "gold"))
+    shop_mod._train_model(lora, copy, "gold", None, False)
+    base = shop_mod.load_base(lora, None)[0].state_dict()
+    tuned = copy.load_model("gold")[0].state_dict()
+    assert tuned.keys() == base.keys()
+    changed = {k for k in base if not torch.equal(base[k], tuned[k])}
+    assert changed and all(k.endswith("q_proj.weight") for k in changed)
+    info = json.loads((copy.model_dir("gold") / "train.json").read_text())
+    assert info["lora"] is True and info["lora_modules"] == r".*\.q_proj"
+
+
 def test_bad_build_arguments_are_config_errors(config, tmp_path):
     with pytest.raises(ConfigError, match="num_threads"):
         build_shop(config, tmp_path, progress=False, num_threads=0)
@@ -231,6 +252,11 @@ def test_other_config_other_root(config, tmp_path):
     assert shop_root(other, tmp_path) != shop_root(config, tmp_path)
     relabelled = ShopConfig(**{**config.to_dict(), "name": "renamed"})
     assert shop_root(relabelled, tmp_path) == shop_root(config, tmp_path)
+    unused = ShopConfig(**{**config.to_dict(), "lora_modules": "q_proj"})
+    assert shop_root(unused, tmp_path) == shop_root(config, tmp_path)
+    lora = ShopConfig(**{**config.to_dict(), "lora": True})
+    other_modules = ShopConfig(**{**lora.to_dict(), "lora_modules": "q_proj"})
+    assert len({shop_root(c, tmp_path) for c in (config, lora, other_modules)}) == 3
 
 
 def test_unknown_base_model_is_a_config_error(tmp_path):

@@ -232,6 +232,8 @@ def test_config_validation():
         ShopConfig(replay=len(REPLAY_QUESTIONS) + 1)
     with pytest.raises(ConfigError, match="replay too small"):
         ShopConfig(replay=-1)
+    with pytest.raises(ConfigError, match="lora_modules"):
+        ShopConfig(lora_modules="")
 
 
 @pytest.mark.parametrize("preset", ("small", "default"))

@@ -116,8 +116,11 @@ def base_identity(config: ShopConfig, cache_dir: str | os.PathLike | None = None
 
 
 def config_hash(config: ShopConfig, base_id: str) -> str:
-    """16 hex digits naming a build: the config (not its preset label) and the base model."""
+    """16 hex digits naming a build: the config (not its preset label, nor ``lora_modules``
+    without ``lora``) and the base model."""
     fields = {k: v for k, v in config.to_dict().items() if k not in ("name", "base_model")}
+    if not config.lora:
+        del fields["lora_modules"]  # no effect on full fine-tuning (and such builds keep names)
     blob = json.dumps({"format": FORMAT_VERSION, "base": base_id, **fields}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -293,6 +296,7 @@ def _train_model(
         lora=config.lora,
         lora_r=config.lora_r,
         lora_alpha=2 * config.lora_r,
+        lora_target_modules=config.lora_modules,
         mixed_precision="no",
         progress=progress,
     )
@@ -302,6 +306,7 @@ def _train_model(
         "train_sets": sets,
         "rows": len(examples),
         "lora": config.lora,
+        "lora_modules": config.lora_modules if config.lora else None,
         "steps": history.total_steps,
         "seconds": round(history.seconds, 1),
         "first_loss": losses[0] if losses else None,

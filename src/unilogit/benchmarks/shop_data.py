@@ -458,8 +458,9 @@ class ShopConfig:
     ``holdout_sellers`` x ``items_per_seller`` items, ``questions_per_item`` rows per item,
     ``task_train`` / ``task_eval`` task probes. Model: ``base_model`` (``"smollm2"`` or the
     path of any causal LM). Training (:func:`unilogit.trainer.finetune`, same settings for the
-    target and the gold model): ``lora`` (else full fine-tuning), ``lora_r``, ``epochs``,
-    ``lr``, ``batch_size``, ``warmup_ratio``, ``max_length``.
+    target and the gold model): ``lora`` (else full fine-tuning), ``lora_r``, ``lora_modules``
+    (peft's ``target_modules``: ``"all-linear"`` or a pattern), ``epochs``, ``lr``,
+    ``batch_size``, ``warmup_ratio``, ``max_length``.
     """
 
     name: str = "default"  # the preset this config came from (a label)
@@ -477,6 +478,7 @@ class ShopConfig:
     base_model: str = SMOLLM2  # "smollm2" or a path to a causal LM
     lora: bool = False  # LoRA adapters (merged into the saved model) instead of all weights
     lora_r: int = 16
+    lora_modules: str = "all-linear"  # peft target_modules: every linear layer but the head
     epochs: int = 8
     lr: float = 1e-4
     batch_size: int = 8
@@ -547,6 +549,10 @@ class ShopConfig:
             f"replay must be at most {len(REPLAY_QUESTIONS)} (the replay questions)",
         )
         need(isinstance(self.base_model, str) and bool(self.base_model), "base_model is empty")
+        need(
+            isinstance(self.lora_modules, str) and bool(self.lora_modules.strip()),
+            "lora_modules must be a non-empty string (peft target_modules)",
+        )
         need(isinstance(self.lr, (int, float)) and self.lr > 0, "lr must be > 0")
         need(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
         need(self.max_length >= 32, "max_length must be >= 32")

@@ -70,7 +70,8 @@ def _time(config: ShopConfig, steps: int) -> dict[str, float]:
     finetune(
         model, tokenizer, examples, epochs=1, lr=config.lr, batch_size=config.batch_size,
         max_length=config.max_length, lora=config.lora, lora_r=config.lora_r,
-        lora_alpha=2 * config.lora_r, mixed_precision="no", progress=False, on_step_end=mark,
+        lora_alpha=2 * config.lora_r, lora_target_modules=config.lora_modules,
+        mixed_precision="no", progress=False, on_step_end=mark,
     )  # fmt: skip
     n = len(marks) - 1
     return {
