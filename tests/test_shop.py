@@ -3,10 +3,12 @@ a one-run sweep, registry and CLI wiring."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
 import pytest
+import torch
 
 from tiny import tiny_llama
 from unilogit.benchmarks import shop as shop_mod
@@ -237,6 +239,30 @@ def test_lora_build_changes_only_the_named_modules(built, config, tmp_path):
     assert info["lora"] is True and info["lora_modules"] == r".*\.q_proj"
 
 
+def test_frozen_embeddings_and_repeated_replay(built, config, tmp_path):
+    """``freeze_embeddings`` keeps the (tied) embedding matrix of the base model while the
+    blocks train; ``replay_repeats`` trains each replay row that many times (train.json)."""
+    import shutil
+
+    import torch
+
+    shop, _ = built
+    variant = ShopConfig(**{**config.to_dict(), "freeze_embeddings": True, "replay_repeats": 3})
+    copy = shop_mod.Shop(tmp_path / "shop", variant)
+    shutil.copytree(shop.root, copy.root, ignore=shutil.ignore_patterns("target", "gold"))
+    shop_mod._train_model(variant, copy, "gold", None, False)
+    base = shop_mod.load_base(variant, None)[0].state_dict()
+    tuned = copy.load_model("gold")[0].state_dict()
+    embedding = next(k for k in base if k.endswith("embed_tokens.weight"))
+    assert torch.equal(base[embedding], tuned[embedding])
+    assert any(not torch.equal(base[k], tuned[k]) for k in base if "layers." in k)
+    info = json.loads((copy.model_dir("gold") / "train.json").read_text())
+    sets = copy.train_sets("gold")
+    replay = len(copy.load_rows("replay"))
+    assert replay and info["rows"] == sum(len(copy.load_rows(s)) for s in sets) + 2 * replay
+    assert info["freeze_embeddings"] is True and info["replay_repeats"] == 3
+
+
 def test_bad_build_arguments_are_config_errors(config, tmp_path):
     with pytest.raises(ConfigError, match="num_threads"):
         build_shop(config, tmp_path, progress=False, num_threads=0)
@@ -244,6 +270,11 @@ def test_bad_build_arguments_are_config_errors(config, tmp_path):
         build_shop("huge", tmp_path, progress=False)
     with pytest.raises(ConfigError, match="ShopConfig or a preset"):
         build_shop({"seed": 1}, tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="device must be a torch device"):
+        build_shop(config, tmp_path, progress=False, device="abacus")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="sees no CUDA device"):
+            build_shop(config, tmp_path, progress=False, device="cuda")
     assert not (tmp_path / "shop").exists()
 
 
@@ -256,7 +287,16 @@ def test_other_config_other_root(config, tmp_path):
     assert shop_root(unused, tmp_path) == shop_root(config, tmp_path)
     lora = ShopConfig(**{**config.to_dict(), "lora": True})
     other_modules = ShopConfig(**{**lora.to_dict(), "lora_modules": "q_proj"})
-    assert len({shop_root(c, tmp_path) for c in (config, lora, other_modules)}) == 3
+    frozen = ShopConfig(**{**config.to_dict(), "freeze_embeddings": True})
+    repeated = ShopConfig(**{**config.to_dict(), "replay_repeats": 2})
+    variants = (config, lora, other_modules, frozen, repeated)
+    assert len({shop_root(c, tmp_path) for c in variants}) == len(variants)
+    # fields added later are not hashed at their defaults: earlier builds keep their names
+    fields = {k: v for k, v in config.to_dict().items() if k not in shop_mod._UNHASHED_DEFAULTS}
+    blob = {"format": shop_mod.FORMAT_VERSION, "base": "b", **fields}
+    del blob["name"], blob["base_model"], blob["lora_modules"]
+    digest = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+    assert shop_mod.config_hash(config, "b") == digest
 
 
 def test_unknown_base_model_is_a_config_error(tmp_path):

@@ -234,6 +234,10 @@ def test_config_validation():
         ShopConfig(replay=-1)
     with pytest.raises(ConfigError, match="lora_modules"):
         ShopConfig(lora_modules="")
+    with pytest.raises(ConfigError, match="replay_repeats too small"):
+        ShopConfig(replay_repeats=0)
+    with pytest.raises(ConfigError, match="freeze_embeddings must be a bool"):
+        ShopConfig(freeze_embeddings=1)
 
 
 @pytest.mark.parametrize("preset", ("small", "default"))

@@ -115,12 +115,21 @@ def base_identity(config: ShopConfig, cache_dir: str | os.PathLike | None = None
     return f"sha256:{digest.hexdigest()}"
 
 
+#: Fields added after builds were published: left out of the hash at these values, so the
+#: builds made before each field existed keep their names.
+_UNHASHED_DEFAULTS = {"freeze_embeddings": False, "replay_repeats": 1}
+
+
 def config_hash(config: ShopConfig, base_id: str) -> str:
     """16 hex digits naming a build: the config (not its preset label, nor ``lora_modules``
-    without ``lora``) and the base model."""
+    without ``lora``, nor the fields of :data:`_UNHASHED_DEFAULTS` at those values) and the
+    base model."""
     fields = {k: v for k, v in config.to_dict().items() if k not in ("name", "base_model")}
     if not config.lora:
         del fields["lora_modules"]  # no effect on full fine-tuning (and such builds keep names)
+    for name, default in _UNHASHED_DEFAULTS.items():
+        if fields[name] == default:
+            del fields[name]
     blob = json.dumps({"format": FORMAT_VERSION, "base": base_id, **fields}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -171,14 +180,14 @@ class Shop:
             raise ConfigError(f"shop model must be one of {', '.join(MODELS)}, got {which!r}")
         return self.root / which
 
-    def load_model(self, which: str = "target") -> tuple[Any, Any]:
-        """``(model, tokenizer)`` of ``"target"`` or ``"gold"`` (float32, CPU)."""
+    def load_model(self, which: str = "target", device: str = "cpu") -> tuple[Any, Any]:
+        """``(model, tokenizer)`` of ``"target"`` or ``"gold"`` (float32, on ``device``)."""
         from unilogit.models import load_model
 
         path = self.model_dir(which)
         if not path.is_dir():
             raise ConfigError(f"shop model {which!r} was not built (no {path}); run build_shop")
-        return load_model(path, device="cpu", dtype="float32")
+        return load_model(path, device=device, dtype="float32")
 
     def sanity(self) -> dict[str, Any]:
         """The build's sanity figures (``sanity.json``)."""
@@ -188,8 +197,11 @@ class Shop:
 # ------------------------------------------------------------------------------ building
 
 
-def load_base(config: ShopConfig, cache_dir: str | os.PathLike | None) -> tuple[Any, Any]:
-    """A fresh float32 copy of the base model and its tokenizer, with the shop's template."""
+def load_base(
+    config: ShopConfig, cache_dir: str | os.PathLike | None, device: str = "cpu"
+) -> tuple[Any, Any]:
+    """A fresh float32 copy of the base model on ``device`` and its tokenizer, with the shop's
+    template."""
     from unilogit.models import load_model
 
     if config.base_model == SMOLLM2:
@@ -198,7 +210,7 @@ def load_base(config: ShopConfig, cache_dir: str | os.PathLike | None) -> tuple[
         spec: str | Path = smollm2_dir(_cache_base(cache_dir), progress=False)
     else:
         spec = Path(config.base_model).expanduser()
-    model, tokenizer = load_model(spec, device="cpu", dtype="float32")
+    model, tokenizer = load_model(spec, device=device, dtype="float32")
     template = SHORT_TEMPLATES.get(config.base_model)
     if template is not None:
         tokenizer.chat_template = template
@@ -230,7 +242,9 @@ def _base_files(model: Any, tokenizer: Any, files: dict[str, list], tmp: Path) -
     return {"general": kept, "replay": replay}
 
 
-def _build_data(config: ShopConfig, root: Path, cache_dir: Any, progress: bool) -> None:
+def _build_data(
+    config: ShopConfig, root: Path, cache_dir: Any, progress: bool, device: str = "cpu"
+) -> None:
     """The data files and those made with the base model (general-knowledge filter, replay
     answers), published as ``root``."""
     t0 = time.perf_counter()
@@ -240,7 +254,7 @@ def _build_data(config: ShopConfig, root: Path, cache_dir: Any, progress: bool) 
     try:
         for stem, rows in files.items():
             _write_jsonl(tmp / f"{stem}.jsonl", rows)
-        model, tokenizer = load_base(config, cache_dir)
+        model, tokenizer = load_base(config, cache_dir, device)
         made = _base_files(model, tokenizer, files, tmp)
         _log(
             progress,
@@ -269,15 +283,21 @@ def _build_data(config: ShopConfig, root: Path, cache_dir: Any, progress: bool) 
 
 
 def _train_model(
-    config: ShopConfig, shop: Shop, which: str, cache_dir: Any, progress: bool
+    config: ShopConfig, shop: Shop, which: str, cache_dir: Any, progress: bool, device: str = "cpu"
 ) -> None:
-    """Fine-tune a fresh base copy on ``MODELS[which]`` and publish it as ``shop.root/which``."""
+    """Fine-tune a fresh base copy on ``MODELS[which]`` (float32, on ``device``) and publish it
+    as ``shop.root/which``."""
     from unilogit.models import save_model
     from unilogit.trainer import finetune
 
     sets = shop.train_sets(which)
-    examples = [e for name in sets for e in shop.load_split(name)]
-    model, tokenizer = load_base(config, cache_dir)
+    repeats = {"replay": config.replay_repeats}
+    examples = [e for name in sets for e in shop.load_split(name) * repeats.get(name, 1)]
+    model, tokenizer = load_base(config, cache_dir, device)
+    if config.freeze_embeddings:
+        for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+            if module is not None:
+                module.weight.requires_grad_(False)  # tied: one tensor
     _log(
         progress,
         f"fine-tuning the {which} model on {' + '.join(sets)} ({len(examples)} rows, "
@@ -307,6 +327,8 @@ def _train_model(
         "rows": len(examples),
         "lora": config.lora,
         "lora_modules": config.lora_modules if config.lora else None,
+        "freeze_embeddings": config.freeze_embeddings,
+        "replay_repeats": config.replay_repeats,
         "steps": history.total_steps,
         "seconds": round(history.seconds, 1),
         "first_loss": losses[0] if losses else None,
@@ -332,6 +354,22 @@ def _threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(saved)
 
 
+def _build_device(device: str | None) -> str:
+    """``device`` checked, or the default: ``"cuda"`` when torch sees a GPU, else ``"cpu"``."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        msg = f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}"
+        raise ConfigError(msg) from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: torch sees no CUDA device")
+    return device
+
+
 def _as_config(config: ShopConfig | str | None) -> ShopConfig:
     if config is None:
         return ShopConfig.preset("default")
@@ -348,6 +386,7 @@ def build_shop(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     num_threads: int | None = None,
+    device: str | None = None,
 ) -> Shop:
     """Build (or find in the cache) the shop of ``config``: data, target and gold models and
     the sanity figures; return a :class:`Shop`.
@@ -357,7 +396,11 @@ def build_shop(
     ``~/.cache/unilogit``). A second process building the same shop at the same time gets a
     :class:`ConfigError` (the first one's lock) instead of training twice. ``num_threads``:
     torch intra-op threads while building (restored afterwards; None = unchanged). On a busy
-    machine one thread is much faster than two (docs/shop.md, "Sizing").
+    machine one thread is much faster than two (docs/shop.md, "Sizing"). ``device``: where
+    the models are loaded and generate (the base model's answers, the sanity figures); None:
+    ``"cuda"`` when torch sees a GPU, else ``"cpu"``. Training runs on the trainer's device
+    (Accelerate's: the GPU when there is one). Everything is float32: a GPU build reproduced
+    the CPU build's sanity figures (docs/shop.md).
     """
     from .shop_eval import sanity_figures
     from .world import check_cache_dir
@@ -367,6 +410,7 @@ def build_shop(
         isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
     ):
         raise ConfigError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+    device = _build_device(device)
     root = shop_root(config, cache_dir)
     shop = Shop(root, config)
     parts = [root / "shop.json", *(root / m for m in MODELS), root / "sanity.json"]
@@ -378,13 +422,13 @@ def build_shop(
     try:
         with exclusive_lock(root.parent / f"{root.name}.lock"), _threads(num_threads):
             if not (root / "shop.json").is_file():
-                _build_data(config, root, cache_dir, progress)
+                _build_data(config, root, cache_dir, progress, device)
             for which in MODELS:
                 if not shop.model_dir(which).is_dir():
-                    _train_model(config, shop, which, cache_dir, progress)
+                    _train_model(config, shop, which, cache_dir, progress, device)
             if not (root / "sanity.json").is_file():
                 _log(progress, "measuring the sanity figures")
-                figures = sanity_figures(shop, progress=progress)
+                figures = sanity_figures(shop, progress=progress, device=device)
                 atomic_write_json(root / "sanity.json", figures, indent=1)
     except LockedError:
         raise ConfigError(

@@ -459,8 +459,10 @@ class ShopConfig:
     ``task_train`` / ``task_eval`` task probes. Model: ``base_model`` (``"smollm2"`` or the
     path of any causal LM). Training (:func:`unilogit.trainer.finetune`, same settings for the
     target and the gold model): ``lora`` (else full fine-tuning), ``lora_r``, ``lora_modules``
-    (peft's ``target_modules``: ``"all-linear"`` or a pattern), ``epochs``, ``lr``,
-    ``batch_size``, ``warmup_ratio``, ``max_length``.
+    (peft's ``target_modules``: ``"all-linear"`` or a pattern), ``freeze_embeddings`` (the
+    token embeddings and output head keep the base model's weights), ``replay_repeats`` (each
+    replay row is trained on this many times per epoch), ``epochs``, ``lr``, ``batch_size``,
+    ``warmup_ratio``, ``max_length``.
     """
 
     name: str = "default"  # the preset this config came from (a label)
@@ -479,6 +481,8 @@ class ShopConfig:
     lora: bool = False  # LoRA adapters (merged into the saved model) instead of all weights
     lora_r: int = 16
     lora_modules: str = "all-linear"  # peft target_modules: every linear layer but the head
+    freeze_embeddings: bool = False  # token embeddings and output head stay the base model's
+    replay_repeats: int = 1  # copies of each replay row per epoch (weighs general knowledge)
     epochs: int = 8
     lr: float = 1e-4
     batch_size: int = 8
@@ -522,7 +526,7 @@ class ShopConfig:
         ints = (
             "seed forget_sellers forget_items neighbour_sellers other_sellers holdout_sellers "
             "items_per_seller questions_per_item task_train task_eval replay lora_r epochs "
-            "batch_size max_length"
+            "batch_size max_length replay_repeats"
         ).split()
         for name in ints:
             value = getattr(self, name)
@@ -553,6 +557,7 @@ class ShopConfig:
             isinstance(self.lora_modules, str) and bool(self.lora_modules.strip()),
             "lora_modules must be a non-empty string (peft target_modules)",
         )
+        need(isinstance(self.freeze_embeddings, bool), "freeze_embeddings must be a bool")
         need(isinstance(self.lr, (int, float)) and self.lr > 0, "lr must be > 0")
         need(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
         need(self.max_length >= 32, "max_length must be >= 32")

@@ -166,15 +166,15 @@ def _forget_quality(target: Any, gold: Any, tokenizer: Any, forget: list[Any]) -
     return float(res["forget_quality"])
 
 
-def sanity_figures(shop: Any, progress: bool = False) -> dict[str, Any]:
+def sanity_figures(shop: Any, progress: bool = False, device: str = "cpu") -> dict[str, Any]:
     """The build's sanity figures (docs/shop.md): the target's key exact match on the forget
     and neighbour rows, the gold model's answer form and key exact match on the forget rows,
     Forget Quality of the target against the gold model, both models' general-knowledge
     retention and task score; ``checks``: each threshold of :data:`THRESHOLDS` met or not;
     ``misses``: per thresholded share, the rows that failed it (question, key, answer)."""
     t0 = time.perf_counter()
-    target, tokenizer = shop.load_model("target")
-    gold, _ = shop.load_model("gold")
+    target, tokenizer = shop.load_model("target", device)
+    gold, _ = shop.load_model("gold", device)
     rows = {n: shop.load_rows(n) for n in ("forget", "neighbour", "task", "general")}
     n_candidates = len(shop.load_rows("general_candidates"))
 

@@ -19,10 +19,12 @@ from .shop_data import ShopConfig, generate_shop
 __all__ = ["build_steps", "time_steps"]
 
 
-def _rows(files: dict[str, list], name: str) -> list:
-    """A training set's rows; ``replay``: its candidates (an upper bound: the build keeps only
-    the base model's right answers, 31 of 60 for SmolLM2)."""
-    return files["replay_candidates"] if name == "replay" else files[name]
+def _rows(files: dict[str, list], name: str, config: ShopConfig) -> list:
+    """A training set's rows; ``replay``: its candidates x ``replay_repeats`` (an upper bound:
+    the build keeps only the base model's right answers, 38 of 84 for SmolLM2)."""
+    if name == "replay":
+        return files["replay_candidates"] * config.replay_repeats
+    return files[name]
 
 
 def build_steps(config: ShopConfig) -> dict[str, Any]:
@@ -30,7 +32,7 @@ def build_steps(config: ShopConfig) -> dict[str, Any]:
     files = generate_shop(config)
     out: dict[str, Any] = {}
     for which, sets in MODELS.items():
-        rows = sum(len(_rows(files, s)) for s in sets)
+        rows = sum(len(_rows(files, s, config)) for s in sets)
         out[which] = {"rows": rows, "steps": math.ceil(rows / config.batch_size) * config.epochs}
     out["steps"] = sum(out[m]["steps"] for m in MODELS)
     return out
