@@ -285,8 +285,8 @@ def _build_data(
 def _train_model(
     config: ShopConfig, shop: Shop, which: str, cache_dir: Any, progress: bool, device: str = "cpu"
 ) -> None:
-    """Fine-tune a fresh base copy on ``MODELS[which]`` (float32, on ``device``) and publish it
-    as ``shop.root/which``."""
+    """Fine-tune a fresh float32 base copy (loaded on ``device``; the trainer places it) on
+    ``MODELS[which]`` and publish it as ``shop.root/which``."""
     from unilogit.models import save_model
     from unilogit.trainer import finetune
 
