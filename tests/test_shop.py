@@ -388,3 +388,28 @@ def test_sizing_counts_steps_and_times_them(config):
     timing = time_steps(config, steps=2)
     assert timing["wall_s_per_step"] > 0 and timing["cpu_s_per_step"] > 0
     assert timing["threads"] == 1 and timing["tokens_per_row"] > 5
+
+
+def test_recipe_script_reads_a_cached_build_and_interpolates(built, config, monkeypatch, tmp_path):
+    """benchmarks/shop_recipes.py: a recipe whose shop is cached gives one JSON line with its
+    sanity figures; a = 1 reproduces the target's own key EM on the forget rows, a = 0 gives the
+    base model's figures."""
+    import importlib.util
+    from pathlib import Path
+
+    shop, cache = built
+    monkeypatch.setenv("UNILOGIT_CACHE", str(cache))
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "shop_recipes.py"
+    spec = importlib.util.spec_from_file_location("unilogit_shop_recipes", path)
+    recipes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipes)
+    recipe = {"base_model": config.base_model, "epochs": config.epochs, "lr": config.lr}
+    out = tmp_path / "grid.jsonl"
+    recipes.main(["--preset", "quick", "--recipe", json.dumps(recipe), "--device", "cpu",
+                  "--interpolate", "1,0", "--output", str(out)])  # fmt: skip
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["hash"] == shop.root.name and row["target_steps"] > 0
+    assert row["target_key_em_forget"] == shop.sanity()["target_key_em_forget"]
+    assert row["interpolated"]["1.0"]["forget"] == round(row["target_key_em_forget"], 3)
+    base, tok = shop_mod.load_base(config, cache)
+    assert row["interpolated"]["0.0"] == recipes.target_figures(base, tok, shop)
