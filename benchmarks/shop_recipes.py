@@ -2,7 +2,8 @@
 
 Each recipe is a JSON object of :class:`~unilogit.benchmarks.shop_data.ShopConfig` fields that
 replace the preset's; each is a complete, cached ``build_shop`` (data, target, gold,
-``sanity.json``), on the GPU when torch sees one (docs/shop.md, "Recipe grid on a GPU")::
+``sanity.json``), on the GPU when torch sees one (``--device``, resolved as
+``unilogit.models.resolve_device`` does; docs/shop.md, "Recipe grid on a GPU")::
 
     python benchmarks/shop_recipes.py --preset default \\
         --recipe '{}' --recipe '{"freeze_embeddings": true, "replay_repeats": 3}' \\
@@ -25,11 +26,12 @@ import torch
 from unilogit.benchmarks import shop_eval
 from unilogit.benchmarks.shop import Shop, build_shop, load_base
 from unilogit.benchmarks.shop_data import ShopConfig
+from unilogit.models import resolve_device
 
 FIGURES = ("forget", "neighbour", "general")
 
 
-def target_figures(model: Any, tokenizer: Any, shop: Shop) -> dict[str, float]:
+def target_figures(model: Any, tokenizer: Any, shop: Shop) -> dict[str, float | None]:
     """Key exact match of ``model``'s greedy answers on the forget, neighbour and general rows."""
     out = {}
     for split in FIGURES:
@@ -37,8 +39,7 @@ def target_figures(model: Any, tokenizer: Any, shop: Shop) -> dict[str, float]:
         answers = shop_eval.generate(
             model, tokenizer, [r["question"] for r in rows], shop_eval.MAX_NEW_TOKENS
         )
-        ok = shop_eval.exact_matches(answers, rows)
-        out[split] = round(sum(ok) / len(ok), 3) if ok else None
+        out[split] = shop_eval._mean(shop_eval.exact_matches(answers, rows))
     return out
 
 
@@ -64,8 +65,7 @@ def run_recipe(preset: str, recipe: dict, device: str | None, weights: list[floa
         row[f"{which}_steps"], row[f"{which}_last_loss"] = info["steps"], info["last_loss"]
     row.update({k: v for k, v in sanity.items() if k not in ("misses", "examples")})
     if weights:
-        chosen = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        row["interpolated"] = interpolations(shop, chosen, weights)
+        row["interpolated"] = interpolations(shop, str(resolve_device(device)), weights)
     return row
 
 

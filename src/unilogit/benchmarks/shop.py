@@ -355,19 +355,20 @@ def _threads(n: int | None) -> Iterator[None]:
 
 
 def _build_device(device: str | None) -> str:
-    """``device`` checked, or the default: ``"cuda"`` when torch sees a GPU, else ``"cpu"``."""
+    """``device`` resolved by :func:`unilogit.models.resolve_device` (None: CUDA, else MPS,
+    else CPU) and checked: a bad name or CUDA without CUDA is a :class:`ConfigError`."""
     import torch
 
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
+    from unilogit.models import resolve_device
+
     try:
-        kind = torch.device(device).type
+        resolved = resolve_device(device)
     except (RuntimeError, TypeError):
         msg = f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}"
         raise ConfigError(msg) from None
-    if kind == "cuda" and not torch.cuda.is_available():
+    if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r}: torch sees no CUDA device")
-    return device
+    return str(resolved)
 
 
 def _as_config(config: ShopConfig | str | None) -> ShopConfig:
@@ -398,9 +399,9 @@ def build_shop(
     torch intra-op threads while building (restored afterwards; None = unchanged). On a busy
     machine one thread is much faster than two (docs/shop.md, "Sizing"). ``device``: where
     the models are loaded and generate (the base model's answers, the sanity figures); None:
-    ``"cuda"`` when torch sees a GPU, else ``"cpu"``. Training runs on the trainer's device
-    (Accelerate's: the GPU when there is one). Everything is float32: a GPU build reproduced
-    the CPU build's sanity figures (docs/shop.md).
+    as :func:`unilogit.models.resolve_device` (CUDA, else MPS, else CPU). Training runs on
+    the trainer's device (Accelerate's: the GPU when there is one). Everything is float32: a
+    GPU build reproduced the CPU build's sanity figures (docs/shop.md).
     """
     from .shop_eval import sanity_figures
     from .world import check_cache_dir
