@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -68,7 +69,7 @@ def built(config, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(shop_eval, "replay_answer", _any_text)
         mp.setattr(shop_eval, "_replay_ok", lambda sentence, keys: True)
-        return build_shop(config, cache, progress=False), cache
+        return build_shop(config, cache, progress=False, parallel=True), cache
 
 
 def test_build_writes_data_models_and_sanity(built, config):
@@ -258,6 +259,78 @@ def test_frozen_embeddings_and_repeated_replay(built, config, tmp_path):
     assert info["freeze_embeddings"] is True and info["replay_repeats"] == 3
 
 
+def test_replay_as_kl_to_the_base_model(built, config, tmp_path, monkeypatch):
+    """``replay_kl`` takes the replay rows out of the training rows; a KL-to-base term of that
+    weight on every replay question with the base's own answer, right or wrong, takes their
+    place (train.json; its first value is 0: the model starts as the base)."""
+    import shutil
+
+    import unilogit.trainer as trainer_mod
+
+    shop, _ = built
+    variant = ShopConfig(**{**config.to_dict(), "replay_kl": 2.0})
+    copy = shop_mod.Shop(tmp_path / "shop", variant)
+    shutil.copytree(shop.root, copy.root, ignore=shutil.ignore_patterns("target", "gold"))
+    calls, original = [], trainer_mod.finetune
+
+    def spy(model, tokenizer, examples, **kwargs):
+        model, history = original(model, tokenizer, examples, **kwargs)
+        calls.append((examples, kwargs["retain"], kwargs["retain_weight"], history))
+        return model, history
+
+    monkeypatch.setattr(trainer_mod, "finetune", spy)
+    shop_mod._train_model(variant, copy, "gold", None, False)
+    ((examples, kept, weight, history),) = calls
+    asked = json.loads((copy.root / "replay_filter.json").read_text())  # every base answer
+    sets = [s for s in copy.train_sets("gold") if s != "replay"]
+    assert copy.load_rows("replay") and len(examples) == sum(len(copy.load_rows(s)) for s in sets)
+    assert [(e.prompt, e.response) for e in kept] == [(r["question"], r["raw"]) for r in asked]
+    assert weight == 2.0
+    assert history.steps[0]["loss_retain"] == 0.0 and history.steps[-1]["loss_retain"] > 0
+    info = json.loads((copy.model_dir("gold") / "train.json").read_text())
+    assert info["rows"] == len(examples) and info["kl_rows"] == len(asked)
+    assert info["replay_kl"] == 2.0
+
+
+def _die_in_child(*args):
+    os._exit(3)  # a worker process that dies, as one that cannot start
+
+
+@pytest.mark.parametrize("worker", ("sequential", "dead worker"))
+def test_parallel_build_trains_the_same_models(built, config, tmp_path, monkeypatch, worker):
+    """``built`` trained the gold model in a second process (``parallel=True``); trained one
+    after the other here the weights are the same. A worker that dies: a warning, and the
+    model is trained in this process."""
+    import shutil
+
+    shop, _ = built
+    copy = shop_mod.Shop(tmp_path / "shop", config)
+    shutil.copytree(shop.root, copy.root, ignore=shutil.ignore_patterns("target", "gold"))
+    if worker == "sequential":
+        shop_mod._train_models(config, copy, None, False, "cpu", False, 1)
+    else:
+        monkeypatch.setattr(shop_mod, "_train_in_child", _die_in_child)
+        with pytest.warns(UserWarning, match="second training process died"):
+            shop_mod._train_models(config, copy, None, False, "cpu", True, 1)
+    for which in shop_mod.MODELS:
+        ours, theirs = (
+            copy.load_model(which)[0].state_dict(),
+            shop.load_model(which)[0].state_dict(),
+        )
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs), which
+
+
+def test_parallel_plan(monkeypatch):
+    monkeypatch.setattr(shop_mod.os, "cpu_count", lambda: 8)
+    assert shop_mod._parallel_plan(None, "cpu", None) == (True, 4)
+    assert shop_mod._parallel_plan(None, "cuda:0", 2) == (False, 2)
+    assert shop_mod._parallel_plan(False, "cpu", 1) == (False, 1)
+    monkeypatch.setattr(shop_mod.os, "cpu_count", lambda: 1)
+    assert shop_mod._parallel_plan(None, "cpu", None) == (False, 1)
+    with pytest.raises(ConfigError, match="parallel must be"):
+        shop_mod._parallel_plan("yes", "cpu", None)
+
+
 def test_bad_build_arguments_are_config_errors(config, tmp_path):
     with pytest.raises(ConfigError, match="num_threads"):
         build_shop(config, tmp_path, progress=False, num_threads=0)
@@ -284,7 +357,8 @@ def test_other_config_other_root(config, tmp_path):
     other_modules = ShopConfig(**{**lora.to_dict(), "lora_modules": "q_proj"})
     frozen = ShopConfig(**{**config.to_dict(), "freeze_embeddings": True})
     repeated = ShopConfig(**{**config.to_dict(), "replay_repeats": 2})
-    variants = (config, lora, other_modules, frozen, repeated)
+    distilled = ShopConfig(**{**config.to_dict(), "replay_kl": 1.0})
+    variants = (config, lora, other_modules, frozen, repeated, distilled)
     assert len({shop_root(c, tmp_path) for c in variants}) == len(variants)
     # fields added later are not hashed at their defaults: earlier builds keep their names
     fields = {k: v for k, v in config.to_dict().items() if k not in shop_mod._UNHASHED_DEFAULTS}
@@ -380,9 +454,14 @@ def test_sizing_counts_steps_and_times_them(config):
     rows = len(files["full"]) + len(files["task_train"]) + len(files["replay_candidates"])
     assert plan["target"] == {"rows": rows, "steps": math.ceil(rows / 8) * config.epochs}
     assert plan["steps"] == plan["target"]["steps"] + plan["gold"]["steps"]
+    assert plan["parallel_steps"] == max(plan["target"]["steps"], plan["gold"]["steps"])
     timing = time_steps(config, steps=2)
     assert timing["wall_s_per_step"] > 0 and timing["cpu_s_per_step"] > 0
     assert timing["threads"] == 1 and timing["tokens_per_row"] > 5
+    distilled = ShopConfig(**{**config.to_dict(), "replay_kl": 1.0})  # replay: no steps
+    rows -= len(files["replay_candidates"])
+    assert build_steps(distilled)["target"]["steps"] == math.ceil(rows / 8) * config.epochs
+    assert time_steps(distilled, steps=2)["cpu_s_per_step"] > 0
 
 
 def test_recipe_script_reads_a_cached_build_and_interpolates(built, config, monkeypatch, tmp_path):

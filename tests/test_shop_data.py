@@ -238,6 +238,11 @@ def test_config_validation():
         ShopConfig(replay_repeats=0)
     with pytest.raises(ConfigError, match="freeze_embeddings must be a bool"):
         ShopConfig(freeze_embeddings=1)
+    for bad in (-0.5, True, "1"):
+        with pytest.raises(ConfigError, match="replay_kl must be a number >= 0"):
+            ShopConfig(replay_kl=bad)
+    with pytest.raises(ConfigError, match="replay_repeats has no effect"):
+        ShopConfig(replay_kl=1.0, replay_repeats=2)
 
 
 @pytest.mark.parametrize("preset", ("small", "default"))

@@ -174,7 +174,8 @@ class History:
 
 
 class _FineTune(Method):
-    """Plain NLL on the given examples: how ``finetune`` uses the same loop."""
+    """NLL on the given examples (plus, with a retain set, its KL term to the starting model):
+    how ``finetune`` uses the same loop."""
 
     name = "finetune"
     default_retain = None
@@ -284,16 +285,24 @@ def finetune(
     tokenizer: Any,
     examples: Any,
     *,
+    retain: Any = None,
+    retain_weight: float = 1.0,
     config: TrainConfig | None = None,
     on_step_end: StepHook | None = None,
     **options: Any,
 ) -> tuple[nn.Module, History]:
     """Fine-tune ``model`` on ``examples`` (NLL on answers / texts) with the same loop.
-    ``options``: :class:`TrainConfig` fields replacing those of ``config``; ``on_step_end`` as
-    in :func:`unlearn`."""
+
+    ``retain``: optional examples on which the model is held to its starting self: each step
+    adds ``retain_weight`` x KL(π_start ‖ π_θ) on a batch of their answer tokens, π_start a
+    frozen copy of ``model`` as given (soft-label self-distillation; retain rows are paired
+    with each batch as in :func:`unlearn`). ``options``: :class:`TrainConfig` fields replacing
+    those of ``config``; ``on_step_end`` as in :func:`unlearn`."""
     cfg = TrainConfig.from_options(config, dict(options))
     examples = _as_examples(examples, "data")
-    return _train(model, tokenizer, _FineTune(), examples, [], cfg, None, on_step_end=on_step_end)
+    kept = _as_examples(retain, "retain") if retain is not None else []
+    method = _FineTune(retain_loss="kl" if kept else None, retain_weight=retain_weight)
+    return _train(model, tokenizer, method, examples, kept, cfg, None, on_step_end=on_step_end)
 
 
 def _as_examples(source: Any, name: str) -> list[data_lib.Example]:

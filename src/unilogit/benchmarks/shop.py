@@ -42,6 +42,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,7 @@ def base_identity(config: ShopConfig, cache_dir: str | os.PathLike | None = None
 
 #: Fields added after builds were published: left out of the hash at these values, so the
 #: builds made before each field existed keep their names.
-_UNHASHED_DEFAULTS = {"freeze_embeddings": False, "replay_repeats": 1}
+_UNHASHED_DEFAULTS = {"freeze_embeddings": False, "replay_repeats": 1, "replay_kl": 0.0}
 
 
 def config_hash(config: ShopConfig, base_id: str) -> str:
@@ -282,6 +283,18 @@ def _build_data(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _kl_rows(shop: Shop) -> list[Any]:
+    """The rows of the KL-to-base replay term: every replay question with the base model's
+    own whole greedy answer (``replay_filter.json``), right or wrong: the term holds the model
+    to the base's distribution, so no answer needs to be correct."""
+    from unilogit.data import load_examples
+
+    path = shop.root / "replay_filter.json"
+    record = json.loads(path.read_text(encoding="utf-8"))
+    rows = [{"question": r["question"], "answer": r["raw"]} for r in record if r["raw"].strip()]
+    return load_examples(rows, kind="qa", name=path.name) if rows else []
+
+
 def _train_model(
     config: ShopConfig, shop: Shop, which: str, cache_dir: Any, progress: bool, device: str = "cpu"
 ) -> None:
@@ -291,6 +304,9 @@ def _train_model(
     from unilogit.trainer import finetune
 
     sets = shop.train_sets(which)
+    kl_rows = _kl_rows(shop) if config.replay_kl > 0 else []
+    if config.replay_kl > 0:
+        sets = [name for name in sets if name != "replay"]
     repeats = {"replay": config.replay_repeats}
     examples = [e for name in sets for e in shop.load_split(name) * repeats.get(name, 1)]
     model, tokenizer = load_base(config, cache_dir, device)
@@ -301,12 +317,15 @@ def _train_model(
     _log(
         progress,
         f"fine-tuning the {which} model on {' + '.join(sets)} ({len(examples)} rows, "
-        f"{'LoRA' if config.lora else 'all weights'}, {config.epochs} epochs)",
+        f"{'LoRA' if config.lora else 'all weights'}, {config.epochs} epochs"
+        + (f"; KL to the base model on {len(kl_rows)} replay rows)" if kl_rows else ")"),
     )
     model, history = finetune(
         model,
         tokenizer,
         examples,
+        retain=kl_rows or None,
+        retain_weight=config.replay_kl or 1.0,
         epochs=config.epochs,
         lr=config.lr,
         batch_size=config.batch_size,
@@ -329,6 +348,8 @@ def _train_model(
         "lora_modules": config.lora_modules if config.lora else None,
         "freeze_embeddings": config.freeze_embeddings,
         "replay_repeats": config.replay_repeats,
+        "replay_kl": config.replay_kl,
+        "kl_rows": len(kl_rows),
         "steps": history.total_steps,
         "seconds": round(history.seconds, 1),
         "first_loss": losses[0] if losses else None,
@@ -352,6 +373,68 @@ def _threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(saved)
+
+
+def _train_in_child(
+    config: ShopConfig, shop: Shop, which: str, cache_dir: Any, device: str, threads: int
+) -> None:
+    """:func:`_train_model` in a worker process (its own torch threads, no progress bar)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    _train_model(config, shop, which, cache_dir, False, device)
+
+
+def _train_models(
+    config: ShopConfig,
+    shop: Shop,
+    cache_dir: Any,
+    progress: bool,
+    device: str,
+    parallel: bool,
+    threads: int,
+) -> None:
+    """Train the models not yet built; with ``parallel`` and two to train, the gold model in a
+    second (spawned) process at the same time as the target, each with ``threads`` threads."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    missing = [which for which in MODELS if not shop.model_dir(which).is_dir()]
+    if not (parallel and len(missing) == 2):
+        for which in missing:
+            _train_model(config, shop, which, cache_dir, progress, device)
+        return
+    _log(progress, f"training the {missing[1]} model in a second process at the same time")
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        other = pool.submit(_train_in_child, config, shop, missing[1], cache_dir, device, threads)
+        with _threads(threads):
+            _train_model(config, shop, missing[0], cache_dir, progress, device)
+        try:
+            other.result()  # re-raises the worker's own error
+        except BrokenProcessPool:  # it could not start (e.g. a script without a main guard)
+            warnings.warn(
+                "the second training process died; training the "
+                f"{missing[1]} model here instead (scripts that build a shop need an "
+                "`if __name__ == '__main__':` guard for parallel builds)",
+                stacklevel=4,
+            )
+            _train_model(config, shop, missing[1], cache_dir, progress, device)
+            return
+    _log(progress, f"{missing[1]} model ready: {shop.model_dir(missing[1])}")
+
+
+def _parallel_plan(parallel: bool | None, device: str, num_threads: int | None) -> tuple[bool, int]:
+    """``(parallel, threads per process)``: None means two processes on a CPU with at least
+    two cores (each with ``num_threads`` threads, default half the cores)."""
+    cores = os.cpu_count() or 1
+    if parallel is None:
+        parallel = device == "cpu" and cores >= 2
+    if not isinstance(parallel, bool):
+        raise ConfigError(f"parallel must be True, False or None, got {parallel!r}")
+    threads = num_threads or max(1, cores // 2)
+    return parallel, threads
 
 
 def _build_device(device: str | None) -> str:
@@ -388,6 +471,7 @@ def build_shop(
     progress: bool = True,
     num_threads: int | None = None,
     device: str | None = None,
+    parallel: bool | None = None,
 ) -> Shop:
     """Build (or find in the cache) the shop of ``config``: data, target and gold models and
     the sanity figures; return a :class:`Shop`.
@@ -401,7 +485,10 @@ def build_shop(
     the models are loaded and generate (the base model's answers, the sanity figures); None:
     as :func:`unilogit.models.resolve_device` (CUDA, else MPS, else CPU). Training runs on
     the trainer's device (Accelerate's: the GPU when there is one). Everything is float32: a
-    GPU build reproduced the CPU build's sanity figures (docs/shop.md).
+    GPU build reproduced the CPU build's sanity figures (docs/shop.md). ``parallel``: train
+    the target and the gold model at the same time in two processes (the same models as one
+    after the other); None: on a CPU with two or more cores, each process then using
+    ``num_threads`` threads (default: half the cores).
     """
     from .shop_eval import sanity_figures
     from .world import check_cache_dir
@@ -412,6 +499,7 @@ def build_shop(
     ):
         raise ConfigError(f"num_threads must be a positive integer or None, got {num_threads!r}")
     device = _build_device(device)
+    parallel, threads = _parallel_plan(parallel, device, num_threads)
     root = shop_root(config, cache_dir)
     shop = Shop(root, config)
     parts = [root / "shop.json", *(root / m for m in MODELS), root / "sanity.json"]
@@ -424,9 +512,7 @@ def build_shop(
         with exclusive_lock(root.parent / f"{root.name}.lock"), _threads(num_threads):
             if not (root / "shop.json").is_file():
                 _build_data(config, root, cache_dir, progress, device)
-            for which in MODELS:
-                if not shop.model_dir(which).is_dir():
-                    _train_model(config, shop, which, cache_dir, progress, device)
+            _train_models(config, shop, cache_dir, progress, device, parallel, threads)
             if not (root / "sanity.json").is_file():
                 _log(progress, "measuring the sanity figures")
                 figures = sanity_figures(shop, progress=progress, device=device)

@@ -461,7 +461,9 @@ class ShopConfig:
     target and the gold model): ``lora`` (else full fine-tuning), ``lora_r``, ``lora_modules``
     (peft's ``target_modules``: ``"all-linear"`` or a pattern), ``freeze_embeddings`` (the
     token embeddings and output head keep the base model's weights), ``replay_repeats`` (each
-    replay row is trained on this many times per epoch), ``epochs``, ``lr``, ``batch_size``,
+    replay row is trained on this many times per epoch), ``replay_kl`` (> 0: the replay rows
+    are no training rows but a term of this weight, KL(base ‖ model) on their answer tokens,
+    paired with every batch), ``epochs``, ``lr``, ``batch_size``,
     ``warmup_ratio``, ``max_length``.
     """
 
@@ -483,6 +485,7 @@ class ShopConfig:
     lora_modules: str = "all-linear"  # peft target_modules: every linear layer but the head
     freeze_embeddings: bool = False  # token embeddings and output head stay the base model's
     replay_repeats: int = 1  # copies of each replay row per epoch (weighs general knowledge)
+    replay_kl: float = 0.0  # > 0: replay is a KL-to-base term of this weight, not NLL rows
     epochs: int = 8
     lr: float = 1e-4
     batch_size: int = 8
@@ -559,6 +562,17 @@ class ShopConfig:
         )
         need(isinstance(self.freeze_embeddings, bool), "freeze_embeddings must be a bool")
         need(isinstance(self.lr, (int, float)) and self.lr > 0, "lr must be > 0")
+        need(
+            isinstance(self.replay_kl, (int, float))
+            and not isinstance(self.replay_kl, bool)
+            and self.replay_kl >= 0,
+            "replay_kl must be a number >= 0",
+        )
+        need(
+            self.replay_kl == 0 or self.replay_repeats == 1,
+            "replay_repeats has no effect with replay_kl > 0 (replay rows are paired with "
+            "every batch); leave it at 1",
+        )
         need(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
         need(self.max_length >= 32, "max_length must be >= 32")
 

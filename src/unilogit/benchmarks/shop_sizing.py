@@ -3,6 +3,7 @@ fine-tuning step on the preset's own rows (docs/shop.md, "Sizing")::
 
     python -m unilogit.benchmarks.shop_sizing default            # steps only (no model)
     python -m unilogit.benchmarks.shop_sizing default --time 4   # + time 4 steps (1 thread)
+    python -m unilogit.benchmarks.shop_sizing default --time 4 --replay-kl 1   # KL replay
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ __all__ = ["build_steps", "time_steps"]
 
 def _rows(files: dict[str, list], name: str, config: ShopConfig) -> list:
     """A training set's rows; ``replay``: its candidates x ``replay_repeats`` (an upper bound:
-    the build keeps only the base model's right answers, 38 of 84 for SmolLM2)."""
+    the build keeps only the base model's right answers, 38 of 84 for SmolLM2), none with
+    ``replay_kl`` (its KL term is paired with the other rows' steps: no steps of its own)."""
     if name == "replay":
-        return files["replay_candidates"] * config.replay_repeats
+        return [] if config.replay_kl > 0 else files["replay_candidates"] * config.replay_repeats
     return files[name]
 
 
@@ -35,12 +37,14 @@ def build_steps(config: ShopConfig) -> dict[str, Any]:
         rows = sum(len(_rows(files, s, config)) for s in sets)
         out[which] = {"rows": rows, "steps": math.ceil(rows / config.batch_size) * config.epochs}
     out["steps"] = sum(out[m]["steps"] for m in MODELS)
+    out["parallel_steps"] = max(out[m]["steps"] for m in MODELS)  # build_shop(parallel=True)
     return out
 
 
 def time_steps(config: ShopConfig, steps: int = 4, threads: int | None = 1) -> dict[str, float]:
     """Wall and CPU seconds per optimizer step of fine-tuning the base model on the config's
-    target rows (shuffled; the first step, which pays for warm-up, is not counted)."""
+    target rows (shuffled; the first step, which pays for warm-up, is not counted); with
+    ``replay_kl``, the KL term on replay questions and the base model's own answers too."""
     import torch
 
     before = torch.get_num_threads()
@@ -64,6 +68,15 @@ def _time(config: ShopConfig, steps: int) -> dict[str, float]:
     model, tokenizer = load_base(config, None)
     examples = load_examples(rows[: config.batch_size * (steps + 1)], kind="qa", name="target")
     lengths = [len(e.input_ids) for e in encode_examples(tokenizer, examples)]
+    retain = None
+    if config.replay_kl > 0:
+        from .shop_data import MAX_NEW_TOKENS
+        from .shop_eval import generate
+
+        asked = [c["question"] for c in files["replay_candidates"]][: config.batch_size * 2]
+        answers = generate(model, tokenizer, asked, MAX_NEW_TOKENS)
+        qa = [{"question": q, "answer": a} for q, a in zip(asked, answers, strict=True)]
+        retain = load_examples(qa, kind="qa", name="replay")
     marks: list[tuple[float, float]] = []
 
     def mark(*_: Any) -> None:
@@ -73,7 +86,8 @@ def _time(config: ShopConfig, steps: int) -> dict[str, float]:
         model, tokenizer, examples, epochs=1, lr=config.lr, batch_size=config.batch_size,
         max_length=config.max_length, lora=config.lora, lora_r=config.lora_r,
         lora_alpha=2 * config.lora_r, lora_target_modules=config.lora_modules,
-        mixed_precision="no", progress=False, on_step_end=mark,
+        mixed_precision="no", progress=False, on_step_end=mark, retain=retain,
+        retain_weight=config.replay_kl or 1.0,
     )  # fmt: skip
     n = len(marks) - 1
     return {
@@ -90,8 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--time", type=int, default=0, help="time this many steps (0: do not)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--lora", action="store_true")
+    p.add_argument("--replay-kl", type=float, default=0.0, help="ShopConfig.replay_kl")
     args = p.parse_args(argv)
-    config = ShopConfig.preset(args.preset, lora=args.lora)
+    config = ShopConfig.preset(args.preset, lora=args.lora, replay_kl=args.replay_kl)
     plan = build_steps(config)
     print(plan)
     if args.time:
@@ -99,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         print(timing)
         minutes = plan["steps"] * timing["cpu_s_per_step"] / 60
         print(f"training both models: {plan['steps']} steps x {timing['cpu_s_per_step']:.2f} s "
-              f"= {minutes:.1f} min (CPU time; wall on an idle machine)")  # fmt: skip
+              f"= {minutes:.1f} min (CPU time; wall on an idle machine); in parallel: "
+              f"{plan['parallel_steps'] * timing['cpu_s_per_step'] / 60:.1f} min")  # fmt: skip
 
 
 if __name__ == "__main__":
