@@ -243,6 +243,8 @@ def test_config_validation():
             ShopConfig(replay_kl=bad)
     with pytest.raises(ConfigError, match="replay_repeats has no effect"):
         ShopConfig(replay_kl=1.0, replay_repeats=2)
+    distilled = ShopConfig.preset("distilled").to_dict()  # the default data, KL replay
+    assert distilled == {**ShopConfig.preset().to_dict(), "name": "distilled", "replay_kl": 1.0}
 
 
 @pytest.mark.parametrize("preset", ("small", "default"))

@@ -443,6 +443,9 @@ _PRESETS: dict[str, dict[str, Any]] = {
         task_eval=24,
     ),
     "default": dict(),
+    # the default data with replay as a KL term to the base model: all five sanity thresholds
+    # met, a longer cold build (docs/shop.md, "Replay as a KL term")
+    "distilled": dict(replay_kl=1.0),
 }
 
 #: ``base_model`` meaning SmolLM2-135M-Instruct from the PyPI package (unilogit.pretrained).
@@ -499,8 +502,9 @@ class ShopConfig:
     @classmethod
     def preset(cls, name: str = "default", **overrides: Any) -> ShopConfig:
         """``"quick"`` (tests, with a tiny ``base_model`` path), ``"small"`` (quick runs on
-        SmolLM2) or ``"default"`` (one seller with 100 items, sized for a 45-minute cold build;
-        docs/shop.md)."""
+        SmolLM2), ``"default"`` (one seller with 100 items, sized for a 45-minute cold build;
+        docs/shop.md) or ``"distilled"`` (``default`` with ``replay_kl=1``: every sanity
+        threshold met, about 50 minutes cold on 2 cores)."""
         if name not in _PRESETS:
             raise ConfigError(f"unknown shop preset {name!r}; choose one of {', '.join(_PRESETS)}")
         fields = {f.name for f in dataclasses.fields(cls)}
