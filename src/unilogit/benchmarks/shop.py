@@ -283,16 +283,15 @@ def _build_data(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _kl_rows(shop: Shop) -> list[Any]:
-    """The rows of the KL-to-base replay term: every replay question with the base model's
-    own whole greedy answer (``replay_filter.json``), right or wrong: the term holds the model
-    to the base's distribution, so no answer needs to be correct."""
+def kl_replay_examples(record: Sequence[dict[str, Any]], name: str) -> list[Any]:
+    """The rows of the KL-to-base replay term from a replay record (``replay_rows``' second
+    value, saved as ``replay_filter.json``): every question with the base model's own whole
+    greedy answer, right or wrong (the term holds the model to the base's distribution, so no
+    answer needs to be correct); empty answers left out."""
     from unilogit.data import load_examples
 
-    path = shop.root / "replay_filter.json"
-    record = json.loads(path.read_text(encoding="utf-8"))
     rows = [{"question": r["question"], "answer": r["raw"]} for r in record if r["raw"].strip()]
-    return load_examples(rows, kind="qa", name=path.name) if rows else []
+    return load_examples(rows, kind="qa", name=name) if rows else []
 
 
 def _train_model(
@@ -304,8 +303,10 @@ def _train_model(
     from unilogit.trainer import finetune
 
     sets = shop.train_sets(which)
-    kl_rows = _kl_rows(shop) if config.replay_kl > 0 else []
-    if config.replay_kl > 0:
+    kl_rows: list[Any] = []
+    if config.replay_kl > 0:  # replay becomes the KL term instead of training rows
+        path = shop.root / "replay_filter.json"
+        kl_rows = kl_replay_examples(json.loads(path.read_text(encoding="utf-8")), path.name)
         sets = [name for name in sets if name != "replay"]
     repeats = {"replay": config.replay_repeats}
     examples = [e for name in sets for e in shop.load_split(name) * repeats.get(name, 1)]

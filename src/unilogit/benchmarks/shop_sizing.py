@@ -14,7 +14,7 @@ import random
 import time
 from typing import Any
 
-from .shop import MODELS, load_base
+from .shop import MODELS, kl_replay_examples, load_base
 from .shop_data import ShopConfig, generate_shop
 
 __all__ = ["build_steps", "time_steps"]
@@ -69,14 +69,13 @@ def _time(config: ShopConfig, steps: int) -> dict[str, float]:
     examples = load_examples(rows[: config.batch_size * (steps + 1)], kind="qa", name="target")
     lengths = [len(e.input_ids) for e in encode_examples(tokenizer, examples)]
     retain = None
-    if config.replay_kl > 0:
+    if config.replay_kl > 0:  # the build's KL rows, from the first candidates' base answers
         from .shop_data import MAX_NEW_TOKENS
-        from .shop_eval import generate
+        from .shop_eval import replay_rows
 
-        asked = [c["question"] for c in files["replay_candidates"]][: config.batch_size * 2]
-        answers = generate(model, tokenizer, asked, MAX_NEW_TOKENS)
-        qa = [{"question": q, "answer": a} for q, a in zip(asked, answers, strict=True)]
-        retain = load_examples(qa, kind="qa", name="replay")
+        asked = files["replay_candidates"][: config.batch_size * 2]
+        record = replay_rows(model, tokenizer, asked, MAX_NEW_TOKENS)[1]
+        retain = kl_replay_examples(record, "replay") or None
     marks: list[tuple[float, float]] = []
 
     def mark(*_: Any) -> None:
