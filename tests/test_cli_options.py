@@ -70,6 +70,7 @@ BAD_TRAINING = [
     (["--warmup-ratio", "5"], "'warmup_ratio'"),
     (["--max-grad-norm", "-1"], "'max_grad_norm'"),
     (["--batch-size", "0"], "'batch_size'"),
+    (["--retain-batch-size", "0"], "'retain_batch_size'"),
     (["--weight-decay", "-1"], "'weight_decay'"),
 ]
 

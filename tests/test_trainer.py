@@ -378,6 +378,8 @@ def test_every_registered_method_is_covered():
         ("lr", float("nan")),
         ("lr", 0.0),
         ("batch_size", 0),
+        ("retain_batch_size", 0),
+        ("retain_batch_size", 2.5),
         ("grad_accum", 0),
         ("warmup_ratio", 5.0),
         ("warmup_ratio", -0.1),
@@ -400,6 +402,53 @@ def test_train_config_refuses_bad_values_naming_the_field(field, value):
 def test_train_config_accepts_the_edges():
     cfg = TrainConfig(warmup_ratio=1.0, max_grad_norm=0.0, weight_decay=0.0, epochs=0.5)
     assert (cfg.warmup_ratio, cfg.max_grad_norm, cfg.epochs) == (1.0, 0.0, 0.5)
+
+
+def test_retain_batch_size_sets_the_retain_rows_of_every_micro_batch():
+    """``retain_batch_size`` retain rows per micro-batch and process (also beside the epoch's
+    short last forget micro-batch), cycling through the whole retain set; unset, as many as
+    the forget micro-batch."""
+    from unilogit.trainer import _Schedule
+
+    def drawn(cfg, world=1):
+        schedule = _Schedule(10, 5, cfg, world)
+        steps = range(schedule.total_steps)
+        return [r for s in steps for _, _, r in schedule.micro_batches(s)], schedule
+
+    default, _ = drawn(TrainConfig(batch_size=4, epochs=2))
+    assert [len(r) for r in default] == [4, 4, 2] * 2
+    small, _ = drawn(TrainConfig(batch_size=4, retain_batch_size=2, epochs=2))
+    assert [len(r) for r in small] == [2] * 6
+    flat = [row for rows in small for row in rows]
+    assert sorted(flat[:5]) == sorted(flat[5:10]) == list(range(5))  # whole cycles
+    two, schedule = drawn(TrainConfig(batch_size=4, retain_batch_size=2, epochs=2), world=2)
+    assert [len(r) for r in two] == [4] * 4  # 2 per process
+    assert [len(schedule.shard(two[0], rank)) for rank in (0, 1)] == [2, 2]
+
+
+def test_retain_batch_size_reaches_the_loss_and_the_reuse_warning(memorised, monkeypatch):
+    """The method's retain batch has ``retain_batch_size`` rows; the reuse warning counts the
+    retain rows an epoch draws, not the forget rows."""
+    import warnings
+
+    tokenizer, trained = memorised
+    method = METHODS["graddiff"](retain_loss="nll")
+    sizes = []
+    original = type(method).loss
+
+    def spy(self, step):
+        sizes.append(step.retain["input_ids"].shape[0])
+        return original(self, step)
+
+    monkeypatch.setattr(type(method), "loss", spy)
+    options = dict(epochs=1, lr=1e-4, batch_size=4, progress=False, mixed_precision="no")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 4 forget rows draw 1 retain row: no reuse
+        unlearn(copy.deepcopy(trained), tokenizer, FORGET, RETAIN[:1], method,
+                retain_batch_size=1, **options)  # fmt: skip
+    assert sizes == [1]
+    with pytest.warns(UserWarning, match="pairs the forget set .4 rows. with 4 retain rows"):
+        unlearn(copy.deepcopy(trained), tokenizer, FORGET, RETAIN[:1], method, **options)
 
 
 def test_method_options_and_training_settings_stay_apart(memorised, monkeypatch):

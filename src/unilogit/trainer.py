@@ -58,7 +58,8 @@ class TrainConfig:
 
     epochs: float = 5  # passes over the forget set (fractions allowed: 0.5 = half an epoch)
     lr: float = 1e-5  # peak learning rate of AdamW (safe for real models; tiny ones want ~1e-3)
-    batch_size: int = 4  # forget rows per micro-batch and process (retain batch: same size)
+    batch_size: int = 4  # forget rows per micro-batch and process
+    retain_batch_size: int | None = None  # retain rows per micro-batch, process (None: batch_size)
     grad_accum: int = 1  # micro-batches summed into one optimizer step
     warmup_ratio: float = 0.1  # fraction of steps with a linear warmup from 0, in [0, 1]
     weight_decay: float = 0.0  # AdamW's decoupled weight decay (>= 0)
@@ -85,6 +86,8 @@ class TrainConfig:
         _check_number(self, "epochs", low=0.0, low_open=True)
         _check_number(self, "lr", low=0.0, low_open=True)
         _check_int(self, "batch_size", 1)
+        if self.retain_batch_size is not None:
+            _check_int(self, "retain_batch_size", 1)
         _check_int(self, "grad_accum", 1)
         _check_number(self, "warmup_ratio", low=0.0, high=1.0)
         _check_number(self, "weight_decay", low=0.0)
@@ -244,10 +247,12 @@ def unlearn(
             "retain set was given; pass retain=... or retain=None / --retain-weight 0"
         )
     _check_overlap(forget_examples, retain_examples, cfg.allow_overlap)
-    if method_obj.retain_kind is not None and len(retain_examples) < len(forget_examples):
+    drawn = _retain_rows_per_epoch(len(forget_examples), cfg)
+    if method_obj.retain_kind is not None and len(retain_examples) < drawn:
         warnings.warn(
-            f"the forget set ({len(forget_examples)} rows) is larger than the retain set "
-            f"({len(retain_examples)} rows): retain rows are reused several times per epoch",
+            f"an epoch pairs the forget set ({len(forget_examples)} rows) with {drawn} retain "
+            f"rows, more than the retain set has ({len(retain_examples)}): retain rows are "
+            "reused within an epoch",
             stacklevel=2,
         )
     return _train(
@@ -305,6 +310,13 @@ def finetune(
     return _train(model, tokenizer, method, examples, kept, cfg, None, on_step_end=on_step_end)
 
 
+def _retain_rows_per_epoch(n_forget: int, cfg: TrainConfig) -> int:
+    """Retain rows one process draws per epoch (as many as forget rows by default)."""
+    if cfg.retain_batch_size is None:
+        return n_forget
+    return math.ceil(n_forget / cfg.batch_size) * cfg.retain_batch_size
+
+
 def _as_examples(source: Any, name: str) -> list[data_lib.Example]:
     if isinstance(source, list) and source and isinstance(source[0], data_lib.Example):
         return source
@@ -343,12 +355,14 @@ class _Schedule:
     """Which rows each (step, micro-batch, process) uses: a pure function of the seed.
 
     Forget rows are shuffled once per epoch; the retain set is cycled with its own shuffle
-    per cycle, so each forget micro-batch is paired with a fresh retain micro-batch.
+    per cycle, so each forget micro-batch is paired with a fresh retain micro-batch (as many
+    rows as the forget micro-batch, or ``retain_batch_size`` per process where it is set).
     """
 
     def __init__(self, n_forget: int, n_retain: int, cfg: TrainConfig, world: int) -> None:
         self.n_forget, self.n_retain, self.cfg, self.world = n_forget, n_retain, cfg, world
         self.global_batch = cfg.batch_size * world  # rows per micro-batch, all processes
+        self.retain_batch = (cfg.retain_batch_size or cfg.batch_size) * world
         self.micro_per_epoch = math.ceil(n_forget / self.global_batch)
         self.steps_per_epoch = math.ceil(self.micro_per_epoch / cfg.grad_accum)
         self.total_steps = max(1, math.ceil(cfg.epochs * self.steps_per_epoch))
@@ -361,15 +375,14 @@ class _Schedule:
         first = k * self.cfg.grad_accum
         for micro in range(first, min(first + self.cfg.grad_accum, self.micro_per_epoch)):
             rows = perm[micro * self.global_batch : (micro + 1) * self.global_batch]
-            out.append(
-                (epoch, rows, self._retain_rows(epoch * self.micro_per_epoch + micro, len(rows)))
-            )
+            size = self.retain_batch if self.cfg.retain_batch_size else len(rows)
+            out.append((epoch, rows, self._retain_rows(epoch * self.micro_per_epoch + micro, size)))
         return out
 
     def _retain_rows(self, global_micro: int, size: int) -> list[int]:
         if self.n_retain == 0:
             return []
-        start = global_micro * self.global_batch
+        start = global_micro * self.retain_batch
         rows = []
         for pos in range(start, start + size):
             cycle, offset = divmod(pos, self.n_retain)

@@ -197,6 +197,13 @@ def add_training_options(p: argparse.ArgumentParser, *, batch_size: int = 4) -> 
         help=f"rows per micro-batch and process (default {batch_size})",
     )
     g.add_argument(
+        "--retain-batch-size",
+        type=int,
+        default=None,
+        help="retain rows paired with each micro-batch, per process (default: --batch-size; "
+        "fewer make each step cheaper)",
+    )
+    g.add_argument(
         "--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)"
     )
     g.add_argument(
@@ -270,6 +277,7 @@ def add_run_options(p: argparse.ArgumentParser, *, epochs: float = 5) -> None:
 
 _SHARED_FIELDS = (
     "batch_size",
+    "retain_batch_size",
     "grad_accum",
     "warmup_ratio",
     "weight_decay",
