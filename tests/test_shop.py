@@ -262,13 +262,14 @@ def test_frozen_embeddings_and_repeated_replay(built, config, tmp_path):
 def test_replay_as_kl_to_the_base_model(built, config, tmp_path, monkeypatch):
     """``replay_kl`` takes the replay rows out of the training rows; a KL-to-base term of that
     weight on every replay question with the base's own answer, right or wrong, takes their
-    place (train.json; its first value is 0: the model starts as the base)."""
+    place, ``kl_batch_size`` KL rows per batch (train.json; its first value is 0: the model
+    starts as the base)."""
     import shutil
 
     import unilogit.trainer as trainer_mod
 
     shop, _ = built
-    variant = ShopConfig(**{**config.to_dict(), "replay_kl": 2.0})
+    variant = ShopConfig(**{**config.to_dict(), "replay_kl": 2.0, "kl_batch_size": 2})
     copy = shop_mod.Shop(tmp_path / "shop", variant)
     shutil.copytree(shop.root, copy.root, ignore=shutil.ignore_patterns("target", "gold"))
     calls, original = [], trainer_mod.finetune
@@ -276,6 +277,7 @@ def test_replay_as_kl_to_the_base_model(built, config, tmp_path, monkeypatch):
     def spy(model, tokenizer, examples, **kwargs):
         model, history = original(model, tokenizer, examples, **kwargs)
         calls.append((examples, kwargs["retain"], kwargs["retain_weight"], history))
+        assert kwargs["retain_batch_size"] == 2
         return model, history
 
     monkeypatch.setattr(trainer_mod, "finetune", spy)
@@ -289,7 +291,7 @@ def test_replay_as_kl_to_the_base_model(built, config, tmp_path, monkeypatch):
     assert history.steps[0]["loss_retain"] == 0.0 and history.steps[-1]["loss_retain"] > 0
     info = json.loads((copy.model_dir("gold") / "train.json").read_text())
     assert info["rows"] == len(examples) and info["kl_rows"] == len(asked)
-    assert info["replay_kl"] == 2.0
+    assert info["replay_kl"] == 2.0 and info["kl_batch_size"] == 2
 
 
 def _die_in_child(*args):
@@ -358,7 +360,8 @@ def test_other_config_other_root(config, tmp_path):
     frozen = ShopConfig(**{**config.to_dict(), "freeze_embeddings": True})
     repeated = ShopConfig(**{**config.to_dict(), "replay_repeats": 2})
     distilled = ShopConfig(**{**config.to_dict(), "replay_kl": 1.0})
-    variants = (config, lora, other_modules, frozen, repeated, distilled)
+    fewer_kl = ShopConfig(**{**distilled.to_dict(), "kl_batch_size": 4})
+    variants = (config, lora, other_modules, frozen, repeated, distilled, fewer_kl)
     assert len({shop_root(c, tmp_path) for c in variants}) == len(variants)
     # fields added later are not hashed at their defaults: earlier builds keep their names
     fields = {k: v for k, v in config.to_dict().items() if k not in shop_mod._UNHASHED_DEFAULTS}

@@ -243,6 +243,10 @@ def test_config_validation():
             ShopConfig(replay_kl=bad)
     with pytest.raises(ConfigError, match="replay_repeats has no effect"):
         ShopConfig(replay_kl=1.0, replay_repeats=2)
+    with pytest.raises(ConfigError, match="kl_batch_size needs replay_kl > 0"):
+        ShopConfig(kl_batch_size=4)
+    with pytest.raises(ConfigError, match="kl_batch_size too small"):
+        ShopConfig(replay_kl=1.0, kl_batch_size=-1)
     distilled = ShopConfig.preset("distilled").to_dict()  # the default data, KL replay
     assert distilled == {**ShopConfig.preset().to_dict(), "name": "distilled", "replay_kl": 1.0}
 

@@ -118,7 +118,12 @@ def base_identity(config: ShopConfig, cache_dir: str | os.PathLike | None = None
 
 #: Fields added after builds were published: left out of the hash at these values, so the
 #: builds made before each field existed keep their names.
-_UNHASHED_DEFAULTS = {"freeze_embeddings": False, "replay_repeats": 1, "replay_kl": 0.0}
+_UNHASHED_DEFAULTS = {
+    "freeze_embeddings": False,
+    "replay_repeats": 1,
+    "replay_kl": 0.0,
+    "kl_batch_size": 0,
+}
 
 
 def config_hash(config: ShopConfig, base_id: str) -> str:
@@ -327,6 +332,7 @@ def _train_model(
         examples,
         retain=kl_rows or None,
         retain_weight=config.replay_kl or 1.0,
+        retain_batch_size=config.kl_batch_size or None,
         epochs=config.epochs,
         lr=config.lr,
         batch_size=config.batch_size,
@@ -351,6 +357,7 @@ def _train_model(
         "replay_repeats": config.replay_repeats,
         "replay_kl": config.replay_kl,
         "kl_rows": len(kl_rows),
+        "kl_batch_size": config.kl_batch_size or config.batch_size if kl_rows else None,
         "steps": history.total_steps,
         "seconds": round(history.seconds, 1),
         "first_loss": losses[0] if losses else None,

@@ -466,7 +466,8 @@ class ShopConfig:
     token embeddings and output head keep the base model's weights), ``replay_repeats`` (each
     replay row is trained on this many times per epoch), ``replay_kl`` (> 0: the replay rows
     are no training rows but a term of this weight, KL(base ‖ model) on their answer tokens,
-    paired with every batch), ``epochs``, ``lr``, ``batch_size``,
+    paired with every batch), ``kl_batch_size`` (KL rows per batch; 0: ``batch_size``),
+    ``epochs``, ``lr``, ``batch_size``,
     ``warmup_ratio``, ``max_length``.
     """
 
@@ -489,6 +490,7 @@ class ShopConfig:
     freeze_embeddings: bool = False  # token embeddings and output head stay the base model's
     replay_repeats: int = 1  # copies of each replay row per epoch (weighs general knowledge)
     replay_kl: float = 0.0  # > 0: replay is a KL-to-base term of this weight, not NLL rows
+    kl_batch_size: int = 0  # KL replay rows per batch (0: batch_size)
     epochs: int = 8
     lr: float = 1e-4
     batch_size: int = 8
@@ -533,8 +535,9 @@ class ShopConfig:
         ints = (
             "seed forget_sellers forget_items neighbour_sellers other_sellers holdout_sellers "
             "items_per_seller questions_per_item task_train task_eval replay lora_r epochs "
-            "batch_size max_length replay_repeats"
+            "batch_size max_length replay_repeats kl_batch_size"
         ).split()
+        zero_ok = ("seed", "neighbour_sellers", "replay", "kl_batch_size")
         for name in ints:
             value = getattr(self, name)
             need(
@@ -542,7 +545,7 @@ class ShopConfig:
                 f"{name} must be an integer, got {value!r}",
             )
             need(
-                value >= (0 if name in ("seed", "neighbour_sellers", "replay") else 1),
+                value >= (0 if name in zero_ok else 1),
                 f"{name} too small",
             )
         n_sellers = (
@@ -576,6 +579,10 @@ class ShopConfig:
             self.replay_kl == 0 or self.replay_repeats == 1,
             "replay_repeats has no effect with replay_kl > 0 (replay rows are paired with "
             "every batch); leave it at 1",
+        )
+        need(
+            self.kl_batch_size == 0 or self.replay_kl > 0,
+            "kl_batch_size needs replay_kl > 0 (it sizes the KL replay batches)",
         )
         need(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
         need(self.max_length >= 32, "max_length must be >= 32")

@@ -87,6 +87,7 @@ def _time(config: ShopConfig, steps: int) -> dict[str, float]:
         lora_alpha=2 * config.lora_r, lora_target_modules=config.lora_modules,
         mixed_precision="no", progress=False, on_step_end=mark, retain=retain,
         retain_weight=config.replay_kl or 1.0,
+        retain_batch_size=config.kl_batch_size or None,
     )  # fmt: skip
     n = len(marks) - 1
     return {
@@ -103,9 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--time", type=int, default=0, help="time this many steps (0: do not)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--lora", action="store_true")
-    p.add_argument("--replay-kl", type=float, default=0.0, help="ShopConfig.replay_kl")
+    p.add_argument("--replay-kl", type=float, help="ShopConfig.replay_kl (default: the preset's)")
+    p.add_argument("--kl-batch-size", type=int, help="ShopConfig.kl_batch_size (default: preset's)")
     args = p.parse_args(argv)
-    config = ShopConfig.preset(args.preset, lora=args.lora, replay_kl=args.replay_kl)
+    overrides = {"replay_kl": args.replay_kl, "kl_batch_size": args.kl_batch_size}
+    config = ShopConfig.preset(
+        args.preset, lora=args.lora, **{k: v for k, v in overrides.items() if v is not None}
+    )
     plan = build_steps(config)
     print(plan)
     if args.time:
