@@ -39,7 +39,7 @@ def target_figures(model: Any, tokenizer: Any, shop: Shop) -> dict[str, float | 
         answers = shop_eval.generate(
             model, tokenizer, [r["question"] for r in rows], shop_eval.MAX_NEW_TOKENS
         )
-        out[split] = shop_eval._mean(shop_eval.exact_matches(answers, rows))
+        out[split] = shop_eval.share(shop_eval.exact_matches(answers, rows))
     return out
 
 

@@ -29,7 +29,7 @@ from .base import Column, Curve
 from .qa import QABenchmark, summarize_qa
 from .shop import Shop, ShopConfig, build_shop
 from .shop_data import MAX_NEW_TOKENS
-from .shop_eval import exact_matches, forms, probe_scores
+from .shop_eval import exact_matches, forms, probe_scores, share
 
 __all__ = ["ShopBenchmark"]
 
@@ -196,9 +196,9 @@ class ShopBenchmark(QABenchmark):
             if gens is None:
                 continue
             rows = self._rows(SPLIT_FILES[split])[: len(gens)]
-            s["key_em"] = _share(exact_matches(gens, rows))
+            s["key_em"] = share(exact_matches(gens, rows))
             if split == "forget":
-                s["form"] = _share(forms(gens, rows))
+                s["form"] = share(forms(gens, rows))
         result["task"] = probe_scores(model, tokenizer, self._rows("task"), max_new, batch, "task")
         general = self._rows("general")
         result["general"] = (
@@ -220,7 +220,3 @@ class ShopBenchmark(QABenchmark):
                 if k.startswith("score") and isinstance(v, (int, float)):
                     out[f"{probe}/{k}"] = v
         return out
-
-
-def _share(flags: list[bool]) -> float | None:
-    return sum(flags) / len(flags) if flags else None

@@ -27,6 +27,7 @@ __all__ = [
     "probe_scores",
     "replay_rows",
     "sanity_figures",
+    "share",
 ]
 
 #: The sanity thresholds of docs/shop.md (figure -> (comparison, bound)).
@@ -76,7 +77,8 @@ def forms(answers: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[boo
     ]
 
 
-def _mean(flags: Sequence[bool]) -> float | None:
+def share(flags: Sequence[bool]) -> float | None:
+    """The share of true flags (None for no flags)."""
     return sum(flags) / len(flags) if flags else None
 
 
@@ -137,10 +139,10 @@ def probe_scores(
     and, with ``by`` (a row field such as ``task``), ``score_<value>`` per value."""
     answers = generate(model, tokenizer, [r["question"] for r in rows], max_new_tokens, batch_size)
     ok = exact_matches(answers, rows)
-    out: dict[str, Any] = {"n": len(rows), "score": _mean(ok), "answers": answers}
+    out: dict[str, Any] = {"n": len(rows), "score": share(ok), "answers": answers}
     if by is not None:
         for value in dict.fromkeys(r[by] for r in rows):
-            out[f"score_{value}"] = _mean(
+            out[f"score_{value}"] = share(
                 [o for o, r in zip(ok, rows, strict=True) if r[by] == value]
             )
     return out
@@ -190,9 +192,9 @@ def sanity_figures(shop: Any, progress: bool = False, device: str = "cpu") -> di
         "general_retention_target": ("general", t_general, exact_matches),
     }
     verdicts = {f: (split, a, judge(a, rows[split])) for f, (split, a, judge) in judged.items()}
-    out: dict[str, Any] = {figure: _mean(ok) for figure, (_, _, ok) in verdicts.items()}
+    out: dict[str, Any] = {figure: share(ok) for figure, (_, _, ok) in verdicts.items()}
     out.update(
-        gold_key_em_forget=_mean(exact_matches(g_forget, rows["forget"])),
+        gold_key_em_forget=share(exact_matches(g_forget, rows["forget"])),
         forget_quality_target_vs_gold=_forget_quality(
             target, gold, tokenizer, shop.load_split("forget")
         ),
