@@ -57,6 +57,11 @@ def test_meter_auc_one_half_zero_on_hand_made_losses():
     assert same.loss_ratio == pytest.approx(1.0)
     fields = members.log_fields()
     assert fields["meter_auc_loss"] == 1.0 and fields["meter_retain_loss"] == 1.5
+    assert members.retain_auc is None and members.n_retain == 0
+    known = reading_from_scores(2, high, high, retain=low)  # retain rows: member-like
+    assert known.retain_auc == {"loss": 1.0, "min_k_plus_plus": 1.0} and known.n_retain == 2
+    assert known.log_fields()["meter_retain_auc_loss"] == 1.0
+    assert MeterReading.from_dict(known.to_dict()) == known
     assert MeterReading.from_dict(members.to_dict()) == members
 
 
@@ -131,6 +136,38 @@ def test_saturated_aucs_tie_break_on_the_loss_ratio_not_on_the_untouched_model()
     assert StopRule(tolerance=0.1).decide(readings[:3]).kept_step == 8  # budget: ratio 0.8
     readings[3] = saturated(12, 4.0, 0.2, 1.4)  # ratio 2.0: |log 2| > |log 0.8|
     assert StopRule(tolerance=0.1).decide(readings).kept_step == 8
+
+
+def _known(step: int, loss: float, retain_auc: float | None, n_retain: int = 40):
+    auc = {"loss": loss, "min_k_plus_plus": loss}
+    known = None if retain_auc is None else {"loss": retain_auc, "min_k_plus_plus": 0.5}
+    return MeterReading(step, auc, 1.0, 1.0, None, 40, 40, known, n_retain)
+
+
+def test_damage_guard_stops_when_the_retain_set_looks_never_seen():
+    """Forget AUC 0.95 -> 0.8 -> 0.52 (forgotten), but at the third reading no attack tells the
+    retain rows from the holdout (0.54 <= 0.5 + 0.05): damaged, so the run stops there and the
+    kept step is chosen among the readings before (step 4, closest to 0.5 of 0 and 4); without
+    the guard the rule keeps the damaged step 8 as forgotten."""
+    rule = StopRule(tolerance=0.05)
+    readings = [_known(0, 0.95, 1.0), _known(4, 0.8, 0.9), _known(8, 0.52, 0.54)]
+    d = rule.decide(readings)
+    assert (d.stop, d.kept_step, d.reason) == (True, 4, "damaged")
+    assert "retain set became indistinguishable" in d.explain()
+    unguarded = StopRule(tolerance=0.05, damage_guard=False).decide(readings)
+    assert (unguarded.kept_step, unguarded.reason) == (8, "forgotten")
+    # the guard needs a signal before unlearning, and retain AUCs at all
+    assert rule.decide([_known(0, 0.95, 0.53), _known(4, 0.52, 0.5)]).reason == "forgotten"
+    assert rule.decide([_known(0, 0.95, None), _known(4, 0.52, None)]).reason == "forgotten"
+    # its band comes from the retain and holdout row counts: 10 x 40 rows -> 1.96 SE0 = 0.202
+    default = StopRule()
+    assert default.knows_retain(_known(4, 0.9, 0.71, n_retain=10)) is True
+    assert default.knows_retain(_known(4, 0.9, 0.69, n_retain=10)) is False
+    assert default.knows_retain(_known(4, 0.9, 0.69, n_retain=40)) is True  # 40 x 40: 0.127
+    # without a forget signal (undetectable) damage still stops the run: the last good step
+    blind = [_known(0, 0.52, 1.0), _known(3, 0.5, 0.9), _known(6, 0.5, 0.5)]
+    assert (rule.decide(blind).kept_step, rule.decide(blind).reason) == (3, "damaged")
+    assert rule.decide(blind[:2]).reason == "undetectable"
 
 
 def test_rule_default_tolerance_comes_from_the_row_counts():
@@ -406,7 +443,9 @@ def test_bench_auto_stop_point_is_what_unlearn_stop_when_forgotten_saves(holdout
     runs = sorted((r for r in records if r.get("kind") == "run"), key=lambda r: r["step"])
     final = runs[-1]
     kept = final["autostop_step"]
-    assert final["final"] and final["autostop_reason"] in ("forgotten", "over-forgotten")
+    # NPO at 2e-2 wrecks this tiny model: by step 2 its retain loss (4.0) exceeds what the
+    # holdout rows had before (2.7) and no attack tells retain rows from holdout ones any more
+    assert final["final"] and final["autostop_reason"] == "damaged"
     assert 0 < kept < 8 and final["autostop_tolerance"] == pytest.approx(1.96 * auc_null_se(4, 8))
     kept_record = next(r for r in runs if r["step"] == kept)
     assert kept_record.get("autostop_eval") is (None if kept == 4 else True)

@@ -15,9 +15,12 @@ forgotten reading, or at the first reading where some attack's AUC fell below
 ``0.5 - tolerance`` (over-forgotten); it keeps the reading closest to 0.5 (largest distance over
 the attacks; ties - e.g. an AUC saturated at 1.0 in several readings - go to the reading whose
 forget / holdout mean-loss ratio is closest to 1, then the lower retain loss, then the earlier
-step). The decision on a prefix of the
-readings never depends on later ones, so the rule applied after a run (``bench``) picks the
-step a live run would have kept.
+step). The DAMAGE GUARD: the run also stops at the first reading where no attack tells the
+RETAIN rows (which the model must keep) from the holdout rows any more, although one could
+before unlearning (*damaged*: the model lost what it knew, so forget rows that look like
+never-seen rows prove nothing); the kept reading is then chosen among the earlier ones. The
+decision on a prefix of the readings never depends on later ones, so the rule applied after a
+run (``bench``) picks the step a live run would have kept.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ class MeterReading:
     retain_loss: float | None  # the same over retain rows (None without a retain set)
     n_forget: int
     n_holdout: int
+    retain_auc: dict[str, float] | None = None  # attack -> AUC of retain vs holdout rows
+    n_retain: int = 0
 
     @property
     def loss_ratio(self) -> float:
@@ -73,6 +78,7 @@ class MeterReading:
         out["meter_loss_ratio"] = self.loss_ratio
         if self.retain_loss is not None:
             out["meter_retain_loss"] = self.retain_loss
+        out.update({f"meter_retain_auc_{k}": v for k, v in (self.retain_auc or {}).items()})
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,8 +97,10 @@ def reading_from_scores(
     retain_loss: float | None = None,
     *,
     k: float = 0.4,
+    retain: Sequence[TokenScores] | None = None,
 ) -> MeterReading:
-    """The reading from per-token scores (``logprobs``, and ``mu``/``sigma`` for Min-K%++)."""
+    """The reading from per-token scores (``logprobs``, and ``mu``/``sigma`` for Min-K%++);
+    with ``retain`` scores also the retain-vs-holdout AUCs (the damage guard's signal)."""
 
     def scores(rows: Sequence[TokenScores]) -> dict[str, np.ndarray]:
         with_stats = all(r.mu is not None and r.sigma is not None for r in rows)
@@ -105,6 +113,10 @@ def reading_from_scores(
 
     f, h = scores(forget), scores(holdout)
     aucs = M.mia_aucs(f, h)
+    retain_auc = None
+    if retain:
+        known = M.mia_aucs(scores(retain), h)
+        retain_auc = {a: known[a] for a in ATTACKS if a in known}
     return MeterReading(
         step=step,
         auc={a: aucs[a] for a in ATTACKS if a in aucs},
@@ -113,6 +125,8 @@ def reading_from_scores(
         retain_loss=retain_loss,
         n_forget=len(forget),
         n_holdout=len(holdout),
+        retain_auc=retain_auc,
+        n_retain=len(retain or ()),
     )
 
 
@@ -132,9 +146,10 @@ class StopDecision:
 
     stop: bool  # True: the run should stop after the last reading
     kept_step: int | None  # the step whose weights to keep (None: no readings)
-    reason: str  # "forgotten" | "over-forgotten" | "budget" (no stop: max steps ran out) |
-    # "undetectable" (no stop: the first reading was already inside the band, so the sets are
+    # "forgotten" | "over-forgotten" | "damaged" (stops) | "budget" (no stop: max steps ran out)
+    # | "undetectable" (no stop: the first reading was already inside the band, so the sets are
     # too small to tell the untouched model's forget rows from the holdout; the last step is kept)
+    reason: str
     tolerance: float | None
     readings: list[MeterReading] = field(default_factory=list)
 
@@ -154,6 +169,9 @@ class StopDecision:
         why = {
             "forgotten": "the forget set became indistinguishable from the holdout set",
             "over-forgotten": "the forget set started to look LESS likely than never-seen data",
+            "damaged": "the retain set became indistinguishable from never-seen data (the model "
+            "lost what it must keep), so the run stopped; the best reading before the damage is "
+            "kept",
             "budget": "the maximum number of steps ran out before the forget set became "
             "indistinguishable from the holdout set",
             "undetectable": "the meter cannot judge: before unlearning the forget set was "
@@ -176,6 +194,7 @@ class StopRule:
     z: float = 1.96
     tolerance: float | None = None
     attacks: tuple[str, ...] = ATTACKS
+    damage_guard: bool = True  # stop ("damaged") once the retain set looks never-seen
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.z) and self.z > 0):
@@ -183,10 +202,19 @@ class StopRule:
         if self.tolerance is not None and not 0 < self.tolerance < 0.5:
             raise ConfigError(f"stop rule: tolerance must be in (0, 0.5), got {self.tolerance!r}")
 
-    def tolerance_for(self, reading: MeterReading) -> float:
+    def tolerance_for(self, reading: MeterReading, n_rows: int | None = None) -> float:
+        """The band's half-width for ``n_rows`` (default: the forget rows) vs the holdout."""
         if self.tolerance is not None:
             return self.tolerance
-        return self.z * auc_null_se(reading.n_forget, reading.n_holdout)
+        return self.z * auc_null_se(n_rows or reading.n_forget, reading.n_holdout)
+
+    def knows_retain(self, reading: MeterReading) -> bool | None:
+        """Can some attack still tell the retain rows from the holdout rows (AUC above
+        0.5 + the band for their row counts)? None: the reading has no retain AUCs."""
+        values = [v for a, v in (reading.retain_auc or {}).items() if a in self.attacks]
+        if not values or reading.n_retain < 1:
+            return None
+        return max(values) - 0.5 > self.tolerance_for(reading, reading.n_retain)
 
     def distance(self, reading: MeterReading) -> float:
         """max over the watched attacks of |AUC - 0.5| (attacks missing from the reading are
@@ -201,24 +229,41 @@ class StopRule:
         the closest to 0.5 among those seen so far (ties: loss ratio closer to 1, then lower
         retain loss, then earlier).
         If the first reading (the model before unlearning) is already inside the band, the meter
-        has no signal: never stop, keep the last step ("undetectable")."""
+        has no signal: never stop on it, keep the last step ("undetectable").
+        With ``damage_guard``, a reading whose retain rows no attack tells from the holdout,
+        where the first reading's could, ends the run ("damaged", whatever its forget AUCs):
+        the kept reading is chosen among the earlier ones (undetectable: the last of them)."""
+        readings = list(readings)
         seen: list[MeterReading] = []
         tol = None
+        blind = bool(readings) and self.distance(readings[0]) <= self.tolerance_for(readings[0])
+        guard = self.damage_guard and bool(readings) and self.knows_retain(readings[0]) is True
         for r in readings:
             seen.append(r)
             tol = self.tolerance_for(r)
+            if guard and self.knows_retain(r) is False:
+                before = seen[:-1]
+                if blind:
+                    return StopDecision(True, before[-1].step, "damaged", tol, seen)
+                return self._decision(True, "damaged", tol, seen, before)
+            if blind:
+                continue
             low = min(r.auc[a] for a in self.attacks if a in r.auc)
-            if len(seen) == 1 and self.distance(r) <= tol:  # the untouched model: no signal
-                last = list(readings)[-1]
-                return StopDecision(False, last.step, "undetectable", tol, list(readings))
             if self.distance(r) <= tol:
                 return self._decision(True, "forgotten", tol, seen)
             if low < 0.5 - tol:
                 return self._decision(True, "over-forgotten", tol, seen)
+        if blind:  # the untouched model: no signal
+            return StopDecision(False, readings[-1].step, "undetectable", tol, readings)
         return self._decision(False, "budget", tol, seen)
 
     def _decision(
-        self, stop: bool, reason: str, tol: float | None, seen: list[MeterReading]
+        self,
+        stop: bool,
+        reason: str,
+        tol: float | None,
+        seen: list[MeterReading],
+        candidates: list[MeterReading] | None = None,
     ) -> StopDecision:
         def rank(r: MeterReading) -> tuple[float, float, float, int]:
             retain = r.retain_loss if r.retain_loss is not None else 0.0
@@ -226,7 +271,8 @@ class StopRule:
             gap = abs(math.log(ratio)) if 0 < ratio < math.inf else math.inf
             return (round(self.distance(r), 12), round(gap, 12), retain, r.step)
 
-        kept = min(seen, key=rank).step if seen else None
+        pool = seen if candidates is None else candidates
+        kept = min(pool, key=rank).step if pool else None
         return StopDecision(stop, kept, reason, tol, list(seen))
 
 
@@ -292,7 +338,7 @@ class ForgettingMeter:
         retain_loss = None
         if retain is not None:
             retain_loss = float(np.mean([M.mean_nll(s.logprobs) for s in retain]))
-        return reading_from_scores(step, forget, holdout, retain_loss, k=self.k)
+        return reading_from_scores(step, forget, holdout, retain_loss, k=self.k, retain=retain)
 
     def _scores(self, model: torch.nn.Module, encoded: list[Any]) -> list[TokenScores]:
         device = next(model.parameters()).device
