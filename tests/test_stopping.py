@@ -454,6 +454,8 @@ def test_bench_auto_stop_point_is_what_unlearn_stop_when_forgotten_saves(holdout
     readings = [MeterReading.from_dict(r) for r in saved["readings"]]
     assert [r.step for r in readings][:2] == [0, 1]  # the target's reading, then every step
     assert saved["kept_step"] == StopRule().decide(readings).kept_step == kept
+    unguarded = StopRule(damage_guard=False).decide(readings)  # what the rule did before
+    assert unguarded.reason == "forgotten" and unguarded.kept_step > kept
 
     meter = ForgettingMeter(
         bench.tok, bench.forget(), bench.holdout(), bench.retain(), max_length=32
@@ -480,3 +482,14 @@ def test_bench_auto_stop_point_is_what_unlearn_stop_when_forgotten_saves(holdout
     points = autostop_points(records)
     assert [(p["method"], p["step"], p["autostop"]) for p in points] == [("npo", kept, True)]
     assert "Auto-stop point of every run" in (out / "report.md").read_text()
+
+
+def test_bench_autostop_option_turns_the_damage_guard_off(holdout_bench):
+    from unilogit.experiment.runner import _meter
+
+    args = (holdout_bench.forget(), holdout_bench.retain(), holdout_bench.tok, BENCH_TRAIN)
+    _, rule, config = _meter(holdout_bench, {"damage_guard": False}, *args)
+    assert rule.damage_guard is False and config["damage_guard"] is False
+    assert _meter(holdout_bench, True, *args)[1].damage_guard is True
+    with pytest.raises(ConfigError, match="damage_guard"):
+        _meter(holdout_bench, {"guard": False}, *args)

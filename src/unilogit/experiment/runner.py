@@ -175,7 +175,8 @@ def run_experiment(
         eval_every / eval_epochs: the evaluation schedule (:class:`EvalSchedule`).
         train_fn: ``unlearn``-compatible training function (tests, other trainers).
         on_evaluation: ``fn(model, step, history) -> mapping | None`` at each evaluation.
-        autostop: meter + stop rule (module docstring): bool or ``{"max_rows", "z"}``.
+        autostop: meter + stop rule (module docstring): bool or ``{"max_rows", "z", "every",
+            "damage_guard"}``.
         hooks: :class:`~unilogit.experiment.hooks.RunHooks` (lm-evaluation-harness scores,
             experiment trackers); their fingerprint joins the configuration.
     """
@@ -304,15 +305,17 @@ def _meter(
     if autostop is False or autostop is None:
         return None, None, None
     options = {} if autostop is True else dict(autostop)
-    unknown = sorted(set(options) - {"max_rows", "z", "every"})
+    unknown = sorted(set(options) - {"max_rows", "z", "every", "damage_guard"})
     if unknown:
-        raise ConfigError(f"autostop options are max_rows, z and every, got {unknown}")
+        raise ConfigError(
+            f"autostop options are max_rows, z, every and damage_guard, got {unknown}"
+        )
     holdout = benchmark.holdout()
     if not holdout:
         return None, None, None
     from unilogit.stopping import ForgettingMeter, StopRule
 
-    config = {"max_rows": 200, "z": 1.96, "every": None, **options}
+    config = {"max_rows": 200, "z": 1.96, "every": None, "damage_guard": True, **options}
     meter = ForgettingMeter(
         tokenizer,
         forget,
@@ -322,7 +325,7 @@ def _meter(
         prompt_format=train_options.get("chat_template"),
         max_length=train_options.get("max_length", 512),
     )
-    return meter, StopRule(z=config["z"]), config
+    return meter, StopRule(z=config["z"], damage_guard=config["damage_guard"]), config
 
 
 def _forget_only(benchmark: Benchmark, method: str, options: Mapping[str, Any]) -> dict:
