@@ -170,6 +170,27 @@ def test_damage_guard_stops_when_the_retain_set_looks_never_seen():
     assert rule.decide(blind[:2]).reason == "undetectable"
 
 
+def test_damage_guard_on_the_retain_loss():
+    """Uniform damage (measured on shop with RMU at 1e-3: every set's loss grows, so the retain
+    rows stay as separable from the holdout as the forget rows): the retain rows' mean loss
+    (0.1 -> 1.5 -> 2.5) passes the holdout rows' mean loss before unlearning (2.0) at step 6,
+    which is damaged; the forget AUC (0.6) alone would have said forgotten there."""
+
+    def uniform(step: int, forget_auc: float, retain_loss: float) -> MeterReading:
+        known = {"loss": 0.9, "min_k_plus_plus": 0.9}
+        auc = {"loss": forget_auc, "min_k_plus_plus": forget_auc}
+        return MeterReading(step, auc, 1.0, 2.0 + step, retain_loss, 40, 40, known, 40)
+
+    readings = [uniform(0, 0.95, 0.1), uniform(3, 0.8, 1.5), uniform(6, 0.6, 2.5)]
+    rule = StopRule(tolerance=0.15)
+    d = rule.decide(readings)
+    assert (d.stop, d.kept_step, d.reason) == (True, 3, "damaged")
+    assert StopRule(tolerance=0.15, damage_guard=False).decide(readings).reason == "forgotten"
+    # no signal when the retain rows were no better than the holdout rows to begin with
+    readings[0] = uniform(0, 0.95, 2.1)
+    assert rule.decide(readings).reason == "forgotten"
+
+
 def test_rule_default_tolerance_comes_from_the_row_counts():
     first, r = _reading(0, 0.95), _reading(5, 0.6)  # 40 x 40 rows: 1.96 * sqrt(81 / 19200)
     assert StopRule().tolerance_for(r) == pytest.approx(1.96 * math.sqrt(81 / 19200))

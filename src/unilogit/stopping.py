@@ -15,10 +15,12 @@ forgotten reading, or at the first reading where some attack's AUC fell below
 ``0.5 - tolerance`` (over-forgotten); it keeps the reading closest to 0.5 (largest distance over
 the attacks; ties - e.g. an AUC saturated at 1.0 in several readings - go to the reading whose
 forget / holdout mean-loss ratio is closest to 1, then the lower retain loss, then the earlier
-step). The DAMAGE GUARD: the run also stops at the first reading where no attack tells the
-RETAIN rows (which the model must keep) from the holdout rows any more, although one could
-before unlearning (*damaged*: the model lost what it knew, so forget rows that look like
-never-seen rows prove nothing); the kept reading is then chosen among the earlier ones. The
+step). The DAMAGE GUARD: the run also stops at the first *damaged* reading, where the RETAIN
+rows (which the model must keep) are predicted no better than never-seen rows: no attack tells
+them from the holdout rows any more although one could before unlearning, or their mean loss
+exceeds the holdout rows' mean loss before unlearning (the model lost what it knew, so forget
+rows that look like never-seen rows prove nothing); the kept reading is then chosen among the
+earlier ones. The
 decision on a prefix of the readings never depends on later ones, so the rule applied after a
 run (``bench``) picks the step a live run would have kept.
 """
@@ -224,24 +226,33 @@ class StopRule:
             raise ConfigError(f"meter reading at step {reading.step} has none of {self.attacks}")
         return max(abs(v - 0.5) for v in values)
 
+    def damaged(self, first: MeterReading, reading: MeterReading) -> bool:
+        """The retain rows look never-seen at ``reading`` though not at ``first`` (before
+        unlearning): no attack tells them from the holdout rows any more, or their mean loss
+        exceeds the holdout rows' mean loss at ``first``."""
+        if not self.damage_guard:
+            return False
+        lost_edge = self.knows_retain(first) is True and self.knows_retain(reading) is False
+        before, now = first.retain_loss, reading.retain_loss
+        worse = before is not None and now is not None and before < first.holdout_loss < now
+        return lost_edge or worse
+
     def decide(self, readings: Sequence[MeterReading]) -> StopDecision:
         """Scan ``readings`` in order; stop at the first forgotten or over-forgotten one and keep
         the closest to 0.5 among those seen so far (ties: loss ratio closer to 1, then lower
         retain loss, then earlier).
         If the first reading (the model before unlearning) is already inside the band, the meter
         has no signal: never stop on it, keep the last step ("undetectable").
-        With ``damage_guard``, a reading whose retain rows no attack tells from the holdout,
-        where the first reading's could, ends the run ("damaged", whatever its forget AUCs):
-        the kept reading is chosen among the earlier ones (undetectable: the last of them)."""
+        A :meth:`damaged` reading ends the run ("damaged", whatever its forget AUCs): the kept
+        reading is chosen among the earlier ones (undetectable: the last of them)."""
         readings = list(readings)
         seen: list[MeterReading] = []
         tol = None
         blind = bool(readings) and self.distance(readings[0]) <= self.tolerance_for(readings[0])
-        guard = self.damage_guard and bool(readings) and self.knows_retain(readings[0]) is True
         for r in readings:
             seen.append(r)
             tol = self.tolerance_for(r)
-            if guard and self.knows_retain(r) is False:
+            if self.damaged(readings[0], r):
                 before = seen[:-1]
                 if blind:
                     return StopDecision(True, before[-1].step, "damaged", tol, seen)
