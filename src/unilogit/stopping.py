@@ -20,9 +20,8 @@ rows (which the model must keep) are predicted no better than never-seen rows: n
 them from the holdout rows any more although one could before unlearning, or their mean loss
 exceeds the holdout rows' mean loss before unlearning (the model lost what it knew, so forget
 rows that look like never-seen rows prove nothing); the kept reading is then chosen among the
-earlier ones. The
-decision on a prefix of the readings never depends on later ones, so the rule applied after a
-run (``bench``) picks the step a live run would have kept.
+earlier ones. The decision on a prefix of the readings never depends on later ones, so the
+rule applied after a run (``bench``) picks the step a live run would have kept.
 """
 
 from __future__ import annotations
