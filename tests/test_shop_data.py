@@ -247,8 +247,13 @@ def test_config_validation():
         ShopConfig(kl_batch_size=4)
     with pytest.raises(ConfigError, match="kl_batch_size too small"):
         ShopConfig(replay_kl=1.0, kl_batch_size=-1)
-    distilled = ShopConfig.preset("distilled").to_dict()  # the default data, KL replay
-    assert distilled == {**ShopConfig.preset().to_dict(), "name": "distilled", "replay_kl": 1.0}
+    # one data set, three replay recipes: KL with 4 rows per step (default), NLL rows, KL with 8
+    nll = ShopConfig.preset("nll-replay").to_dict()
+    assert nll == {**ShopConfig().to_dict(), "name": "nll-replay"}
+    default = {**nll, "name": "default", "replay_kl": 1.0, "kl_batch_size": 4}
+    assert ShopConfig.preset().to_dict() == default
+    distilled = {**default, "name": "distilled", "kl_batch_size": 0}
+    assert ShopConfig.preset("distilled").to_dict() == distilled
 
 
 @pytest.mark.parametrize("preset", ("small", "default"))

@@ -48,7 +48,8 @@ class ShopBenchmark(QABenchmark):
     """The ``shop`` benchmark (module docstring), built or found in the cache on first use.
 
     Args:
-        preset: ``quick`` | ``small`` | ``default`` (ignored when ``config`` is given).
+        preset: ``quick`` | ``small`` | ``default`` | ``nll-replay`` | ``distilled`` (ignored
+            when ``config`` is given).
         cache_dir: cache base (default ``$UNILOGIT_CACHE`` or ``~/.cache/unilogit``).
         max_rows: use only the first N rows of every split (and of the task / general probes).
         config: a :class:`~unilogit.benchmarks.shop_data.ShopConfig`.
