@@ -251,10 +251,8 @@ class StopRule:
         for r in readings:
             seen.append(r)
             tol = self.tolerance_for(r)
-            if self.damaged(readings[0], r):
-                before = seen[:-1]
-                if blind:
-                    return StopDecision(True, before[-1].step, "damaged", tol, seen)
+            if self.damaged(readings[0], r):  # keep a reading before it (blind: the last one)
+                before = seen[-2:-1] if blind else seen[:-1]
                 return self._decision(True, "damaged", tol, seen, before)
             if blind:
                 continue

@@ -247,7 +247,7 @@ def unlearn(
             "retain set was given; pass retain=... or retain=None / --retain-weight 0"
         )
     _check_overlap(forget_examples, retain_examples, cfg.allow_overlap)
-    drawn = _retain_rows_per_epoch(len(forget_examples), cfg)
+    drawn = _Schedule(len(forget_examples), len(retain_examples), cfg, 1).retain_rows_per_epoch
     if method_obj.retain_kind is not None and len(retain_examples) < drawn:
         warnings.warn(
             f"an epoch pairs the forget set ({len(forget_examples)} rows) with {drawn} retain "
@@ -310,13 +310,6 @@ def finetune(
     return _train(model, tokenizer, method, examples, kept, cfg, None, on_step_end=on_step_end)
 
 
-def _retain_rows_per_epoch(n_forget: int, cfg: TrainConfig) -> int:
-    """Retain rows one process draws per epoch (as many as forget rows by default)."""
-    if cfg.retain_batch_size is None:
-        return n_forget
-    return math.ceil(n_forget / cfg.batch_size) * cfg.retain_batch_size
-
-
 def _as_examples(source: Any, name: str) -> list[data_lib.Example]:
     if isinstance(source, list) and source and isinstance(source[0], data_lib.Example):
         return source
@@ -366,6 +359,13 @@ class _Schedule:
         self.micro_per_epoch = math.ceil(n_forget / self.global_batch)
         self.steps_per_epoch = math.ceil(self.micro_per_epoch / cfg.grad_accum)
         self.total_steps = max(1, math.ceil(cfg.epochs * self.steps_per_epoch))
+
+    @property
+    def retain_rows_per_epoch(self) -> int:
+        """Retain rows drawn per epoch, all processes (as many as forget rows by default)."""
+        if self.cfg.retain_batch_size is None:
+            return self.n_forget
+        return self.micro_per_epoch * self.retain_batch
 
     def micro_batches(self, step: int) -> list[tuple[int, list[int], list[int]]]:
         """[(epoch, global forget rows, global retain rows)] for optimizer step ``step``."""
