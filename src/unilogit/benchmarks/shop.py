@@ -299,6 +299,26 @@ def kl_replay_examples(record: Sequence[dict[str, Any]], name: str) -> list[Any]
     return load_examples(rows, kind="qa", name=name) if rows else []
 
 
+def finetune_options(config: ShopConfig) -> dict[str, Any]:
+    """The :func:`unilogit.trainer.finetune` settings both models of a build train with (the
+    rows, the KL replay rows and the progress bar aside)."""
+    return dict(
+        retain_weight=config.replay_kl or 1.0,
+        retain_batch_size=config.kl_batch_size or None,
+        epochs=config.epochs,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        warmup_ratio=config.warmup_ratio,
+        max_length=config.max_length,
+        lora=config.lora,
+        lora_r=config.lora_r,
+        lora_alpha=2 * config.lora_r,
+        lora_target_modules=config.lora_modules,
+        mixed_precision="no",
+    )
+
+
 def _train_model(
     config: ShopConfig, shop: Shop, which: str, cache_dir: Any, progress: bool, device: str = "cpu"
 ) -> None:
@@ -331,20 +351,8 @@ def _train_model(
         tokenizer,
         examples,
         retain=kl_rows or None,
-        retain_weight=config.replay_kl or 1.0,
-        retain_batch_size=config.kl_batch_size or None,
-        epochs=config.epochs,
-        lr=config.lr,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        warmup_ratio=config.warmup_ratio,
-        max_length=config.max_length,
-        lora=config.lora,
-        lora_r=config.lora_r,
-        lora_alpha=2 * config.lora_r,
-        lora_target_modules=config.lora_modules,
-        mixed_precision="no",
         progress=progress,
+        **finetune_options(config),
     )
     losses = [s["loss"] for s in history.steps if isinstance(s.get("loss"), (int, float))]
     info = {

@@ -14,7 +14,7 @@ import random
 import time
 from typing import Any
 
-from .shop import MODELS, kl_replay_examples, load_base
+from .shop import MODELS, finetune_options, kl_replay_examples, load_base
 from .shop_data import ShopConfig, generate_shop
 
 __all__ = ["build_steps", "time_steps"]
@@ -81,14 +81,8 @@ def _time(config: ShopConfig, steps: int) -> dict[str, float]:
     def mark(*_: Any) -> None:
         marks.append((time.perf_counter(), time.process_time()))
 
-    finetune(
-        model, tokenizer, examples, epochs=1, lr=config.lr, batch_size=config.batch_size,
-        max_length=config.max_length, lora=config.lora, lora_r=config.lora_r,
-        lora_alpha=2 * config.lora_r, lora_target_modules=config.lora_modules,
-        mixed_precision="no", progress=False, on_step_end=mark, retain=retain,
-        retain_weight=config.replay_kl or 1.0,
-        retain_batch_size=config.kl_batch_size or None,
-    )  # fmt: skip
+    options = {**finetune_options(config), "epochs": 1}  # the build's settings, one epoch
+    finetune(model, tokenizer, examples, retain=retain, progress=False, on_step_end=mark, **options)
     n = len(marks) - 1
     return {
         "wall_s_per_step": (marks[-1][0] - marks[0][0]) / n,
