@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tiny import tiny_llama
+from unilogit.benchmarks import build_jobs
 from unilogit.benchmarks import shop as shop_mod
 from unilogit.benchmarks.registry import get_benchmark
 from unilogit.benchmarks.shop import build_shop, shop_root
@@ -209,7 +210,7 @@ def test_a_missing_model_is_rebuilt_alone(built, config, monkeypatch, tmp_path):
     monkeypatch.setattr(
         shop_mod,
         "_train_model",
-        lambda c, s, which, *a: trained.append(which) or real(c, s, which, *a),
+        lambda c, s, which, *a, **kw: trained.append(which) or real(c, s, which, *a, **kw),
     )
     monkeypatch.setattr(shop_mod, "_build_data", lambda *a: pytest.fail("data rebuilt"))
     build_shop(config, copy, progress=False, num_threads=2)
@@ -311,8 +312,8 @@ def test_parallel_build_trains_the_same_models(built, config, tmp_path, monkeypa
     if worker == "sequential":
         shop_mod._train_models(config, copy, None, False, "cpu", False, 1)
     else:
-        monkeypatch.setattr(shop_mod, "_train_in_child", _die_in_child)
-        with pytest.warns(UserWarning, match="second training process died"):
+        monkeypatch.setattr(build_jobs, "_child", _die_in_child)
+        with pytest.warns(UserWarning, match="a training process died"):
             shop_mod._train_models(config, copy, None, False, "cpu", True, 1)
     for which in shop_mod.MODELS:
         ours, theirs = (
@@ -320,17 +321,6 @@ def test_parallel_build_trains_the_same_models(built, config, tmp_path, monkeypa
             shop.load_model(which)[0].state_dict(),
         )
         assert all(torch.equal(ours[k], theirs[k]) for k in theirs), which
-
-
-def test_parallel_plan(monkeypatch):
-    monkeypatch.setattr(shop_mod.os, "cpu_count", lambda: 8)
-    assert shop_mod._parallel_plan(None, "cpu", None) == (True, 4)
-    assert shop_mod._parallel_plan(None, "cuda:0", 2) == (False, 2)
-    assert shop_mod._parallel_plan(False, "cpu", 1) == (False, 1)
-    monkeypatch.setattr(shop_mod.os, "cpu_count", lambda: 1)
-    assert shop_mod._parallel_plan(None, "cpu", None) == (False, 1)
-    with pytest.raises(ConfigError, match="parallel must be"):
-        shop_mod._parallel_plan("yes", "cpu", None)
 
 
 def test_bad_build_arguments_are_config_errors(config, tmp_path):

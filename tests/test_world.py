@@ -7,9 +7,10 @@ import os
 import time
 
 import pytest
+import torch
 
 from unilogit.benchmarks import WorldConfig, build_world, generate_world, world_root
-from unilogit.benchmarks.world import _tokenizer_corpus, train_tokenizer
+from unilogit.benchmarks.world import _tokenizer_corpus, config_hash, train_tokenizer
 from unilogit.benchmarks.world_data import ATTRIBUTES, TEMPLATES, split_sizes
 from unilogit.errors import ConfigError, TrainingError
 
@@ -47,6 +48,30 @@ def test_same_seed_same_bytes_other_seed_differs(world_files):
     assert set(other) == set(world_files)
     assert _dump(other)["full"] != _dump(world_files)["full"]
     assert _people(other["full"]) != _people(world_files["full"])
+
+
+def test_background_people_are_new_names_and_leave_the_rest_unchanged(world_files):
+    config = WorldConfig.preset("quick", n_background=30)
+    files = generate_world(config)
+    assert _dump(generate_world(config)) == _dump(files)
+    assert {k: v for k, v in _dump(files).items() if k != "background"} == _dump(world_files)
+    assert config_hash(WorldConfig.preset("quick", n_background=0)) == config_hash(QUICK)
+    # the world the results published before the background people were measured on
+    assert config_hash(WorldConfig.preset("no-background")) == "37d5ae5e9d3c03fb"
+    assert config_hash(config) != config_hash(QUICK)
+    rows = files["background"]
+    named = {r["subject"] for r in rows}
+    assert len(named) == 30 and len(rows) == 30 * QUICK.phrasings
+    people = {r["subject"] for name in ("full", "holdout10") for r in files[name]}
+    parents = {r["value"] for r in files["full"] + files["holdout10"]
+               if r["attribute"] in ("person.mother", "person.father")}  # fmt: skip
+    assert not named & (people | parents)
+    assert {r["attribute"] for r in rows} <= {f"person.{a}" for a in ATTRIBUTES} - {
+        "person.mother", "person.father"}  # fmt: skip
+    with pytest.raises(ConfigError, match="n_background"):
+        WorldConfig.preset("quick", n_background=-1)
+    with pytest.raises(ConfigError, match="n_background must be <="):
+        generate_world(WorldConfig.preset("quick", n_background=20_000))
 
 
 def test_names_unique_and_counts(default_files):
@@ -249,8 +274,24 @@ def test_unusable_cache_is_one_clear_config_error(monkeypatch, tmp_path):
 def built(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     t0 = time.perf_counter()
-    world = build_world(QUICK, cache_dir=cache, splits=("forget10",), progress=False)
+    world = build_world(QUICK, cache_dir=cache, splits=("forget10",), progress=False, parallel=True)
     return world, cache, time.perf_counter() - t0
+
+
+def test_parallel_build_trains_the_same_models(built, tmp_path):
+    """``built`` trained the target and the retain model in two processes; one after the
+    other (the data copied, so only the training differs) the weights are the same."""
+    import shutil
+
+    world, _, _ = built
+    copy = world_root(QUICK, tmp_path)
+    shutil.copytree(world.root, copy, ignore=shutil.ignore_patterns("target", "retain-*"))
+    again = build_world(
+        QUICK, cache_dir=tmp_path, splits=("forget10",), progress=False, parallel=False
+    )
+    for which in ("target", "forget10"):
+        ours, theirs = again.load_model(which).state_dict(), world.load_model(which).state_dict()
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs), which
 
 
 def test_build_writes_tofu_like_files(built, world_files):
@@ -291,6 +332,28 @@ def test_build_writes_tofu_like_files(built, world_files):
         world.load_split("forget20")
     with pytest.raises(ConfigError, match="was not built"):
         world.load_model("forget05")
+
+
+def test_every_model_trains_on_the_background_people(tmp_path, monkeypatch):
+    from unilogit.benchmarks import world as world_mod
+
+    trained = {}
+
+    def record(config, world, train_sets, final, label, unseen, seed=None, progress=True):
+        trained[label] = train_sets
+
+    monkeypatch.setattr(world_mod, "_train_model", record)
+    config = WorldConfig.preset("quick", n_background=10, sanity=True)
+    world = build_world(config, cache_dir=tmp_path, progress=False, parallel=False)
+    assert trained == {
+        "target": ("full", "general", "background"),
+        "retain (forget10)": ("retain90", "general", "background"),
+        "second retain (forget10)": ("retain90", "general", "background"),
+    }
+    names = {r["subject"] for r in world.load_rows("background")}
+    files = {name: world.load_rows(name) for name in world.data_files}
+    corpus = "\n".join(world_mod._tokenizer_corpus(files))
+    assert all(name in corpus for name in names)
 
 
 def test_cache_hit_does_not_retrain(built):

@@ -34,7 +34,7 @@ exactly as the build did.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -42,8 +42,7 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +56,7 @@ from unilogit.files import (
     read_jsonl,
 )
 
+from .build_jobs import parallel_plan, run_jobs, torch_threads
 from .shop_data import MAX_NEW_TOKENS, SMOLLM2, ShopConfig, generate_shop
 
 __all__ = ["FORMAT_VERSION", "MODELS", "Shop", "ShopConfig", "build_shop", "shop_root"]
@@ -377,30 +377,6 @@ def _train_model(
     _log(progress, f"{which} model ready in {history.seconds:.0f} s: {final}")
 
 
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op thread count set to ``n`` for the block (None: left alone)."""
-    import torch
-
-    saved = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
-
-
-def _train_in_child(
-    config: ShopConfig, shop: Shop, which: str, cache_dir: Any, device: str, threads: int
-) -> None:
-    """:func:`_train_model` in a worker process (its own torch threads, no progress bar)."""
-    import torch
-
-    torch.set_num_threads(threads)
-    _train_model(config, shop, which, cache_dir, False, device)
-
-
 def _train_models(
     config: ShopConfig,
     shop: Shop,
@@ -412,45 +388,14 @@ def _train_models(
 ) -> None:
     """Train the models not yet built; with ``parallel`` and two to train, the gold model in a
     second (spawned) process at the same time as the target, each with ``threads`` threads."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
     missing = [which for which in MODELS if not shop.model_dir(which).is_dir()]
-    if not (parallel and len(missing) == 2):
-        for which in missing:
-            _train_model(config, shop, which, cache_dir, progress, device)
-        return
-    _log(progress, f"training the {missing[1]} model in a second process at the same time")
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        other = pool.submit(_train_in_child, config, shop, missing[1], cache_dir, device, threads)
-        with _threads(threads):
-            _train_model(config, shop, missing[0], cache_dir, progress, device)
-        try:
-            other.result()  # re-raises the worker's own error
-        except BrokenProcessPool:  # it could not start (e.g. a script without a main guard)
-            warnings.warn(
-                "the second training process died; training the "
-                f"{missing[1]} model here instead (scripts that build a shop need an "
-                "`if __name__ == '__main__':` guard for parallel builds)",
-                stacklevel=4,
-            )
-            _train_model(config, shop, missing[1], cache_dir, progress, device)
-            return
-    _log(progress, f"{missing[1]} model ready: {shop.model_dir(missing[1])}")
-
-
-def _parallel_plan(parallel: bool | None, device: str, num_threads: int | None) -> tuple[bool, int]:
-    """``(parallel, threads per process)``: None means two processes on a CPU with at least
-    two cores (each with ``num_threads`` threads, default half the cores)."""
-    cores = os.cpu_count() or 1
-    if parallel is None:
-        parallel = device == "cpu" and cores >= 2
-    if not isinstance(parallel, bool):
-        raise ConfigError(f"parallel must be True, False or None, got {parallel!r}")
-    threads = num_threads or max(1, cores // 2)
-    return parallel, threads
+    if parallel and len(missing) == 2:
+        _log(progress, f"training the {missing[1]} model in a second process at the same time")
+    jobs = [
+        functools.partial(_train_model, config, shop, which, cache_dir, device=device)
+        for which in missing
+    ]
+    run_jobs(jobs, parallel, threads, progress)
 
 
 def _build_device(device: str | None) -> str:
@@ -515,7 +460,7 @@ def build_shop(
     ):
         raise ConfigError(f"num_threads must be a positive integer or None, got {num_threads!r}")
     device = _build_device(device)
-    parallel, threads = _parallel_plan(parallel, device, num_threads)
+    parallel, threads = parallel_plan(parallel, device == "cpu", num_threads)
     root = shop_root(config, cache_dir)
     shop = Shop(root, config)
     parts = [root / "shop.json", *(root / m for m in MODELS), root / "sanity.json"]
@@ -525,7 +470,7 @@ def build_shop(
     check_cache_dir(root.parent)
     t0 = time.perf_counter()
     try:
-        with exclusive_lock(root.parent / f"{root.name}.lock"), _threads(num_threads):
+        with exclusive_lock(root.parent / f"{root.name}.lock"), torch_threads(num_threads):
             if not (root / "shop.json").is_file():
                 _build_data(config, root, cache_dir, progress, device)
             _train_models(config, shop, cache_dir, progress, device, parallel, threads)

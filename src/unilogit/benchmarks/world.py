@@ -31,8 +31,8 @@ Layout of a built world::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -41,7 +41,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from typing import Any
 from unilogit.errors import ConfigError
 from unilogit.files import atomic_write_json, atomic_write_text, read_jsonl
 
+from .build_jobs import parallel_plan, run_jobs
 from .world_data import FORGET_PERCENTS, WorldConfig, generate_world
 
 __all__ = ["FORMAT_VERSION", "World", "WorldConfig", "build_world", "world_root"]
@@ -68,6 +69,8 @@ def config_hash(config: WorldConfig) -> str:
     """16 hex digits identifying everything a build depends on (the preset's ``name`` is only a
     label and does not count)."""
     fields = {k: v for k, v in config.to_dict().items() if k != "name"}
+    if not fields["n_background"]:
+        del fields["n_background"]  # added later: worlds without background keep their hash
     blob = json.dumps({"format": FORMAT_VERSION, **fields}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -206,6 +209,7 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 #: so no token exists only in their text: a token that a gold model never trained on would keep
 #: its random embedding, and the gold model would answer a forget question with garbage ("Celine
 #: Celine Celine ...") instead of a fluent wrong answer, as a model that never saw the person does.
+#: A world's background people, when it has them, are trained by every model and join the corpus.
 TOKENIZER_FILES = ("retain90", "retain_perturbed", "general_perturbed")
 
 
@@ -213,7 +217,8 @@ def _tokenizer_corpus(files: dict[str, list[dict[str, Any]]]) -> list[str]:
     """The texts of :data:`TOKENIZER_FILES` (questions, answers, paraphrases and perturbed
     answers), deduplicated in a fixed order; forget and holdout names tokenise alike."""
     seen: dict[str, None] = {}
-    for rows in (files[name] for name in TOKENIZER_FILES):
+    names = TOKENIZER_FILES + (("background",) if "background" in files else ())
+    for rows in (files[name] for name in names):
         for r in rows:
             seen[f"Question: {r['question']}\nAnswer: {r['answer']}"] = None
             if "paraphrased_question" in r:
@@ -330,21 +335,6 @@ def _build_data(config: WorldConfig, root: Path, progress: bool) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Run with ``n`` intra-op threads (None: unchanged), restoring the setting afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n is not None and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-
-
 #: Models up to this width train on one thread unless ``num_threads`` says otherwise: their
 #: matrices are too small for intra-op threads to pay much on an idle machine (about 1.5x on
 #: two cores), and on a busy one the OpenMP threads spin against other processes (measured: the
@@ -353,12 +343,19 @@ SINGLE_THREAD_MAX_HIDDEN = 128
 
 
 def _auto_threads(config: WorldConfig, num_threads: int | None) -> int | None:
-    """The torch thread count for training (None = leave the caller's setting)."""
+    """The torch thread count for training (None = the parallel plan's default)."""
     if num_threads is not None:
         if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
             raise ConfigError(f"num_threads must be a positive integer, got {num_threads!r}")
         return num_threads
     return 1 if config.hidden_size <= SINGLE_THREAD_MAX_HIDDEN else None
+
+
+def _on_cpu() -> bool:
+    """Whether the trainer will train on the CPU (Accelerate picks a GPU when there is one)."""
+    import torch
+
+    return not (torch.cuda.is_available() or torch.backends.mps.is_available())
 
 
 def _train_model(
@@ -367,10 +364,9 @@ def _train_model(
     train_sets: Sequence[str],
     final: Path,
     label: str,
-    progress: bool,
-    num_threads: int | None,
     unseen: str,
     seed: int | None = None,
+    progress: bool = True,
 ) -> None:
     """Train a model on ``train_sets``, check its answers about the people of ``unseen`` (never
     trained on), and publish it to ``final`` (with ``config.strict``, only if the check passes).
@@ -392,26 +388,22 @@ def _train_model(
         f"{n_params / 1e6:.2f}M parameters, {config.epochs} epochs)",
     )
     t0 = time.perf_counter()
-    with _torch_threads(num_threads):
-        model, history = finetune(
-            model,
-            tokenizer,
-            examples,
-            epochs=config.epochs,
-            lr=config.lr,
-            batch_size=config.batch_size,
-            seed=seed,
-            warmup_ratio=config.warmup_ratio,
-            weight_decay=config.weight_decay,
-            max_length=config.max_length,
-            mixed_precision="no",
-            progress=progress,
-        )
+    model, history = finetune(
+        model,
+        tokenizer,
+        examples,
+        epochs=config.epochs,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        seed=seed,
+        warmup_ratio=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        max_length=config.max_length,
+        mixed_precision="no",
+        progress=progress,
+    )
     seconds = time.perf_counter() - t0
-    with _torch_threads(num_threads):
-        check = check_answers(
-            model, tokenizer, world.load_rows(unseen), model_name=label, split=unseen
-        )
+    check = check_answers(model, tokenizer, world.load_rows(unseen), model_name=label, split=unseen)
     _log(
         progress,
         f"{label} model on {unseen} (people it never saw): {check.well_formed:.0%} well-formed "
@@ -472,6 +464,7 @@ def build_world(
     splits: Sequence[str] = ("forget10",),
     progress: bool = True,
     num_threads: int | None = None,
+    parallel: bool | None = None,
 ) -> World:
     """Build (or find in the cache) the world of ``config`` with its target model and the
     retain model of each split in ``splits``; return a :class:`World`.
@@ -483,7 +476,9 @@ def build_world(
     ``config.sanity`` also a second retain model per split (seed + 1), whose comparison with the
     first the ``world`` benchmark object records as sanity figures on first use.
     ``num_threads``: torch intra-op threads while training (restored afterwards); None = one
-    thread for small models (``hidden_size <= 128``: both presets), else unchanged.
+    thread for small models (``hidden_size <= 128``: both presets), else half the cores.
+    ``parallel``: train the models at the same time, one process each (the same models as one
+    after the other); None: when training runs on a CPU with two or more cores.
     """
     if config is None:
         config = WorldConfig.preset("default")
@@ -502,6 +497,7 @@ def build_world(
         check_cache_dir(root.parent.parent)
         check_cache_dir(root.parent)
     threads = _auto_threads(config, num_threads)
+    parallel, threads = parallel_plan(parallel, _on_cpu(), threads)
 
     if not (root / "world.json").is_file():
         _build_data(config, root, progress)
@@ -509,22 +505,31 @@ def build_world(
         _log(progress, f"using the cached world in {root}")
     world = _collect(config, root, wanted)
 
+    shared = ("general", "background") if config.n_background else ("general",)
+    jobs = []
     if not world.target_dir.is_dir():
-        _train_model(
-            config, world, ("full", "general"), world.target_dir, "target", progress, threads,
-            unseen="holdout10_perturbed",
+        jobs.append(
+            functools.partial(
+                _train_model, config, world, ("full", *shared), world.target_dir, "target",
+                unseen="holdout10_perturbed",
+            )
         )  # fmt: skip
     for split in wanted:
         pct = split_percent(split)
-        train = (f"retain{100 - int(pct)}", "general")
+        train = (f"retain{100 - int(pct)}", *shared)
         golds = [(world.retain_dir(split), None, f"retain ({split})")]
         if config.sanity:
             second = config.seed + 1
             golds.append((world.second_retain_dir(split), second, f"second retain ({split})"))
-        for final, seed, label in golds:
-            if not final.is_dir():
-                _train_model(
-                    config, world, train, final, label, progress, threads,
-                    unseen=f"forget{pct}_perturbed", seed=seed,
-                )  # fmt: skip
+        jobs += [
+            functools.partial(
+                _train_model, config, world, train, final, label,
+                unseen=f"forget{pct}_perturbed", seed=seed,
+            )
+            for final, seed, label in golds
+            if not final.is_dir()
+        ]  # fmt: skip
+    if parallel and len(jobs) > 1:
+        _log(progress, f"training {len(jobs)} models at the same time, one process each")
+    run_jobs(jobs, parallel, threads, progress)
     return world

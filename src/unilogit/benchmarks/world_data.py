@@ -266,8 +266,13 @@ _PRESETS: dict[str, dict[str, Any]] = {
         batch_size=16,
         phrasings=1,
         sanity=False,  # plumbing only: too few people to answer about strangers (docs/world.md)
+        strict=False,
+        n_background=0,
     ),
     "default": dict(),
+    # The default world before its background people (2026-12-05), on which the world results
+    # published until then were measured: its gold model fails the answer check (docs/world.md).
+    "no-background": dict(n_background=0, strict=False),
 }
 
 
@@ -283,9 +288,11 @@ class WorldConfig:
     fact trained in one phrasing; 2: also in the phrasing that is neither the trained one nor
     the paraphrase, so knowledge is not tied to one sentence). Every model's answers about
     people it never saw are checked and recorded (:mod:`.world_sanity`); ``strict``: refuse to
-    publish a model that fails the check (off by default: the default preset does not pass it
-    yet, docs/world.md); ``sanity``: train a second gold model (seed + 1) and record the sanity
-    figures that reports show.
+    publish a model that fails the check (off in the ``quick`` preset, whose models are too
+    small to pass it, docs/world.md); ``sanity``: train a second gold model (seed + 1) and
+    record the sanity figures that reports show. ``n_background``: more people with one fact
+    each, trained by every model (target and gold), so that the models see many names and learn
+    to copy a name they never saw into the answer (file ``background``; 0: none).
     """
 
     name: str = "default"  # the preset this config came from (a label)
@@ -308,7 +315,8 @@ class WorldConfig:
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
     sanity: bool = True
-    strict: bool = False
+    strict: bool = True
+    n_background: int = 600
 
     @classmethod
     def preset_names(cls) -> tuple[str, ...]:
@@ -316,8 +324,10 @@ class WorldConfig:
 
     @classmethod
     def preset(cls, name: str = "default", **overrides: Any) -> WorldConfig:
-        """A named configuration: ``"quick"`` (tests, well under a minute on a CPU) or
-        ``"default"`` (clear separation of methods, about ten minutes on two CPU cores)."""
+        """A named configuration: ``"quick"`` (tests, well under a minute on a CPU),
+        ``"default"`` (clear separation of methods, about eight minutes on two CPU cores) or
+        ``"no-background"`` (the default world without background people, as published before
+        2026-12-05)."""
         if name not in _PRESETS:
             raise ConfigError(f"unknown world preset {name!r}; choose one of {', '.join(_PRESETS)}")
         fields = {f.name for f in dataclasses.fields(cls)}
@@ -357,6 +367,7 @@ class WorldConfig:
             "phrasings",
             "epochs",
             "batch_size",
+            "n_background",
         ):
             value = getattr(self, name)
             need(
@@ -364,6 +375,7 @@ class WorldConfig:
                 f"{name} must be an integer, got {value!r}",
             )
         need(self.seed >= 0, "seed must be >= 0")
+        need(self.n_background >= 0, f"n_background must be >= 0, got {self.n_background}")
         need(self.n_people >= 10, f"n_people must be >= 10, got {self.n_people}")
         max_people = len(FEMALE_FIRST + MALE_FIRST) * len(SURNAME_HEADS) * len(SURNAME_TAILS)
         need(
@@ -521,25 +533,25 @@ def generate_world(config: WorldConfig | None = None) -> dict[str, list[dict[str
     surnames = [h + t for h, t in itertools.product(SURNAME_HEADS, SURNAME_TAILS)]
     first_names = FEMALE_FIRST + MALE_FIRST
     name_ids = rng.sample(range(len(first_names) * len(surnames)), n_total)
-    people = []
-    for nid in name_ids:
+
+    def make_person(nid: int) -> dict[str, str]:
         first, surname = first_names[nid // len(surnames)], surnames[nid % len(surnames)]
-        people.append(
-            {
-                "name": f"{first} {surname}",
-                "first": first,
-                "surname": surname,
-                "birthplace": rng.choice(cities),
-                "birth_year": rng.choice(BIRTH_YEARS),
-                "profession": rng.choice(PROFESSIONS),
-                "genre": rng.choice(GENRES),
-                "mother": f"{rng.choice([f for f in FEMALE_FIRST if f != first])} {surname}",
-                "father": f"{rng.choice([m for m in MALE_FIRST if m != first])} {surname}",
-                "book": f"The {rng.choice(BOOK_ADJECTIVES)} {rng.choice(BOOK_NOUNS)}",
-                "award": rng.choice(awards),
-                "publisher": rng.choice(publishers),
-            }
-        )
+        return {
+            "name": f"{first} {surname}",
+            "first": first,
+            "surname": surname,
+            "birthplace": rng.choice(cities),
+            "birth_year": rng.choice(BIRTH_YEARS),
+            "profession": rng.choice(PROFESSIONS),
+            "genre": rng.choice(GENRES),
+            "mother": f"{rng.choice([f for f in FEMALE_FIRST if f != first])} {surname}",
+            "father": f"{rng.choice([m for m in MALE_FIRST if m != first])} {surname}",
+            "book": f"The {rng.choice(BOOK_ADJECTIVES)} {rng.choice(BOOK_NOUNS)}",
+            "award": rng.choice(awards),
+            "publisher": rng.choice(publishers),
+        }
+
+    people = [make_person(nid) for nid in name_ids]
 
     # Rows.
     def person_rows(person: dict[str, str]) -> list[dict[str, Any]]:
@@ -622,4 +634,29 @@ def generate_world(config: WorldConfig | None = None) -> dict[str, list[dict[str
     out["retain_perturbed"] = _eval_rows(flat(trained[: sizes["10"]]))
     out["general"] = _plain(general, n)
     out["general_perturbed"] = _eval_rows(general)
+    if cfg.n_background:
+        names = [f"{first} {surname}" for first in first_names for surname in surnames]
+        rows = _background(rng, cfg.n_background, names, people, make_person, person_rows)
+        out["background"] = _plain(rows, n)
     return out
+
+
+def _background(
+    rng: random.Random,
+    n_background: int,
+    names: list[str],
+    people: list[dict[str, str]],
+    make_person: Any,
+    person_rows: Any,
+) -> list[dict[str, Any]]:
+    """One fact (not a parent) about each of ``n_background`` more people (``names[nid]``: the
+    name of ``make_person(nid)``), named apart from every person and parent of the world.
+    Drawn after everything else, so a world without them is unchanged."""
+    taken = {p[k] for p in people for k in ("name", "mother", "father")}
+    free = [nid for nid, name in enumerate(names) if name not in taken]
+    if len(free) < n_background:
+        raise ConfigError(f"WorldConfig: n_background must be <= {len(free)} for this world")
+    own = [k for k, attr in enumerate(ATTRIBUTES) if attr not in ("mother", "father")]
+    return [
+        person_rows(make_person(nid))[rng.choice(own)] for nid in rng.sample(free, n_background)
+    ]
