@@ -79,7 +79,10 @@ def table(records: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
         if r.get("kind") == "run":
             runs.setdefault(r["run_id"], []).append(r)
     for run_id, evals in sorted(runs.items()):
-        final = next(r for r in evals if r.get("final"))
+        final = next((r for r in evals if r.get("final")), None)
+        if final is None:  # a run still going (or stopped) in a live folder
+            checks.append(f"{run_id}: unfinished, left out")
+            continue
         best, auto = _hindsight(evals), autos.get(run_id)
         row(run_id, "fixed", final)
         row(run_id, "hindsight", best)
