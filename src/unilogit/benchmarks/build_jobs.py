@@ -38,7 +38,12 @@ def parallel_plan(
 ) -> tuple[bool, int | None]:
     """``(parallel, threads per process)``: None means parallel on a CPU with at least two
     cores; each process then gets ``num_threads`` threads (default half the cores). One
-    process: ``num_threads`` (None: torch's setting is left alone)."""
+    process: ``num_threads`` (None: torch's setting is left alone). A ``num_threads`` that is
+    not a positive integer is a :class:`ConfigError`."""
+    if num_threads is not None and (
+        isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+    ):
+        raise ConfigError(f"num_threads must be a positive integer or None, got {num_threads!r}")
     cores = os.cpu_count() or 1
     if parallel is None:
         parallel = on_cpu and cores >= 2

@@ -455,12 +455,8 @@ def build_shop(
     from .world import check_cache_dir
 
     config = _as_config(config)
-    if num_threads is not None and (
-        isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
-    ):
-        raise ConfigError(f"num_threads must be a positive integer or None, got {num_threads!r}")
     device = _build_device(device)
-    parallel, threads = parallel_plan(parallel, device == "cpu", num_threads)
+    parallel, threads = parallel_plan(parallel, device == "cpu", num_threads)  # checks num_threads
     root = shop_root(config, cache_dir)
     shop = Shop(root, config)
     parts = [root / "shop.json", *(root / m for m in MODELS), root / "sanity.json"]

@@ -343,10 +343,10 @@ SINGLE_THREAD_MAX_HIDDEN = 128
 
 
 def _auto_threads(config: WorldConfig, num_threads: int | None) -> int | None:
-    """The torch thread count for training (None = the parallel plan's default)."""
+    """The torch thread count for training: ``num_threads`` (checked by
+    :func:`~.build_jobs.parallel_plan`), else 1 for small models, else None (the plan's
+    default)."""
     if num_threads is not None:
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-            raise ConfigError(f"num_threads must be a positive integer, got {num_threads!r}")
         return num_threads
     return 1 if config.hidden_size <= SINGLE_THREAD_MAX_HIDDEN else None
 

@@ -534,10 +534,12 @@ def generate_world(config: WorldConfig | None = None) -> dict[str, list[dict[str
     first_names = FEMALE_FIRST + MALE_FIRST
     name_ids = rng.sample(range(len(first_names) * len(surnames)), n_total)
 
+    names = [f"{first} {surname}" for first in first_names for surname in surnames]  # by id
+
     def make_person(nid: int) -> dict[str, str]:
         first, surname = first_names[nid // len(surnames)], surnames[nid % len(surnames)]
         return {
-            "name": f"{first} {surname}",
+            "name": names[nid],
             "first": first,
             "surname": surname,
             "birthplace": rng.choice(cities),
@@ -635,7 +637,6 @@ def generate_world(config: WorldConfig | None = None) -> dict[str, list[dict[str
     out["general"] = _plain(general, n)
     out["general_perturbed"] = _eval_rows(general)
     if cfg.n_background:
-        names = [f"{first} {surname}" for first in first_names for surname in surnames]
         rows = _background(rng, cfg.n_background, names, people, make_person, person_rows)
         out["background"] = _plain(rows, n)
     return out
