@@ -426,6 +426,58 @@ def test_retain_batch_size_sets_the_retain_rows_of_every_micro_batch():
     assert [len(schedule.shard(two[0], rank)) for rank in (0, 1)] == [2, 2]
 
 
+def test_group_by_length_batches_similar_lengths_and_keeps_every_row_once_per_epoch():
+    """Grouped, every epoch still holds each row once in a seeded order; each window of
+    ``GROUP_WINDOW`` micro-batches is sorted longest first, so a batch pads far less; without
+    grouping the order is the plain shuffle."""
+    from unilogit.trainer import GROUP_WINDOW, _Schedule
+
+    n, batch = 4 * GROUP_WINDOW * 3, 4
+    lengths = [(7 * i) % 50 + 1 for i in range(n)]
+
+    def order(group, seed=0):
+        cfg = TrainConfig(batch_size=batch, epochs=2, seed=seed, group_by_length=group)
+        schedule = _Schedule(n, 0, cfg, 1, lengths)
+        steps = range(schedule.total_steps)
+        return [rows for s in steps for _, rows, _ in schedule.micro_batches(s)]
+
+    plain, grouped = order(False), order(True)
+    per_epoch = n // batch
+    for epoch in (0, 1):
+        rows = [r for b in grouped[epoch * per_epoch : (epoch + 1) * per_epoch] for r in b]
+        assert sorted(rows) == list(range(n))
+        plain_rows = [r for b in plain[epoch * per_epoch : (epoch + 1) * per_epoch] for r in b]
+        window = GROUP_WINDOW * batch
+        for start in range(0, n, window):  # the same rows per window, sorted by length
+            part = rows[start : start + window]
+            assert sorted(part) == sorted(plain_rows[start : start + window])
+            got = [lengths[r] for r in part]
+            assert got == sorted(got, reverse=True)
+
+    def padded(batches):
+        return sum(len(b) * max(lengths[r] for r in b) for b in batches)
+
+    assert padded(grouped) < 0.75 * padded(plain)
+    assert order(True) == grouped and order(True, seed=1) != grouped
+    assert grouped[0] != grouped[per_epoch]  # epochs differ
+    with pytest.raises(ValueError, match="length"):
+        _Schedule(n, 0, TrainConfig(group_by_length=True), 1)
+
+
+def test_group_by_length_trains_and_stays_out_of_old_fingerprints(memorised):
+    """A grouped run trains like any other; ``TrainConfig.recorded`` leaves the field out at
+    its old value (earlier checkpoints and sweeps keep their fingerprint) and in otherwise."""
+    tokenizer, trained = memorised
+    assert "group_by_length" not in TrainConfig().recorded()
+    assert TrainConfig(group_by_length=True).recorded()["group_by_length"] is True
+    model, history = finetune(
+        copy.deepcopy(trained), tokenizer, RETAIN, epochs=1, lr=1e-3, batch_size=4,
+        group_by_length=True, **FAST,
+    )  # fmt: skip
+    assert history.total_steps == math.ceil(len(RETAIN) / 4)
+    assert all(math.isfinite(s["loss"]) for s in history.steps)
+
+
 def test_retain_batch_size_reaches_the_loss_and_the_reuse_warning(memorised, monkeypatch):
     """The method's retain batch has ``retain_batch_size`` rows; the reuse warning counts the
     retain rows an epoch draws, not the forget rows."""

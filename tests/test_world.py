@@ -58,6 +58,7 @@ def test_background_people_are_new_names_and_leave_the_rest_unchanged(world_file
     assert config_hash(WorldConfig.preset("quick", n_background=0)) == config_hash(QUICK)
     # the world the results published before the background people were measured on
     assert config_hash(WorldConfig.preset("no-background")) == "37d5ae5e9d3c03fb"
+    assert config_hash(WorldConfig.preset("16-epochs")) == "e133f90a9ca29255"  # and after them
     assert config_hash(config) != config_hash(QUICK)
     rows = files["background"]
     named = {r["subject"] for r in rows}

@@ -29,7 +29,12 @@ CONFIG_COMMANDS = ("unlearn", "finetune", "eval", "bench", "demo")
 RUN_ONLY = frozenset({"command", "versions", "final_loss", "resumed"})
 RUN_ONLY_TRAIN = frozenset({"resume", "checkpoint_dir", "log_file"})
 #: TrainConfig fields without a flag: accepted only at their default value.
-FIXED_TRAIN = {"lora_dropout": 0.0, "lora_target_modules": None, "precompute_reference": True}
+FIXED_TRAIN = {
+    "lora_dropout": 0.0,
+    "lora_target_modules": None,
+    "precompute_reference": True,
+    "group_by_length": False,
+}
 #: Method-config keys that are flags of ``unlearn`` (the rest are method options, ``-O``).
 METHOD_FLAGS = ("method", "retain_loss", "retain_weight", "forget_weight")
 #: How :func:`unilogit.recipes.unlearn_to_disk` records rows given in memory.

@@ -228,7 +228,7 @@ def unlearn_to_disk(
         if autostop is not None:
             extra["stopping"] = {**(stopping or {}), "holdout": rows_sha256(holdout_rows)}
         fingerprint = run_fingerprint(
-            command="unlearn", method=method_config, train=asdict(cfg), extra=extra, **identity
+            command="unlearn", method=method_config, train=cfg.recorded(), extra=extra, **identity
         )
         run.check_fingerprint(fingerprint)
         tracking.start({"method": method_config, "train": asdict(cfg), "model": str(model)})
@@ -368,7 +368,7 @@ def finetune_to_disk(
             run_fingerprint(
                 command="finetune",
                 method={"method": "finetune"},
-                train=asdict(cfg),
+                train=cfg.recorded(),
                 data={"data": identity},
                 model_sha256=weights_sha256(net),
             )

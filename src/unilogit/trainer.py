@@ -23,7 +23,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,9 @@ from .prompts import PromptFormat
 
 if TYPE_CHECKING:
     from .autostop import AutoStop
+
+#: TrainConfig fields added after runs were recorded, with the value that reproduces those runs.
+ADDED_LATER: dict[str, Any] = {"group_by_length": False}
 
 #: The allowed values of ``TrainConfig.mixed_precision``.
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
@@ -81,6 +84,7 @@ class TrainConfig:
     resume: bool = False  # continue from the latest checkpoint in checkpoint_dir
     progress: bool = True  # tqdm progress bar
     allow_overlap: bool = False  # forget/retain rows in common: warn instead of refusing
+    group_by_length: bool = False  # batch rows of similar length (less padding, same rows/epoch)
 
     def __post_init__(self) -> None:
         _check_number(self, "epochs", low=0.0, low_open=True)
@@ -114,6 +118,13 @@ class TrainConfig:
     @classmethod
     def field_names(cls) -> frozenset[str]:
         return frozenset(f.name for f in fields(cls))
+
+    def recorded(self) -> dict[str, Any]:
+        """The fields as a dict for fingerprints, without a field of :data:`ADDED_LATER` at the
+        value that reproduces runs recorded before it existed (their fingerprints stay valid)."""
+        return {
+            k: v for k, v in asdict(self).items() if not (k in ADDED_LATER and v == ADDED_LATER[k])
+        }
 
     @classmethod
     def from_options(cls, config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:
@@ -344,16 +355,41 @@ def _permutation(n: int, seed: int, salt: int) -> list[int]:
     return torch.randperm(n, generator=gen).tolist()
 
 
+#: Length grouping sorts windows of this many micro-batches of the shuffled order.
+GROUP_WINDOW = 16
+
+
+def _grouped_by_length(perm: list[int], lengths: Sequence[int], window: int) -> list[int]:
+    """``perm`` cut into windows of ``window`` rows, each sorted by length (longest first;
+    ties keep the shuffled order): consecutive micro-batches hold rows of similar length, so
+    little padding is computed, and every row still comes once per epoch in a seeded order."""
+    out: list[int] = []
+    for start in range(0, len(perm), window):
+        out += sorted(perm[start : start + window], key=lambda r: -lengths[r])
+    return out
+
+
 class _Schedule:
     """Which rows each (step, micro-batch, process) uses: a pure function of the seed.
 
-    Forget rows are shuffled once per epoch; the retain set is cycled with its own shuffle
+    Forget rows are shuffled once per epoch (``cfg.group_by_length``: then grouped by
+    ``lengths``, :func:`_grouped_by_length`); the retain set is cycled with its own shuffle
     per cycle, so each forget micro-batch is paired with a fresh retain micro-batch (as many
     rows as the forget micro-batch, or ``retain_batch_size`` per process where it is set).
     """
 
-    def __init__(self, n_forget: int, n_retain: int, cfg: TrainConfig, world: int) -> None:
+    def __init__(
+        self,
+        n_forget: int,
+        n_retain: int,
+        cfg: TrainConfig,
+        world: int,
+        lengths: Sequence[int] | None = None,
+    ) -> None:
         self.n_forget, self.n_retain, self.cfg, self.world = n_forget, n_retain, cfg, world
+        if cfg.group_by_length and (lengths is None or len(lengths) != n_forget):
+            raise ValueError("group_by_length needs the length of every forget row")
+        self.lengths = lengths
         self.global_batch = cfg.batch_size * world  # rows per micro-batch, all processes
         self.retain_batch = (cfg.retain_batch_size or cfg.batch_size) * world
         self.micro_per_epoch = math.ceil(n_forget / self.global_batch)
@@ -371,6 +407,8 @@ class _Schedule:
         """[(epoch, global forget rows, global retain rows)] for optimizer step ``step``."""
         epoch, k = divmod(step, self.steps_per_epoch)
         perm = _permutation(self.n_forget, self.cfg.seed, epoch)
+        if self.cfg.group_by_length:
+            perm = _grouped_by_length(perm, self.lengths, GROUP_WINDOW * self.global_batch)
         out = []
         first = k * self.cfg.grad_accum
         for micro in range(first, min(first + self.cfg.grad_accum, self.micro_per_epoch)):
@@ -619,7 +657,8 @@ def _setup_optimization(
     """Schedule, AdamW over the trainable parameters, linear warmup/decay, ``prepare``."""
     from transformers import get_linear_schedule_with_warmup
 
-    schedule = _Schedule(len(forget), len(retain), cfg, accelerator.num_processes)
+    lengths = [len(e.input_ids) for e in views["forget"]]
+    schedule = _Schedule(len(forget), len(retain), cfg, accelerator.num_processes, lengths)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(

@@ -357,7 +357,7 @@ def _train_fingerprint(train_options: Mapping[str, Any]) -> dict[str, Any]:
     cfg = TrainConfig.from_options(None, options)
     if options:
         raise ConfigError(f"unknown training option(s): {sorted(options)}")
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _PER_RUN}
+    return {k: v for k, v in cfg.recorded().items() if k not in _PER_RUN}
 
 
 def _resolve_models(
