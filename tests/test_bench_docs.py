@@ -31,5 +31,5 @@ def test_the_documented_fair_comparison_command():
     grid = Grid.make(methods, parse_lrs(args.lrs, methods), [int(args.epochs)], [0])
     assert all(len(grid.lrs[m]) >= 3 for m in methods), grid.lrs
     assert len(split_list(args.seeds)) >= 3
-    assert args.eval_every and args.eval_every < 23  # several evaluations per epoch (23 steps)
+    assert args.eval_every and args.eval_every < 45  # several evaluations per epoch (45 steps)
     assert args.autostop and not args.overwrite  # resumable, never discards results
