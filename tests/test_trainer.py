@@ -461,12 +461,13 @@ def test_group_by_length_batches_similar_lengths_and_keeps_every_row_once_per_ep
     assert order(True) == grouped and order(True, seed=1) != grouped
     assert grouped[0] != grouped[per_epoch]  # epochs differ
     with pytest.raises(ValueError, match="length"):
-        _Schedule(n, 0, TrainConfig(group_by_length=True), 1)
+        _Schedule(n, 0, TrainConfig(group_by_length=True), 1).micro_batches(0)
 
 
 def test_group_by_length_trains_and_stays_out_of_old_fingerprints(memorised):
-    """A grouped run trains like any other; ``TrainConfig.recorded`` leaves the field out at
-    its old value (earlier checkpoints and sweeps keep their fingerprint) and in otherwise."""
+    """A grouped run (fine-tuning, unlearning with a retain set) trains like any other;
+    ``TrainConfig.recorded`` leaves the field out at its old value (earlier checkpoints and
+    sweeps keep their fingerprint) and in otherwise."""
     tokenizer, trained = memorised
     assert "group_by_length" not in TrainConfig().recorded()
     assert TrainConfig(group_by_length=True).recorded()["group_by_length"] is True
@@ -476,6 +477,11 @@ def test_group_by_length_trains_and_stays_out_of_old_fingerprints(memorised):
     )  # fmt: skip
     assert history.total_steps == math.ceil(len(RETAIN) / 4)
     assert all(math.isfinite(s["loss"]) for s in history.steps)
+    model, history = unlearn(
+        copy.deepcopy(trained), tokenizer, FORGET, retain=RETAIN, method="graddiff", epochs=1,
+        lr=1e-3, batch_size=2, group_by_length=True, **FAST,
+    )  # fmt: skip
+    assert history.total_steps == math.ceil(len(FORGET) / 2)
 
 
 def test_retain_batch_size_reaches_the_loss_and_the_reuse_warning(memorised, monkeypatch):

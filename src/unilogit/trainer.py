@@ -387,8 +387,8 @@ class _Schedule:
         lengths: Sequence[int] | None = None,
     ) -> None:
         self.n_forget, self.n_retain, self.cfg, self.world = n_forget, n_retain, cfg, world
-        if cfg.group_by_length and (lengths is None or len(lengths) != n_forget):
-            raise ValueError("group_by_length needs the length of every forget row")
+        if lengths is not None and len(lengths) != n_forget:
+            raise ValueError(f"{len(lengths)} lengths for {n_forget} forget rows")
         self.lengths = lengths
         self.global_batch = cfg.batch_size * world  # rows per micro-batch, all processes
         self.retain_batch = (cfg.retain_batch_size or cfg.batch_size) * world
@@ -408,6 +408,8 @@ class _Schedule:
         epoch, k = divmod(step, self.steps_per_epoch)
         perm = _permutation(self.n_forget, self.cfg.seed, epoch)
         if self.cfg.group_by_length:
+            if self.lengths is None:
+                raise ValueError("group_by_length needs the length of every forget row")
             perm = _grouped_by_length(perm, self.lengths, GROUP_WINDOW * self.global_batch)
         out = []
         first = k * self.cfg.grad_accum
