@@ -328,7 +328,7 @@ class WorldConfig:
     @classmethod
     def preset(cls, name: str = "default", **overrides: Any) -> WorldConfig:
         """A named configuration: ``"quick"`` (tests, well under a minute on a CPU),
-        ``"default"`` (clear separation of methods, about eleven minutes on two CPU cores), or
+        ``"default"`` (clear separation of methods, under ten minutes on two CPU cores), or
         an earlier default on which published results were measured: ``"16-epochs"`` (the
         default of 2026-12-05) and ``"no-background"`` (the default before its background
         people)."""
