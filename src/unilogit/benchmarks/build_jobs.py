@@ -62,11 +62,12 @@ def _child(job: Job, threads: int, errors: Any) -> None:
         job(progress=False)
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
         # kept short: the parent reads the queue only after joining, and a pipe holds 64 KiB
-        exc.add_note(f"in the worker process:\n{traceback.format_exc()[-8000:]}")
+        trace = traceback.format_exc()[-8000:]
+        exc.add_note(f"in the worker process:\n{trace}")
         try:
             errors.put(exc)
         except Exception:  # noqa: BLE001 - an exception that does not pickle
-            errors.put(RuntimeError(traceback.format_exc()[-8000:]))
+            errors.put(RuntimeError(trace))
         raise SystemExit(1) from None
 
 

@@ -249,6 +249,9 @@ def _fill(template: str, subject: str, value: str) -> str:
 # Configuration
 # ---------------------------------------------------------------------------------------------
 
+#: The training of the defaults before 2026-12-05 (evening): 4 layers, 16 epochs at 4e-3.
+_SIXTEEN_EPOCHS: dict[str, Any] = dict(num_layers=4, epochs=16, lr=4e-3)
+
 _PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(
         n_people=20,
@@ -272,10 +275,10 @@ _PRESETS: dict[str, dict[str, Any]] = {
     "default": dict(),
     # The default world of 2026-12-05 (4 layers, 16 epochs at 4e-3): valid answers, but its target
     # prefers the true paraphrase too weakly (truth-ratio utility 0.505, docs/world.md).
-    "16-epochs": dict(num_layers=4, epochs=16, lr=4e-3),
+    "16-epochs": _SIXTEEN_EPOCHS,
     # The default world before its background people (2026-12-05), on which the world results
     # published until then were measured: its gold model fails the answer check (docs/world.md).
-    "no-background": dict(num_layers=4, epochs=16, lr=4e-3, n_background=0, strict=False),
+    "no-background": dict(_SIXTEEN_EPOCHS, n_background=0, strict=False),
 }
 
 
