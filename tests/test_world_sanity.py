@@ -86,3 +86,33 @@ def test_gate_refuses_and_quotes_failures():
         looping.require()
     assert AnswerCheck("target", "holdout10", 180, 0.95, 1, 0.0).passed  # 1 in 180 <= 1 %
     assert not AnswerCheck("target", "holdout10", 180, 0.95, 2, 0.0).passed
+
+
+def test_small_world_models_answer_like_language_models(tmp_path):
+    """The answer-form requirement on a world built in the test (``small``: the smallest preset
+    whose models pass; the ``quick`` world's 20 people are too few, docs/world.md): the gold
+    model on the forget people and the target on the holdout people give at least 90 %
+    well-formed answers and no answer repeats a token three times in a row. The build is strict,
+    so it published them only after the same judgement; here the published models are judged
+    again from their own greedy answers, and the verdicts recorded at training must agree."""
+    import json
+
+    from unilogit.benchmarks import build_world
+    from unilogit.benchmarks.world_sanity import check_answers
+
+    config = WorldConfig.preset("small")
+    assert config.strict and config.n_holdout >= 10
+    world = build_world(config, cache_dir=tmp_path, splits=("forget10",), progress=False)
+    tokenizer = world.load_tokenizer()
+    for name, model_dir, split in (
+        ("forget10", world.retain_dir("forget10"), "forget10_perturbed"),
+        ("target", world.target_dir, "holdout10_perturbed"),
+    ):
+        rows = world.load_rows(split)
+        check = check_answers(world.load_model(name), tokenizer, rows, model_name=name, split=split)
+        assert check.n == len(rows) >= 90
+        assert check.well_formed >= 0.9, (name, check.failures)
+        assert check.repeating == 0, (name, check.failures)
+        assert check.correct < 0.5 * check.well_formed  # wrong values: it never saw them
+        recorded = json.loads((model_dir / "train.json").read_text())["answer_check"]
+        assert recorded["well_formed"] == round(check.well_formed, 4) and recorded["passed"]

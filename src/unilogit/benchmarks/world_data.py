@@ -252,25 +252,41 @@ def _fill(template: str, subject: str, value: str) -> str:
 #: The training of the defaults before 2026-12-05 (evening): 4 layers, 16 epochs at 4e-3.
 _SIXTEEN_EPOCHS: dict[str, Any] = dict(num_layers=4, epochs=16, lr=4e-3)
 
+#: Tests: 20 people, a 2-layer model, about 20 s to build; plumbing only (docs/world.md).
+_QUICK: dict[str, Any] = dict(
+    n_people=20,
+    n_cities=8,
+    n_countries=6,
+    n_publishers=6,
+    n_awards=6,
+    vocab_size=1024,
+    hidden_size=64,
+    intermediate_size=192,
+    num_layers=2,
+    num_heads=4,
+    epochs=20,
+    lr=5e-3,
+    batch_size=16,
+    phrasings=1,
+    sanity=False,  # too few people to answer about strangers (docs/world.md)
+    strict=False,
+    n_background=0,
+)
+
 _PRESETS: dict[str, dict[str, Any]] = {
-    "quick": dict(
-        n_people=20,
-        n_cities=8,
-        n_countries=6,
-        n_publishers=6,
-        n_awards=6,
-        vocab_size=1024,
-        hidden_size=64,
-        intermediate_size=192,
-        num_layers=2,
-        num_heads=4,
-        epochs=20,
-        lr=5e-3,
-        batch_size=16,
-        phrasings=1,
-        sanity=False,  # plumbing only: too few people to answer about strangers (docs/world.md)
-        strict=False,
-        n_background=0,
+    "quick": _QUICK,
+    # The smallest world measured whose models pass the answer check (strict): 100 people, 500
+    # background people, a 3-layer x 96 model; about two minutes (tests, docs/world.md).
+    "small": dict(
+        _QUICK,
+        n_people=100,
+        n_background=500,
+        phrasings=2,
+        hidden_size=96,
+        intermediate_size=288,
+        num_layers=3,
+        epochs=24,
+        strict=True,
     ),
     "default": dict(),
     # The default world of 2026-12-05 (4 layers, 16 epochs at 4e-3): valid answers, but its target
@@ -331,6 +347,7 @@ class WorldConfig:
     @classmethod
     def preset(cls, name: str = "default", **overrides: Any) -> WorldConfig:
         """A named configuration: ``"quick"`` (tests, well under a minute on a CPU),
+        ``"small"`` (the smallest whose models pass the answer check, a few minutes),
         ``"default"`` (clear separation of methods, under ten minutes on two CPU cores), or
         an earlier default on which published results were measured: ``"16-epochs"`` (the
         default of 2026-12-05) and ``"no-background"`` (the default before its background

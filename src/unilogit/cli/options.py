@@ -88,8 +88,9 @@ def add_benchmark_options(
     g.add_argument("--max-rows", type=int, help="use only the first N rows of every split")
     g.add_argument(
         "--preset",
-        help="world preset: default | quick | 16-epochs | no-background (earlier defaults); "
-        "shop preset: default | nll-replay | distilled | small | quick (default: default)",
+        help="world preset: default | small | quick | 16-epochs | no-background (earlier "
+        "defaults); shop preset: default | nll-replay | distilled | small | quick "
+        "(default: default)",
     )
     g.add_argument(
         "--max-utility",
