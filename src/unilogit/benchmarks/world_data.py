@@ -252,7 +252,7 @@ def _fill(template: str, subject: str, value: str) -> str:
 #: The training of the defaults before 2026-12-05 (evening): 4 layers, 16 epochs at 4e-3.
 _SIXTEEN_EPOCHS: dict[str, Any] = dict(num_layers=4, epochs=16, lr=4e-3)
 
-#: Tests: 20 people, a 2-layer model, about 20 s to build; plumbing only (docs/world.md).
+#: Tests: 20 people and a 2-layer model; plumbing only (docs/world.md).
 _QUICK: dict[str, Any] = dict(
     n_people=20,
     n_cities=8,
@@ -276,7 +276,7 @@ _QUICK: dict[str, Any] = dict(
 _PRESETS: dict[str, dict[str, Any]] = {
     "quick": _QUICK,
     # The smallest world measured whose models pass the answer check (strict): 100 people, 500
-    # background people, a 3-layer x 96 model; about two minutes (tests, docs/world.md).
+    # background people, a 3-layer x 96 model; 2.7 minutes on 2 cores (tests, docs/world.md).
     "small": dict(
         _QUICK,
         n_people=100,
