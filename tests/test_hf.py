@@ -62,9 +62,9 @@ def _ours(method: str, retain, dtype: torch.dtype = F64, **options):
     return start, model.state_dict()
 
 
-def _order(n_retain: int) -> tuple[list[int], list[int]]:
+def _order(n_retain: int, **options) -> tuple[list[int], list[int]]:
     """Forget and retain rows in the order our loop visits them (one process, one epoch)."""
-    cfg = TrainConfig(**SETTINGS)
+    cfg = TrainConfig(**SETTINGS, **options)
     schedule = _Schedule(len(FORGET), n_retain, cfg, 1)
     forget, retain = [], []
     for step in range(schedule.total_steps):
@@ -170,12 +170,54 @@ def test_unlearn_trainer_with_retain_equals_our_loop(tmp_path, method):
 def test_collator_and_dataset_shapes(tiny_tokenizer):
     dataset = ForgetRetainDataset(tiny_tokenizer, FORGET[:3], RETAIN[:2], method="idkdpo")
     assert set(dataset[0]["forget"]) == {"forget", "chosen"}
-    assert dataset[2]["retain"] is dataset.retain[0]  # row i with retain row i mod 2
+    (row,) = dataset[2]["retain"]
+    assert row is dataset.retain[0]  # row i with retain row i mod 2
     batch = ForgetRetainCollator(tiny_tokenizer.pad_token_id)([dataset[i] for i in range(3)])
     assert batch["forget"]["chosen"]["input_ids"].shape[0] == 3
     assert batch["retain"]["labels"].shape[0] == 3
     no_retain = ForgetRetainDataset(tiny_tokenizer, FORGET[:2])
     assert "retain" not in ForgetRetainCollator(0)([no_retain[0], no_retain[1]])
+
+
+def test_retain_per_row_pairs_k_retain_rows_with_each_forget_row(tiny_tokenizer):
+    dataset = ForgetRetainDataset(tiny_tokenizer, FORGET[:3], RETAIN[:5], retain_per_row=2)
+    assert [[dataset.retain.index(r) for r in dataset[i]["retain"]] for i in range(3)] == [
+        [0, 1],
+        [2, 3],
+        [4, 0],  # rows i*k ... i*k + k - 1, mod 5
+    ]
+    batch = ForgetRetainCollator(tiny_tokenizer.pad_token_id)([dataset[1], dataset[2]])
+    assert batch["forget"]["forget"]["labels"].shape[0] == 2
+    expected = data_lib.collate([dataset.retain[i] for i in (2, 3, 4, 0)], 0)["input_ids"]
+    assert torch.equal(batch["retain"]["input_ids"], expected)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ConfigError, match="retain_per_row"):
+            ForgetRetainDataset(tiny_tokenizer, FORGET[:3], RETAIN[:5], retain_per_row=bad)
+
+
+def test_unlearn_trainer_with_retain_per_row_equals_our_retain_batch_size(tmp_path):
+    """Two retain rows per forget row in the Trainer = ``retain_batch_size`` 4 at batch size 2
+    in our loop: the same retain rows in every micro-batch, the same weights."""
+    start, ours = _ours("unilogit", RETAIN, retain_batch_size=4)
+    forget_order, retain_order = _order(len(RETAIN), retain_batch_size=4)
+    assert len(retain_order) == 2 * len(forget_order)
+    tokenizer = word_tokenizer()
+    model = _model(F64)
+    dataset = ForgetRetainDataset(
+        tokenizer,
+        [FORGET[i] for i in forget_order],
+        [RETAIN[i] for i in retain_order],  # item i pairs with retain rows 2i, 2i + 1
+        retain_per_row=2,
+    )
+    trainer = UnlearnTrainer(
+        model=model,
+        args=_args(tmp_path),
+        method="unilogit",
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    _assert_same(start, ours, model.state_dict())
 
 
 def test_loss_func_mean_without_count_and_unknown_name():

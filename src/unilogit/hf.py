@@ -14,7 +14,8 @@ Two entry points, for people who already have a Trainer set-up:
 * :class:`UnlearnTrainer` -- a ``Trainer`` whose ``compute_loss`` runs any registered method
   (:mod:`unilogit.methods`: forget term + retain term + frozen reference), with the same
   per-term token weighting as :func:`unilogit.trainer.unlearn`. Its data are a
-  :class:`ForgetRetainDataset` (forget row i paired with retain row i mod n_retain) and
+  :class:`ForgetRetainDataset` (forget row i paired with retain row i mod n_retain, or with
+  ``retain_per_row`` of them) and
   :class:`ForgetRetainCollator`.
 
 With the same batches in the same order and the same optimizer settings (AdamW, linear
@@ -82,13 +83,16 @@ def loss_func(name: str = "unilogit", **options: Any) -> Callable[..., Tensor]:
 
 
 class ForgetRetainDataset(torch.utils.data.Dataset):
-    """Encoded forget rows, each paired with a retain row (row i with retain row i mod n).
+    """Encoded forget rows, each paired with ``retain_per_row`` retain rows (row i with retain
+    rows i·k, ..., i·k + k − 1, mod n_retain).
 
     ``forget`` / ``retain``: anything :func:`unilogit.data.load_examples` reads. Rows are
     encoded once as training encodes them (``prompt_format``, ``max_length``). ``method``:
     a method that needs refusals (IdkDPO) adds a ``"chosen"`` view with one refusal per row
-    (``refusals``, picked with ``seed``). Item i is ``{"forget": {view: EncodedExample},
-    "retain": EncodedExample}`` (no ``"retain"`` key without a retain set).
+    (``refusals``, picked with ``seed``). ``retain_per_row`` (k): retain rows per forget row, so
+    a batch of B forget rows carries B·k retain rows (our loop's ``retain_batch_size`` = k ·
+    ``batch_size``). Item i is ``{"forget": {view: EncodedExample}, "retain": (EncodedExample,
+    ...)}`` (k retain rows; no ``"retain"`` key without a retain set).
     """
 
     def __init__(
@@ -102,7 +106,14 @@ class ForgetRetainDataset(torch.utils.data.Dataset):
         max_length: int | None = 512,
         refusals: Sequence[str] | None = None,
         seed: int = 0,
+        retain_per_row: int = 1,
     ) -> None:
+        if isinstance(retain_per_row, bool) or not isinstance(retain_per_row, int):
+            raise ConfigError(f"retain_per_row must be an integer >= 1, got {retain_per_row!r}")
+        if retain_per_row < 1:
+            raise ConfigError(f"retain_per_row must be >= 1, got {retain_per_row}")
+        self.retain_per_row = retain_per_row
+
         def encode(rows: list[data_lib.Example]) -> list[data_lib.EncodedExample]:
             return data_lib.encode_examples(
                 tokenizer, rows, prompt_format=prompt_format, max_length=max_length
@@ -127,14 +138,15 @@ class ForgetRetainDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         item: dict[str, Any] = {"forget": {k: v[i] for k, v in self.views.items()}}
         if self.retain:
-            item["retain"] = self.retain[i % len(self.retain)]
+            k, n = self.retain_per_row, len(self.retain)
+            item["retain"] = tuple(self.retain[(i * k + j) % n] for j in range(k))
         return item
 
 
 class ForgetRetainCollator:
     """Pads a list of :class:`ForgetRetainDataset` items into ``{"forget": {view: batch},
-    "retain": batch}`` (each batch: ``input_ids``, ``attention_mask``, ``labels`` (B, T), see
-    :func:`unilogit.data.collate`)."""
+    "retain": batch}`` (each batch: ``input_ids``, ``attention_mask``, ``labels`` (rows, T), see
+    :func:`unilogit.data.collate`; the retain batch holds every item's retain rows in order)."""
 
     def __init__(self, pad_token_id: int) -> None:
         if pad_token_id is None:
@@ -150,7 +162,8 @@ class ForgetRetainCollator:
             }
         }
         if "retain" in features[0]:
-            out["retain"] = data_lib.collate([f["retain"] for f in features], self.pad_token_id)
+            rows = [row for f in features for row in f["retain"]]
+            out["retain"] = data_lib.collate(rows, self.pad_token_id)
         return out
 
 
