@@ -455,6 +455,8 @@ def test_sizing_counts_steps_and_times_them(config):
     rows -= len(files["replay_candidates"])
     assert build_steps(distilled)["target"]["steps"] == math.ceil(rows / 8) * config.epochs
     assert time_steps(distilled, steps=2)["cpu_s_per_step"] > 0
+    frozen = ShopConfig(**{**config.to_dict(), "freeze_embeddings": True})  # timed as built
+    assert time_steps(frozen, steps=1)["trainable_params"] < timing["trainable_params"]
 
 
 def test_recipe_script_reads_a_cached_build_and_interpolates(built, config, monkeypatch, tmp_path):

@@ -319,6 +319,15 @@ def finetune_options(config: ShopConfig) -> dict[str, Any]:
     )
 
 
+def freeze_embeddings(model: Any, config: ShopConfig) -> None:
+    """Where ``config.freeze_embeddings``: the input and output embeddings (one tensor when
+    tied) are not trained."""
+    if config.freeze_embeddings:
+        for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+            if module is not None:
+                module.weight.requires_grad_(False)
+
+
 def _train_model(
     config: ShopConfig, shop: Shop, which: str, cache_dir: Any, progress: bool, device: str = "cpu"
 ) -> None:
@@ -336,10 +345,7 @@ def _train_model(
     repeats = {"replay": config.replay_repeats}
     examples = [e for name in sets for e in shop.load_split(name) * repeats.get(name, 1)]
     model, tokenizer = load_base(config, cache_dir, device)
-    if config.freeze_embeddings:
-        for module in (model.get_input_embeddings(), model.get_output_embeddings()):
-            if module is not None:
-                module.weight.requires_grad_(False)  # tied: one tensor
+    freeze_embeddings(model, config)
     _log(
         progress,
         f"fine-tuning the {which} model on {' + '.join(sets)} ({len(examples)} rows, "

@@ -14,7 +14,7 @@ import random
 import time
 from typing import Any
 
-from .shop import MODELS, finetune_options, kl_replay_examples, load_base
+from .shop import MODELS, finetune_options, freeze_embeddings, kl_replay_examples, load_base
 from .shop_data import ShopConfig, generate_shop
 
 __all__ = ["build_steps", "time_steps"]
@@ -43,8 +43,9 @@ def build_steps(config: ShopConfig) -> dict[str, Any]:
 
 def time_steps(config: ShopConfig, steps: int = 4, threads: int | None = 1) -> dict[str, float]:
     """Wall and CPU seconds per optimizer step of fine-tuning the base model on the config's
-    target rows (shuffled; the first step, which pays for warm-up, is not counted); with
-    ``replay_kl``, the KL term on replay questions and the base model's own answers too."""
+    target rows (shuffled; the first step, which pays for warm-up, is not counted), trained as
+    the build trains it (``freeze_embeddings``); with ``replay_kl``, the KL term on replay
+    questions and the base model's own answers too."""
     import torch
 
     before = torch.get_num_threads()
@@ -66,6 +67,8 @@ def _time(config: ShopConfig, steps: int) -> dict[str, float]:
     rows = [r for s in MODELS["target"] if s != "replay" for r in files[s]]
     random.Random(0).shuffle(rows)
     model, tokenizer = load_base(config, None)
+    freeze_embeddings(model, config)  # as the build trains it
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     examples = load_examples(rows[: config.batch_size * (steps + 1)], kind="qa", name="target")
     lengths = [len(e.input_ids) for e in encode_examples(tokenizer, examples)]
     retain = None
@@ -89,6 +92,7 @@ def _time(config: ShopConfig, steps: int) -> dict[str, float]:
         "cpu_s_per_step": (marks[-1][1] - marks[0][1]) / n,
         "tokens_per_row": sum(lengths) / len(lengths),
         "threads": torch.get_num_threads(),
+        "trainable_params": trainable,  # before LoRA wraps the model
     }
 
 
