@@ -115,3 +115,22 @@ def test_best_per_method_uses_seed_medians(tmp_path):
         if ln.startswith("| unilogit")
     )
     assert row.startswith("| unilogit lr=1e-3 | 2/2 | 0.1 | 0.400 |"), row
+
+
+def test_kl_plot_is_symlog_so_a_collapsed_run_does_not_squeeze_the_rest(tmp_path, monkeypatch):
+    """KL spans orders of magnitude (a collapsed run: 40, a good one: 0.05) and the gold
+    model's is 0: the KL front plot puts both axes on a symmetric log scale; FQ-MU stays linear."""
+    import unilogit.report_seeds as seeds_mod
+
+    scales = {}
+    real = seeds_mod.save_png
+
+    def spy(fig, path):
+        ax = fig.axes[0]
+        scales[path.name] = (ax.get_xscale(), ax.get_yscale())
+        return real(fig, path)
+
+    monkeypatch.setattr(seeds_mod, "save_png", spy)
+    paths = write_report(_records(), tmp_path)
+    assert scales[paths["seeds_2"].name] == ("symlog", "symlog")  # KL forget vs retain
+    assert scales[paths["seeds_1"].name] == ("linear", "linear")  # FQ vs MU

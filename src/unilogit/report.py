@@ -46,7 +46,7 @@ from .files import atomic_write_text, read_jsonl
 from .report_common import colors as _colors
 from .report_common import curve_front as _front
 from .report_common import curve_xy as _xy
-from .report_common import draw_front, pareto_front
+from .report_common import draw_front, pareto_front, set_scale
 from .report_common import figure as _figure
 from .report_common import fmt as _fmt
 from .report_common import label as _label
@@ -239,6 +239,7 @@ def plot_pareto(records: Sequence[Mapping[str, Any]], path: Path, curve: Curve) 
     if curve.x_key == "forget_quality_log10":
         ax.axvline(math.log10(0.05), color="#999999", lw=0.8, ls=":", zorder=0)
         ax.text(math.log10(0.05), ax.get_ylim()[0], " p=0.05", color="#777777", fontsize=7)
+    set_scale(ax, curve)
     ax.set_xlabel(curve.x_label or curve.x_key)
     ax.set_ylabel(curve.y_label or curve.y_key)
     ax.set_title(f"{curve.title} (all evaluations; large = final)")

@@ -11,7 +11,17 @@ from typing import Any
 
 from .files import atomic_write_bytes
 
-__all__ = ["colors", "figure", "fmt", "label", "legend", "num", "pareto_front", "save_png"]
+__all__ = [
+    "colors",
+    "figure",
+    "fmt",
+    "label",
+    "legend",
+    "num",
+    "pareto_front",
+    "save_png",
+    "set_scale",
+]
 
 METHOD_COLORS = {
     "unilogit": "#d62728",
@@ -88,6 +98,18 @@ def draw_front(
     fx, fy = zip(*(curve_xy(rows[i], curve) for i in idx), strict=True)
     ax.plot(fx, fy, **line)
     return fx, fy
+
+
+#: Where a ``symlog`` axis turns from linear to logarithmic.
+SYMLOG_LINEAR_BELOW = 0.01
+
+
+def set_scale(ax: Any, curve: Any) -> None:
+    """Both axes symmetric-log where ``curve.symlog`` (linear below
+    :data:`SYMLOG_LINEAR_BELOW`, so 0 stays on the plot), else linear."""
+    if getattr(curve, "symlog", False):
+        ax.set_xscale("symlog", linthresh=SYMLOG_LINEAR_BELOW)
+        ax.set_yscale("symlog", linthresh=SYMLOG_LINEAR_BELOW)
 
 
 def label(r: Mapping[str, Any], with_epoch: bool = False) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .benchmarks.base import Curve
-from .report_common import colors, draw_front, figure, fmt, legend, num, save_png
+from .report_common import colors, draw_front, figure, fmt, legend, num, save_png, set_scale
 from .report_common import curve_front as _front
 from .report_common import curve_xy as _xy
 from .report_stats import HYPERVOLUMES, P_GAP_KEY, max_seeds, seed_medians
@@ -29,6 +29,7 @@ KL_CURVE = Curve(
     "KL→gold on retain answers  (↓ better)",
     x_higher_is_better=False,
     y_higher_is_better=False,
+    symlog=True,
 )
 #: The median table's columns: (record key, header, format).
 SEED_COLUMNS = (
@@ -188,6 +189,7 @@ def plot_seed_pareto(
                 zorder=5,
                 label=name,
             )
+    set_scale(ax, curve)
     ax.set_xlabel(curve.x_label or curve.x_key)
     ax.set_ylabel(curve.y_label or curve.y_key)
     ax.set_title(f"{curve.title} (median over seeds; bars: {SPREAD})")

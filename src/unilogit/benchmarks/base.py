@@ -69,6 +69,9 @@ class Curve:
     y_label: str = ""
     x_higher_is_better: bool = True
     y_higher_is_better: bool = True
+    #: Both axes on a symmetric log scale (linear within 0.01 of 0), for quantities that span
+    #: orders of magnitude and can be 0 (KL): otherwise a collapsed run squeezes the rest.
+    symlog: bool = False
 
 
 @dataclass(frozen=True)
