@@ -332,3 +332,44 @@ def test_unlearn_trainer_evaluate_gives_the_methods_loss_on_the_whole_set(tmp_pa
     assert metrics["eval_loss"] == pytest.approx(float(terms.total()), rel=1e-10)
     other = trainer.evaluate(eval_dataset=eval_set, metric_key_prefix="forget_set")
     assert other["forget_set_loss"] == pytest.approx(metrics["eval_loss"], rel=1e-12)
+
+
+def test_unlearn_trainer_groups_by_the_forget_rows_lengths(tmp_path):
+    """``group_by_length``: the Trainer cannot read lengths from our nested items (it raised
+    ValueError); UnlearnTrainer groups by the forget rows' token counts and trains."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    grouped = (
+        {"train_sampling_strategy": "group_by_length"}
+        if "train_sampling_strategy" in fields
+        else {"group_by_length": True}
+    )
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=2, num_train_epochs=1,
+        learning_rate=1e-3, report_to="none", save_strategy="no", use_cpu=True,
+        disable_tqdm=True, **grouped,
+    )  # fmt: skip
+    tokenizer = word_tokenizer()
+    # answers of 0-3 repeated names more: rows of different lengths
+    forget = [dict(r, answer=r["answer"] + f" {r['answer'].split()[0]}" * (i % 4))
+              for i, r in enumerate(FORGET)]  # fmt: skip
+    dataset = ForgetRetainDataset(tokenizer, forget, RETAIN)
+    assert dataset.lengths == [len(e.input_ids) for e in dataset.views["forget"]]
+    assert len(set(dataset.lengths)) == 4  # something to group
+    model = _model(F64)
+    trainer = UnlearnTrainer(
+        model=model, args=args, method="npo", train_dataset=dataset, processing_class=tokenizer
+    )
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, LengthGroupedSampler)
+    assert sampler.lengths == dataset.lengths
+    order = [dataset.lengths[i] for i in sampler]
+    assert sorted(order) == sorted(dataset.lengths)  # every row once
+    assert order[0] == max(dataset.lengths)  # HF's grouping puts the longest batch first
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer.train()
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())

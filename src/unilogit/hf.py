@@ -135,6 +135,11 @@ class ForgetRetainDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.views["forget"])
 
+    @property
+    def lengths(self) -> list[int]:
+        """Tokens of each forget row (prompt + answer), for length-grouped sampling."""
+        return [len(e.input_ids) for e in self.views["forget"]]
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         item: dict[str, Any] = {"forget": {k: v[i] for k, v in self.views.items()}}
         if self.retain:
@@ -236,6 +241,22 @@ class UnlearnTrainer(Trainer):
         finally:
             for p in frozen:  # the caller gets its model back as trainable as it was
                 p.requires_grad_(True)
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """Length grouping (``train_sampling_strategy="group_by_length"``, or
+        ``group_by_length=True`` before transformers 5) by the forget rows' lengths, which the
+        Trainer cannot read from our nested items; every other sampling is the Trainer's."""
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        strategy = getattr(self.args, "train_sampling_strategy", None)
+        grouped = strategy == "group_by_length" or getattr(self.args, "group_by_length", False)
+        if grouped and isinstance(dataset, ForgetRetainDataset):
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return LengthGroupedSampler(batch, lengths=dataset.lengths)
+        if train_dataset is None:
+            return super()._get_train_sampler()
+        return super()._get_train_sampler(train_dataset)
 
     def prediction_step(
         self,
