@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import os
@@ -350,16 +351,19 @@ def _check_overlap(forget: list, retain: list, allow: bool) -> None:
 # --------------------------------------------------------------------------- the schedule
 
 
-def _permutation(n: int, seed: int, salt: int) -> list[int]:
+@functools.lru_cache(maxsize=4)
+def _permutation(n: int, seed: int, salt: int) -> tuple[int, ...]:
+    """A seeded permutation of ``range(n)``; cached, since every step of an epoch (and every
+    retain row of a cycle) asks for the same one."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + salt)
-    return torch.randperm(n, generator=gen).tolist()
+    return tuple(torch.randperm(n, generator=gen).tolist())
 
 
 #: Length grouping sorts windows of this many micro-batches of the shuffled order.
 GROUP_WINDOW = 16
 
 
-def _grouped_by_length(perm: list[int], lengths: Sequence[int], window: int) -> list[int]:
+def _grouped_by_length(perm: Sequence[int], lengths: Sequence[int], window: int) -> list[int]:
     """``perm`` cut into windows of ``window`` rows, each sorted by length (longest first;
     ties keep the shuffled order): consecutive micro-batches hold rows of similar length, so
     little padding is computed, and every row still comes once per epoch in a seeded order."""
@@ -390,6 +394,7 @@ class _Schedule:
         if lengths is not None and len(lengths) != n_forget:
             raise ValueError(f"{len(lengths)} lengths for {n_forget} forget rows")
         self.lengths = lengths
+        self._order: tuple[int, Sequence[int]] | None = None  # (epoch, its forget order)
         self.global_batch = cfg.batch_size * world  # rows per micro-batch, all processes
         self.retain_batch = (cfg.retain_batch_size or cfg.batch_size) * world
         self.micro_per_epoch = math.ceil(n_forget / self.global_batch)
@@ -406,18 +411,26 @@ class _Schedule:
     def micro_batches(self, step: int) -> list[tuple[int, list[int], list[int]]]:
         """[(epoch, global forget rows, global retain rows)] for optimizer step ``step``."""
         epoch, k = divmod(step, self.steps_per_epoch)
-        perm = _permutation(self.n_forget, self.cfg.seed, epoch)
-        if self.cfg.group_by_length:
-            if self.lengths is None:
-                raise ValueError("group_by_length needs the length of every forget row")
-            perm = _grouped_by_length(perm, self.lengths, GROUP_WINDOW * self.global_batch)
+        perm = self._forget_order(epoch)
         out = []
         first = k * self.cfg.grad_accum
         for micro in range(first, min(first + self.cfg.grad_accum, self.micro_per_epoch)):
-            rows = perm[micro * self.global_batch : (micro + 1) * self.global_batch]
+            rows = list(perm[micro * self.global_batch : (micro + 1) * self.global_batch])
             size = self.retain_batch if self.cfg.retain_batch_size else len(rows)
             out.append((epoch, rows, self._retain_rows(epoch * self.micro_per_epoch + micro, size)))
         return out
+
+    def _forget_order(self, epoch: int) -> Sequence[int]:
+        """The epoch's forget rows in order: shuffled, then grouped by length where asked;
+        computed once per epoch (steps ask in order)."""
+        if self._order is None or self._order[0] != epoch:
+            perm: Sequence[int] = _permutation(self.n_forget, self.cfg.seed, epoch)
+            if self.cfg.group_by_length:
+                if self.lengths is None:
+                    raise ValueError("group_by_length needs the length of every forget row")
+                perm = _grouped_by_length(perm, self.lengths, GROUP_WINDOW * self.global_batch)
+            self._order = (epoch, perm)
+        return self._order[1]
 
     def _retain_rows(self, global_micro: int, size: int) -> list[int]:
         if self.n_retain == 0:
