@@ -108,10 +108,9 @@ class ForgetRetainDataset(torch.utils.data.Dataset):
         seed: int = 0,
         retain_per_row: int = 1,
     ) -> None:
-        if isinstance(retain_per_row, bool) or not isinstance(retain_per_row, int):
-            raise ConfigError(f"retain_per_row must be an integer >= 1, got {retain_per_row!r}")
-        if retain_per_row < 1:
-            raise ConfigError(f"retain_per_row must be >= 1, got {retain_per_row}")
+        k = retain_per_row
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f"retain_per_row must be an integer >= 1, got {k!r}")
         self.retain_per_row = retain_per_row
 
         def encode(rows: list[data_lib.Example]) -> list[data_lib.EncodedExample]:

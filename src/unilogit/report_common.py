@@ -107,7 +107,7 @@ SYMLOG_LINEAR_BELOW = 0.01
 def set_scale(ax: Any, curve: Any) -> None:
     """Both axes symmetric-log where ``curve.symlog`` (linear below
     :data:`SYMLOG_LINEAR_BELOW`, so 0 stays on the plot), else linear."""
-    if getattr(curve, "symlog", False):
+    if curve.symlog:
         ax.set_xscale("symlog", linthresh=SYMLOG_LINEAR_BELOW)
         ax.set_yscale("symlog", linthresh=SYMLOG_LINEAR_BELOW)
 
